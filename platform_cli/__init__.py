@@ -1,0 +1,1 @@
+"""Plinth: an ML platform as code."""

@@ -1,0 +1,1 @@
+"""One module per noun: parse options, call the core, print the result."""

@@ -1,0 +1,133 @@
+"""plinth job: render, submit, follow and cancel jobs on a stack's target."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from platform_cli.errors import PlinthError
+from platform_cli.output import OutputFormat, OutputOption, StackOption, age, duration, emit
+
+app = typer.Typer(help="Render, submit and follow jobs (spark, horovod, python).", no_args_is_help=True)
+
+FileOption = typer.Option(..., "--file", "-f", help="job spec file (YAML)", exists=False)
+
+
+def _target(stack_name: str | None):
+    from platform_cli.spec.stack import load_stack
+    from platform_cli.targets import get_target
+
+    stack = load_stack(stack_name)
+    return stack, get_target(stack)
+
+
+@app.command()
+def render(file: Path = FileOption, stack: str = StackOption, output: OutputFormat = typer.Option(OutputFormat.yaml, "--output", "-o", help="yaml or json")):
+    """Print what would run, validated, without running it."""
+    from platform_cli.render.job import render_job
+    from platform_cli.spec.job import load_job
+    from platform_cli.spec.stack import load_stack
+
+    rendered = render_job(load_job(file), load_stack(stack))
+    if output is OutputFormat.json:
+        typer.echo(json.dumps(rendered.documents[0] if len(rendered.documents) == 1 else rendered.documents, indent=2))
+    else:
+        typer.echo(rendered.text, nl=False)
+
+
+@app.command()
+def submit(
+    file: Path = FileOption,
+    stack: str = StackOption,
+    wait: bool = typer.Option(False, "--wait", "-w", help="stream the log and wait for the job to end; exit 1 unless it succeeds"),
+):
+    """Render, validate and start a job."""
+    from platform_cli.render.job import render_job
+    from platform_cli.spec.job import load_job
+
+    job = load_job(file)
+    stack_config, target = _target(stack)
+    rendered = render_job(job, stack_config, job_id=target.new_job_id(job.spec.name))
+    record = target.submit(job, rendered)
+    typer.echo(f"job/{record.id} submitted to stack {stack_config.name}")
+    if wait:
+        _follow_to_end(target, record.id)
+
+
+@app.command()
+def restart(job_id: str, stack: str = StackOption, wait: bool = typer.Option(False, "--wait", "-w", help="stream the log and wait for the job to end")):
+    """Run a finished job again with the same outputs and checkpoints (training resumes)."""
+    _, target = _target(stack)
+    record = target.restart(job_id)
+    typer.echo(f"job/{record.id} restarted (attempt {record.attempt})")
+    if wait:
+        _follow_to_end(target, record.id, from_end=True)
+
+
+@app.command("ls")
+def list_jobs(stack: str = StackOption, output: OutputFormat = OutputOption):
+    """List jobs, oldest first."""
+    _, target = _target(stack)
+    records = target.list()
+    emit(
+        [r.model_dump(mode="json") for r in records],
+        output,
+        lambda: (
+            ["name", "kind", "status", "attempt", "age", "duration"],
+            [(r.id, r.kind, r.status.value, r.attempt, age(r.submitted), duration(r.started, r.finished)) for r in records],
+        ),
+    )
+
+
+@app.command()
+def status(job_id: str, stack: str = StackOption, output: OutputFormat = OutputOption):
+    """Show one job; a failed job shows the tail of its log."""
+    _, target = _target(stack)
+    record = target.status(job_id)
+    emit(
+        record.model_dump(mode="json"),
+        output,
+        lambda: (
+            ["name", "kind", "status", "attempt", "exit code", "age", "duration"],
+            [(record.id, record.kind, record.status.value, record.attempt, record.exit_code, age(record.submitted), duration(record.started, record.finished))],
+        ),
+    )
+    if output is OutputFormat.table and record.message:
+        typer.echo(f"\n{record.message}")
+
+
+@app.command()
+def logs(
+    job_id: str,
+    stack: str = StackOption,
+    follow: bool = typer.Option(False, "--follow", "-f", help="keep streaming until the job ends"),
+    tail: int = typer.Option(None, "--tail", help="only the last N lines"),
+):
+    """Print a job's log (stdout and stderr of every attempt)."""
+    _, target = _target(stack)
+    for chunk in target.logs(job_id, follow=follow, tail=tail):
+        typer.echo(chunk, nl=False)
+
+
+@app.command()
+def cancel(job_id: str, stack: str = StackOption):
+    """Stop a job and every process it started."""
+    _, target = _target(stack)
+    record = target.cancel(job_id)
+    typer.echo(f"job/{record.id} {record.status.value.lower()}")
+
+
+def _follow_to_end(target, job_id: str, from_end: bool = False) -> None:
+    """Stream the log until the job ends (Ctrl-C stops following, not the job)."""
+    try:
+        for chunk in target.logs(job_id, follow=True, tail=0 if from_end else None):
+            typer.echo(chunk, nl=False)
+    except KeyboardInterrupt:
+        typer.echo(f"\nstopped following; the job goes on (plinth job logs -f {job_id})", err=True)
+        raise typer.Exit(130) from None
+    record = target.wait(job_id)
+    if record.status.value != "Succeeded":
+        raise PlinthError(f"job {job_id} {record.status.value}" + (f" (exit code {record.exit_code})" if record.exit_code is not None else ""), f"see plinth job logs {job_id}")
+    typer.echo(f"job/{record.id} succeeded in {duration(record.started, record.finished)}")

@@ -1,0 +1,16 @@
+"""The one error type users see.
+
+Anything the user can fix (a bad spec, an unknown stack, a busy port) raises PlinthError with a
+headline and, where there is one, the fix. The CLI prints it on one line and exits 1; the
+traceback is shown only with PLINTH_DEBUG=1.
+"""
+
+
+class PlinthError(Exception):
+    def __init__(self, message: str, fix: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+    def __str__(self) -> str:
+        return f"{self.message}; {self.fix}" if self.fix else self.message

@@ -1,0 +1,123 @@
+"""Render a job spec for a stack's target: decisions in Python, layout in templates/<kind>/."""
+
+from __future__ import annotations
+
+import math
+import string
+from dataclasses import dataclass
+
+import yaml
+from pydantic import ValidationError
+
+from platform_cli.errors import PlinthError
+from platform_cli.render.engine import render_template
+from platform_cli.spec.job import JOB_VARIABLES, HorovodJobSpec, LoadedJob, SparkJobSpec
+from platform_cli.spec.launch import LocalLaunch
+from platform_cli.spec.stack import Stack, describe_validation_error
+
+
+@dataclass(frozen=True)
+class RenderedJob:
+    job_id: str
+    template: str
+    text: str  # exactly what `plinth job render` prints and the target receives
+    documents: list[dict]
+
+
+def job_paths(storage_root: str, job_id: str) -> dict[str, str]:
+    """Where a submission's outputs and checkpoints live. Keyed by job id so a restart of the
+    same submission finds its checkpoints, and a new submission starts clean."""
+    base = f"{storage_root.rstrip('/')}/jobs/{job_id}"
+    return {"output_dir": f"{base}/outputs", "checkpoint_dir": f"{base}/checkpoints"}
+
+
+def job_variables(job: LoadedJob, stack: Stack, job_id: str) -> dict[str, str]:
+    values = {"storage": stack.storage_root, "job_name": job.spec.name, "job_id": job_id}
+    values.update(job_paths(stack.storage_root, job_id))
+    assert values.keys() == JOB_VARIABLES.keys()
+    return values
+
+
+def substitute(value: str, variables: dict[str, str], field: str) -> str:
+    """Fill ${name} variables; an unknown one is an error naming the field, not an empty string."""
+    try:
+        return string.Template(value).substitute(variables)
+    except KeyError as exc:
+        known = ", ".join(f"${{{k}}}" for k in variables)
+        raise PlinthError(f"{field}: unknown variable ${{{exc.args[0]}}}", f"use one of {known} (write $$ for a literal $)") from None
+    except ValueError:
+        raise PlinthError(f"{field}: malformed ${{...}} in {value!r}", "write $$ for a literal $") from None
+
+
+def render_job(job: LoadedJob, stack: Stack, job_id: str | None = None) -> RenderedJob:
+    """Render `job` for `stack`. Without a job id (a preview), the id reads `<name>-<id>`."""
+    job_id = job_id or f"{job.spec.name}-<id>"
+    template = f"{job.spec.kind}/{stack.config.target}.yaml.j2"
+    context = _local_context(job, stack, job_id)
+    text = render_template(template, context)
+    documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
+    validate_local(documents, template)
+    return RenderedJob(job_id=job_id, template=template, text=text, documents=documents)
+
+
+def validate_local(documents: list[dict], template: str) -> None:
+    if len(documents) != 1:
+        raise PlinthError(f"template {template} rendered {len(documents)} documents, expected one LocalLaunch")
+    try:
+        LocalLaunch.model_validate(documents[0])
+    except ValidationError as exc:
+        raise PlinthError(f"template {template} rendered an invalid LocalLaunch: {describe_validation_error(exc)}") from None
+
+
+def _local_context(job: LoadedJob, stack: Stack, job_id: str) -> dict:
+    spec = job.spec
+    variables = job_variables(job, stack, job_id)
+    args = [substitute(arg, variables, f"args[{i}]") for i, arg in enumerate(spec.args)]
+    threads = max(1, math.floor(spec.resources.cpu))
+    env = {
+        "PLINTH_STACK": stack.name,
+        "PLINTH_JOB_NAME": spec.name,
+        "PLINTH_JOB_ID": job_id,
+        "PLINTH_STORAGE": variables["storage"],
+        "PLINTH_OUTPUT_DIR": variables["output_dir"],
+        "PLINTH_CHECKPOINT_DIR": variables["checkpoint_dir"],
+        # Local workers share this machine's cores: size every thread pool to the request.
+        "OMP_NUM_THREADS": str(threads),
+        "TF_NUM_INTRAOP_THREADS": str(threads),
+        "TF_NUM_INTEROP_THREADS": "1",
+    }
+    env.update({key: substitute(value, variables, f"env.{key}") for key, value in sorted(spec.env.items())})
+    context = {
+        "job": spec,
+        "job_id": job_id,
+        "stack": stack.name,
+        "workdir": str(job.base_dir),
+        "script": str(job.script_path),
+        "args": args,
+        "env": env,
+        "labels": dict(sorted(spec.labels.items())),
+        **variables,
+    }
+    if isinstance(spec, SparkJobSpec):
+        cores = min(stack.config.local.spark_cores, spec.workers * math.ceil(spec.resources.cpu))
+        context["master"] = f"local[{cores}]"
+        # Driver and executors share one JVM locally, so the driver gets the whole request.
+        context["conf"] = {"spark.driver.memory": _spark_memory(spec.resources.memory), **dict(sorted(spec.conf.items()))}
+        env["PYSPARK_PYTHON"] = "python"
+    if isinstance(spec, HorovodJobSpec):
+        slots = stack.config.local.horovod_slots
+        if spec.workers > slots:
+            raise PlinthError(
+                f"workers: {spec.workers} exceeds the {slots} Horovod slots of stack {stack.name!r}",
+                f"lower workers or raise plinth:local.horovodSlots in {stack.file.name}",
+            )
+        context["hosts"] = f"localhost:{spec.workers}"
+    return context
+
+
+def _spark_memory(quantity: str) -> str:
+    """Kubernetes quantity (2Gi, 512Mi) -> JVM size (2g, 512m)."""
+    for suffix, jvm in (("Gi", "g"), ("Mi", "m"), ("Ki", "k"), ("G", "g"), ("M", "m"), ("k", "k")):
+        if quantity.endswith(suffix):
+            return quantity[: -len(suffix)] + jvm
+    return quantity

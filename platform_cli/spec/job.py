@@ -1,0 +1,150 @@
+"""Job specs: the declarative files users write (`examples/ctr/*.job.yaml`).
+
+    kind: horovod            # spark | horovod | python
+    name: ctr-train
+    script: train.py         # relative to this file
+    args: [--features, "${storage}/ctr/features", --export-dir, "${output_dir}/model"]
+    workers: 2
+    resources: {cpu: 1, memory: 2Gi}
+
+`${...}` variables in args and env are filled in per submission from the stack and the job
+(see JOB_VARIABLES); they are plain string substitution, never template syntax, so a value
+can carry any characters without changing the rendered manifest.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from platform_cli.errors import PlinthError
+from platform_cli.spec.stack import describe_validation_error
+
+# What a job may refer to in args/env; the render step fills them in.
+JOB_VARIABLES = {
+    "storage": "the stack's storage root",
+    "job_name": "the job's name",
+    "job_id": "this submission's id (name + suffix)",
+    "output_dir": "a per-submission directory for outputs (models, metrics)",
+    "checkpoint_dir": "a per-submission directory for checkpoints; kept across restarts",
+}
+
+# A DNS-1123 label, short enough that "<name>-<suffix>" still fits Kubernetes' 63 characters.
+NAME_PATTERN = r"^[a-z]([-a-z0-9]{0,50}[a-z0-9])?$"
+QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class SpecModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resources(SpecModel):
+    """Per worker. Locally they size thread pools; on a cluster they become pod requests."""
+
+    cpu: float = Field(1, gt=0)
+    memory: str = Field("2Gi", pattern=QUANTITY_PATTERN)
+    gpu: int = Field(0, ge=0)
+
+
+class JobSpecBase(SpecModel):
+    name: str = Field(pattern=NAME_PATTERN)
+    script: str = Field(min_length=1)
+    args: list[str] = []
+    env: dict[str, str] = {}
+    workers: int = Field(1, ge=1)
+    resources: Resources = Resources()
+    labels: dict[str, str] = {}
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
+        for key in env:
+            if not re.match(ENV_NAME_PATTERN, key):
+                raise ValueError(f"{key!r} is not an environment variable name (letters, digits, _)")
+        return env
+
+
+class SparkJobSpec(JobSpecBase):
+    kind: Literal["spark"]
+    conf: dict[str, str] = Field({}, description="Spark properties (spark.*)")
+
+    @field_validator("conf")
+    @classmethod
+    def _spark_keys(cls, conf: dict[str, str]) -> dict[str, str]:
+        for key in conf:
+            if not key.startswith("spark."):
+                raise ValueError(f"{key!r} is not a Spark property (they start with 'spark.')")
+        return conf
+
+
+class HorovodJobSpec(JobSpecBase):
+    kind: Literal["horovod"]
+
+
+class PythonJobSpec(JobSpecBase):
+    """A single Python process: data generation, evaluation, glue steps."""
+
+    kind: Literal["python"]
+    workers: Literal[1] = 1
+
+
+JobSpec = Annotated[Union[SparkJobSpec, HorovodJobSpec, PythonJobSpec], Field(discriminator="kind")]
+_job_adapter: TypeAdapter = TypeAdapter(JobSpec)
+
+
+class LoadedJob(BaseModel):
+    """A validated spec and the directory its relative paths are resolved against."""
+
+    model_config = ConfigDict(frozen=True)
+
+    spec: JobSpec
+    file: Path
+
+    @property
+    def base_dir(self) -> Path:
+        return self.file.parent
+
+    @property
+    def script_path(self) -> Path:
+        return (self.base_dir / self.spec.script).resolve()
+
+
+def load_job(path: str | Path) -> LoadedJob:
+    """Read and validate a job file; every problem is one PlinthError naming the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise PlinthError(f"job file {str(path)!r} not found", "pass an existing file with -f")
+    try:
+        document = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise PlinthError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    job = LoadedJob(spec=parse_job_spec(document, where=str(path)), file=path.resolve())
+    if not job.script_path.is_file():
+        raise PlinthError(f"{path}: script: {job.spec.script!r} not found next to the job file")
+    return job
+
+
+def parse_job_spec(document: object, where: str) -> JobSpec:
+    if not isinstance(document, dict):
+        raise PlinthError(f"{where}: expected a mapping with kind, name and script")
+    if "kind" not in document:
+        raise PlinthError(f"{where}: kind: missing", "set kind to one of spark, horovod, python")
+    try:
+        return _job_adapter.validate_python(document)
+    except ValidationError as exc:
+        raise PlinthError(f"{where}: {_strip_kind(describe_validation_error(exc))}") from None
+
+
+def _strip_kind(message: str) -> str:
+    # Pydantic prefixes discriminated-union errors with the tag ("horovod.workers: ..."); the
+    # user wrote `workers`, so name that.
+    return re.sub(r"^(spark|horovod|python)\.", "", message)
+
+
+def dump_job_spec(spec: JobSpecBase) -> dict:
+    return spec.model_dump(mode="json", exclude_defaults=False)

@@ -1,0 +1,56 @@
+"""The target protocol and the job record every target reports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Protocol
+
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from platform_cli.render.job import RenderedJob
+    from platform_cli.spec.job import LoadedJob
+
+
+class JobStatus(str, Enum):
+    PENDING = "Pending"
+    RUNNING = "Running"
+    SUCCEEDED = "Succeeded"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+class JobRecord(BaseModel):
+    """What `plinth job status -o yaml` shows; persisted by the local target."""
+
+    id: str
+    name: str
+    kind: str
+    stack: str
+    status: JobStatus
+    attempt: int = 1
+    submitted: datetime
+    started: datetime | None = None
+    finished: datetime | None = None
+    exit_code: int | None = None
+    message: str = ""
+    output_dir: str
+    checkpoint_dir: str
+    job_file: str = ""
+
+
+class Target(Protocol):
+    """Lifecycle verbs of a place that runs jobs."""
+
+    def submit(self, job: LoadedJob, rendered: RenderedJob) -> JobRecord: ...
+    def restart(self, job_id: str) -> JobRecord: ...
+    def status(self, job_id: str) -> JobRecord: ...
+    def list(self) -> list[JobRecord]: ...
+    def logs(self, job_id: str, follow: bool = False, tail: int | None = None) -> Iterator[str]: ...
+    def cancel(self, job_id: str) -> JobRecord: ...

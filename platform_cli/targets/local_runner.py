@@ -1,0 +1,76 @@
+"""Runs one local job submission to its end and records how it ended.
+
+Started detached by LocalTarget (`python -m platform_cli.targets.local_runner JOB_DIR`). The job
+runs in a session (process group) of its own so that `plinth job cancel` can end it whole,
+while this runner survives to record the result.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import yaml
+
+from platform_cli.spec.launch import LocalLaunch
+from platform_cli.targets.base import JobRecord, JobStatus
+from platform_cli.targets.local import CANCEL_GRACE_SECONDS, LOG_TAIL_LINES, _read_record, now, tail_lines, terminate_tree, write_json_atomic
+
+
+def run(job_dir: Path) -> int:
+    record = _read_record(job_dir)
+    launch = LocalLaunch.model_validate(yaml.safe_load((job_dir / "launch.yaml").read_text()))
+    process = {"attempt": record.attempt, "runner_pid": os.getpid(), "runner_started": psutil.Process().create_time()}
+    write_json_atomic(job_dir / "process.json", process)
+
+    def finish(status: JobStatus, exit_code: int | None, message: str = "") -> int:
+        ended = record.model_copy(update={"status": status, "exit_code": exit_code, "finished": now(), "message": message})
+        write_json_atomic(job_dir / "record.json", ended.model_dump(mode="json"))
+        return 0
+
+    if (job_dir / "cancel").exists():
+        return finish(JobStatus.CANCELLED, None, "cancelled before it started")
+    for directory in (launch.spec.output_dir, launch.spec.checkpoint_dir):
+        if "://" not in directory:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+
+    log_path = job_dir / "log"
+    with log_path.open("ab") as log:
+        log.write(f"[plinth] {now():%Y-%m-%d %H:%M:%S} attempt {record.attempt}: {shlex.join(launch.spec.command)}\n".encode())
+        log.flush()
+        try:
+            child = subprocess.Popen(
+                launch.spec.command,
+                cwd=launch.spec.workdir,
+                env={**os.environ, **launch.spec.env},
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            log.write(f"[plinth] could not start: {exc}\n".encode())
+            return finish(JobStatus.FAILED, None, f"could not start {launch.spec.command[0]}: {exc.strerror}")
+        process.update(job_pid=child.pid, job_pgid=os.getpgid(child.pid))
+        write_json_atomic(job_dir / "process.json", process)
+        record = record.model_copy(update={"status": JobStatus.RUNNING, "started": now()})
+        write_json_atomic(job_dir / "record.json", record.model_dump(mode="json"))
+        if (job_dir / "cancel").exists():  # a cancel that raced with the start
+            terminate_tree(child.pid, process["job_pgid"], CANCEL_GRACE_SECONDS)
+        exit_code = child.wait()
+        log.write(f"[plinth] {now():%Y-%m-%d %H:%M:%S} attempt {record.attempt} exited with code {exit_code}\n".encode())
+
+    if (job_dir / "cancel").exists():
+        return finish(JobStatus.CANCELLED, exit_code, "cancelled by user")
+    if exit_code == 0:
+        return finish(JobStatus.SUCCEEDED, 0)
+    tail = "\n".join(tail_lines(log_path, LOG_TAIL_LINES))
+    return finish(JobStatus.FAILED, exit_code, f"exit code {exit_code}; last lines of the log:\n{tail}")
+
+
+if __name__ == "__main__":
+    sys.exit(run(Path(sys.argv[1])))
