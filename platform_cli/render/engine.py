@@ -2,31 +2,44 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from functools import lru_cache
 from pathlib import Path
 
 import jinja2
+import yaml
 
 from platform_cli.errors import PlinthError
 
-# Characters PyYAML refuses in a document, plus the ones YAML treats as line breaks inside a
-# quoted scalar (NEL, LS, PS): all are written as \u escapes so the value survives unchanged.
-_ESCAPE_IN_YAML = re.compile("[\x7f-\x9f\u2028\u2029\ufffe\uffff]")
+class _QuotingDumper(yaml.SafeDumper):
+    """Every string double-quoted: PyYAML's plain and single-quoted styles do not round-trip
+    all characters (NEL, for one), its double-quoted style escapes them."""
+
+
+_QuotingDumper.add_representer(str, lambda dumper, value: dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"'))
 
 
 def quote(value: object) -> str:
-    """One YAML flow value for `value`: JSON (a YAML subset) with YAML-hostile characters escaped.
+    """One YAML flow value for `value`, written by PyYAML's emitter (which escapes whatever YAML
+    cannot hold literally) on a single line.
 
     Strings always come out double-quoted, so "true", "1.0", "- x" or "a: b" stay strings, and
     newlines, quotes and `{{ }}` stay inside the scalar.
     """
+    if isinstance(value, jinja2.Undefined):
+        value._fail_with_undefined_error()  # StrictUndefined: raise instead of printing nothing
     if isinstance(value, str) and re.search("[\ud800-\udfff]", value):
         raise PlinthError("a value contains an unpaired surrogate character", "pass valid UTF-8 text")
-    text = json.dumps(value, ensure_ascii=False, sort_keys=False)
-    return _ESCAPE_IN_YAML.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    text = yaml.dump(
+        value,
+        Dumper=_QuotingDumper,
+        default_flow_style=True,
+        width=float("inf"),
+        allow_unicode=True,
+        sort_keys=False,
+    )
+    return text.removesuffix("\n...\n").removesuffix("\n")
 
 
 def templates_dir() -> Path:

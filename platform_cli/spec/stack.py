@@ -166,6 +166,9 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
         message = "unknown key (check its spelling)"
     elif error["type"] == "literal_error":
         message = f"must be one of {error['ctx']['expected']}"
+    elif error["type"] == "union_tag_invalid":
+        path = ".".join(filter(None, [path, error["ctx"]["discriminator"].strip("'")]))
+        message = f"must be one of {error['ctx']['expected_tags']}"
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
     return f"{prefix}{path}: {message}{more}"
 

@@ -1,0 +1,36 @@
+"""Shared fixtures: every test runs against a throw-away Plinth project.
+
+`project` is a temporary directory shaped like the repository (Pulumi.yaml, stacks/, the
+example job files) with PLINTH_PROJECT_DIR pointing at it, so job records, storage and the
+model registry of a test never touch the developer's own .plinth/.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    root = tmp_path / "project"
+    root.mkdir()
+    shutil.copy(REPO / "Pulumi.yaml", root / "Pulumi.yaml")
+    shutil.copytree(REPO / "stacks", root / "stacks")
+    monkeypatch.setenv("PLINTH_PROJECT_DIR", str(root))
+    monkeypatch.delenv("PLINTH_STACK", raising=False)
+    return root
+
+
+def write_job(directory: Path, name: str, text: str, script: str | None = None) -> Path:
+    """Write a job spec (and optionally its script) into directory; returns the spec path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if script is not None:
+        (directory / f"{name}.py").write_text(script)
+    path = directory / f"{name}.job.yaml"
+    path.write_text(text)
+    return path
