@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import string
 from dataclasses import dataclass
 
@@ -85,6 +86,9 @@ def _local_context(job: LoadedJob, stack: Stack, job_id: str) -> dict:
         "OMP_NUM_THREADS": str(threads),
         "TF_NUM_INTRAOP_THREADS": str(threads),
         "TF_NUM_INTEROP_THREADS": "1",
+        # TensorFlow 2.15 on a machine without CUDA logs false cuDNN/cuFFT "errors" at start-up;
+        # Python exceptions still surface. A spec sets TF_CPP_MIN_LOG_LEVEL: 0 to see them all.
+        "TF_CPP_MIN_LOG_LEVEL": "3",
     }
     env.update({key: substitute(value, variables, f"env.{key}") for key, value in sorted(spec.env.items())})
     context = {
@@ -102,7 +106,10 @@ def _local_context(job: LoadedJob, stack: Stack, job_id: str) -> dict:
         cores = min(stack.config.local.spark_cores, spec.workers * math.ceil(spec.resources.cpu))
         context["master"] = f"local[{cores}]"
         # Driver and executors share one JVM locally, so the driver gets the whole request.
-        context["conf"] = {"spark.driver.memory": _spark_memory(spec.resources.memory), **dict(sorted(spec.conf.items()))}
+        # WARN keeps the job log readable (Spark logs every block manager event at INFO);
+        # the spec's own conf wins over both defaults.
+        defaults = {"spark.driver.memory": _spark_memory(spec.resources.memory), "spark.log.level": "WARN"}
+        context["conf"] = {**defaults, **dict(sorted(spec.conf.items()))}
         env["PYSPARK_PYTHON"] = "python"
     if isinstance(spec, HorovodJobSpec):
         slots = stack.config.local.horovod_slots
@@ -115,9 +122,12 @@ def _local_context(job: LoadedJob, stack: Stack, job_id: str) -> dict:
     return context
 
 
+_QUANTITY_FACTORS = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
 def _spark_memory(quantity: str) -> str:
-    """Kubernetes quantity (2Gi, 512Mi) -> JVM size (2g, 512m)."""
-    for suffix, jvm in (("Gi", "g"), ("Mi", "m"), ("Ki", "k"), ("G", "g"), ("M", "m"), ("k", "k")):
-        if quantity.endswith(suffix):
-            return quantity[: -len(suffix)] + jvm
-    return quantity
+    """Kubernetes quantity (2Gi, 1.5G) -> JVM size in MiB (2048m, 1430m); the JVM takes no fractions."""
+    number, suffix = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", quantity).groups()
+    if suffix == "m":  # milli-bytes: legal in Kubernetes, meaningless for a heap
+        raise PlinthError(f"resources.memory: {quantity!r} is in milli-bytes", "use Mi or Gi, e.g. 2Gi")
+    return f"{max(1, int(float(number) * _QUANTITY_FACTORS[suffix] / 2**20))}m"

@@ -1,0 +1,3 @@
+from platform_cli.main import main
+
+main()
