@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from platform_cli.atomic import write_json
 from platform_cli.errors import PlinthError
 from platform_cli.spec.job import dump_job_spec
 from platform_cli.spec.launch import LocalLaunch
@@ -45,13 +46,6 @@ LOG_TAIL_LINES = 15
 
 def now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    """Readers in other shells must never see half a record."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str))
-    os.replace(tmp, path)
 
 
 def tool_path() -> str:
@@ -100,7 +94,7 @@ class LocalTarget:
             checkpoint_dir=launch.spec.checkpoint_dir,
             job_file=str(job.file),
         )
-        write_json_atomic(job_dir / "record.json", record.model_dump(mode="json"))
+        write_json(job_dir / "record.json", record.model_dump(mode="json"))
         self._start_runner(job_dir)
         return record
 
@@ -118,7 +112,7 @@ class LocalTarget:
         record = record.model_copy(
             update={"status": JobStatus.PENDING, "attempt": record.attempt + 1, "started": None, "finished": None, "exit_code": None, "message": ""}
         )
-        write_json_atomic(job_dir / "record.json", record.model_dump(mode="json"))
+        write_json(job_dir / "record.json", record.model_dump(mode="json"))
         self._start_runner(job_dir)
         return record
 

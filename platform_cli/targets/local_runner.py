@@ -17,19 +17,20 @@ import psutil
 import yaml
 
 from platform_cli.spec.launch import LocalLaunch
-from platform_cli.targets.base import JobRecord, JobStatus
-from platform_cli.targets.local import CANCEL_GRACE_SECONDS, LOG_TAIL_LINES, _read_record, now, tail_lines, terminate_tree, write_json_atomic
+from platform_cli.targets.base import JobStatus
+from platform_cli.atomic import write_json
+from platform_cli.targets.local import CANCEL_GRACE_SECONDS, LOG_TAIL_LINES, _read_record, now, tail_lines, terminate_tree
 
 
 def run(job_dir: Path) -> int:
     record = _read_record(job_dir)
     launch = LocalLaunch.model_validate(yaml.safe_load((job_dir / "launch.yaml").read_text()))
     process = {"attempt": record.attempt, "runner_pid": os.getpid(), "runner_started": psutil.Process().create_time()}
-    write_json_atomic(job_dir / "process.json", process)
+    write_json(job_dir / "process.json", process)
 
     def finish(status: JobStatus, exit_code: int | None, message: str = "") -> int:
         ended = record.model_copy(update={"status": status, "exit_code": exit_code, "finished": now(), "message": message})
-        write_json_atomic(job_dir / "record.json", ended.model_dump(mode="json"))
+        write_json(job_dir / "record.json", ended.model_dump(mode="json"))
         return 0
 
     if (job_dir / "cancel").exists():
@@ -56,9 +57,9 @@ def run(job_dir: Path) -> int:
             log.write(f"[plinth] could not start: {exc}\n".encode())
             return finish(JobStatus.FAILED, None, f"could not start {launch.spec.command[0]}: {exc.strerror}")
         process.update(job_pid=child.pid, job_pgid=os.getpgid(child.pid))
-        write_json_atomic(job_dir / "process.json", process)
+        write_json(job_dir / "process.json", process)
         record = record.model_copy(update={"status": JobStatus.RUNNING, "started": now()})
-        write_json_atomic(job_dir / "record.json", record.model_dump(mode="json"))
+        write_json(job_dir / "record.json", record.model_dump(mode="json"))
         if (job_dir / "cancel").exists():  # a cancel that raced with the start
             terminate_tree(child.pid, process["job_pgid"], CANCEL_GRACE_SECONDS)
         exit_code = child.wait()

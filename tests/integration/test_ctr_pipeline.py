@@ -106,6 +106,6 @@ def test_killed_training_resumes_from_its_checkpoint(features_project: Path) -> 
     assert 1 <= done_before_kill < 6
     # Attempt 2 trains only the remaining epochs, not the first one again.
     assert "epoch 1/6" not in attempts[1]
-    assert f"epoch 6/6" in attempts[1]
+    assert "epoch 6/6" in attempts[1]
     status = json.loads(plinth("job", "status", job_id, "-o", "json"))
     assert (status["status"], status["attempt"]) == ("Succeeded", 2)

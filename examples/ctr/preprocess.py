@@ -1,0 +1,152 @@
+"""Turn raw CTR impressions into model-ready features with Spark.
+
+    spark-submit --master local[2] preprocess.py --raw data/raw --out data/features
+
+1. splits the impressions into train/eval deterministically, by a seeded hash of impression_id;
+2. fits the numeric statistics (mean/std, after log1p where set) on the train split only, with
+   Spark aggregations, and builds the FeatureSpec;
+3. applies platform_cli.features.transform to both splits with mapInPandas: the same function
+   the model server runs on requests, so offline and online features match by construction.
+
+Output (built in a temporary directory next to --out, then renamed into place):
+    OUT/train/, OUT/eval/   Parquet with columns
+                              cat   array<bigint>  hashed ids, one per FeatureSpec.categorical
+                              num   array<float>   standardised values, one per FeatureSpec.numeric
+                              label float          1.0 clicked, 0.0 not
+                            i.e. exactly the inputs of the model's serving signature, plus the label
+    OUT/feature_spec.json   the fitted FeatureSpec
+
+Executors import platform_cli, so they must run a Python that has it installed: PYSPARK_PYTHON,
+defaulting to the interpreter running this driver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from platform_cli.atomic import staged_dir
+from platform_cli.features import CategoricalFeature, FeatureSpec, NumericFeature, transform
+
+LABEL = "clicked"
+ROW_KEY = "impression_id"
+# Ids with a large vocabulary hash into --buckets ids each; the small context vocabularies
+# (tens of values) need far fewer buckets to make collisions unlikely.
+ID_FIELDS = ["user_id", "item_id", "author_id"]
+CONTEXT_FIELDS = ["category", "hour", "weekday", "device", "region"]
+CONTEXT_BUCKETS = 1000
+NUMERIC_FIELDS = {"user_follow_count": True, "item_age_hours": True, "author_followers": True}  # name: log1p
+SPLIT_RESOLUTION = 10_000
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--raw", required=True, help="directory of raw impressions (Parquet)")
+    parser.add_argument("--out", type=Path, required=True, help="output directory (replaced)")
+    parser.add_argument("--eval-fraction", type=float, default=0.2)
+    parser.add_argument("--seed", type=int, default=7, help="seeds the train/eval split")
+    parser.add_argument("--buckets", type=int, default=50_000, help="hash buckets per id field")
+    args = parser.parse_args(argv)
+    if not 0 < args.eval_fraction < 1:
+        parser.error("--eval-fraction must be between 0 and 1")
+    if args.buckets < 2:
+        parser.error("--buckets must be at least 2")
+    return args
+
+
+def fit_spec(train, buckets: int) -> FeatureSpec:
+    """Numeric mean/std from the train split, one Spark aggregation for all fields."""
+    from pyspark.sql import functions as F
+
+    def value(name: str):
+        column = F.col(name).cast("double")
+        return F.log1p(column) if NUMERIC_FIELDS[name] else column
+
+    aggregates = []
+    for name in NUMERIC_FIELDS:
+        aggregates += [F.avg(value(name)).alias(f"{name}_mean"), F.stddev_pop(value(name)).alias(f"{name}_std")]
+    stats = train.agg(*aggregates).first().asDict()
+    return FeatureSpec(
+        categorical=[CategoricalFeature(name=n, buckets=buckets) for n in ID_FIELDS]
+        + [CategoricalFeature(name=n, buckets=CONTEXT_BUCKETS) for n in CONTEXT_FIELDS],
+        numeric=[
+            NumericFeature(
+                name=name,
+                mean=stats[f"{name}_mean"] or 0.0,  # None: the column is entirely null
+                std=stats[f"{name}_std"] or 1.0,  # None or 0.0: constant, scaling is moot
+                log1p=log1p,
+            )
+            for name, log1p in NUMERIC_FIELDS.items()
+        ],
+        label=LABEL,
+    )
+
+
+def featurize(frame, spec: FeatureSpec):
+    """Apply the shared transform to every Arrow batch of `frame`."""
+    from pyspark.sql import types as T
+
+    schema = T.StructType(
+        [
+            T.StructField("cat", T.ArrayType(T.LongType(), containsNull=False), nullable=False),
+            T.StructField("num", T.ArrayType(T.FloatType(), containsNull=False), nullable=False),
+            T.StructField("label", T.FloatType(), nullable=False),
+        ]
+    )
+    spec_json = spec.model_dump_json()  # ship JSON, not the object, to the Python workers
+
+    def transform_batches(batches: Iterator) -> Iterator:
+        import pandas as pd
+
+        batch_spec = FeatureSpec.model_validate_json(spec_json)
+        for batch in batches:
+            inputs = transform(batch_spec, batch)
+            yield pd.DataFrame(
+                {"cat": list(inputs["cat"]), "num": list(inputs["num"]), "label": batch[LABEL].astype("float32")}
+            )
+
+    return frame.mapInPandas(transform_batches, schema)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    # Python workers are started with PYSPARK_PYTHON; default it to this interpreter so they can
+    # import platform_cli (and the same pandas/pyarrow) even when the caller did not set it.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from pyspark.sql import SparkSession
+    from pyspark.sql import functions as F
+
+    started = time.monotonic()
+    spark = SparkSession.builder.appName("plinth-ctr-preprocess").getOrCreate()
+    spark.sparkContext.setLogLevel("WARN")
+    try:
+        raw = spark.read.parquet(args.raw)
+        missing = sorted({ROW_KEY, LABEL} - set(raw.columns))
+        if missing:
+            raise SystemExit(f"error: {args.raw} has no column {', '.join(missing)}: is it the generator's output?")
+        # A seeded hash of the row key: the same rows land in eval on every run and machine.
+        bucket = F.pmod(F.xxhash64(F.lit(args.seed), F.col(ROW_KEY)), F.lit(SPLIT_RESOLUTION))
+        is_eval = bucket < int(args.eval_fraction * SPLIT_RESOLUTION)
+        splits = {"train": raw.where(~is_eval), "eval": raw.where(is_eval)}
+
+        spec = fit_spec(splits["train"], args.buckets)
+        with staged_dir(args.out) as tmp:
+            for name, split in splits.items():
+                featurize(split, spec).write.parquet(str(tmp / name))
+            spec.save(tmp / "feature_spec.json")
+            counts = {name: spark.read.parquet(str(tmp / name)).count() for name in splits}
+    finally:
+        spark.stop()
+    print(f"train rows={counts['train']} eval rows={counts['eval']}")
+    print(f"wrote {args.out} ({len(spec.categorical)} categorical, {len(spec.numeric)} numeric features) "
+          f"in {time.monotonic() - started:.1f}s")
+    return 0
+
+
+
+if __name__ == "__main__":
+    sys.exit(main())

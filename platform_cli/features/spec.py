@@ -1,0 +1,76 @@
+"""FeatureSpec: the fitted, JSON-serialisable description of a model's inputs.
+
+The Spark job fits it (numeric mean/std on the train split) and writes it next to the features;
+training copies it into the exported model, so the model server transforms requests with exactly
+the statistics the model was trained on.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class CategoricalFeature(BaseModel):
+    """A raw string/integer field, hashed into `buckets` ids."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    buckets: int = Field(ge=2)
+    # A required field must be present in the input (its value may still be null); an optional
+    # one may be absent altogether and is then treated as missing in every row.
+    required: bool = True
+
+
+class NumericFeature(BaseModel):
+    """A raw number, optionally log1p-compressed, then standardised with the fitted mean/std.
+
+    mean and std are statistics of the value *after* log1p when log1p is set.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    mean: float = Field(default=0.0, allow_inf_nan=False)
+    std: float = Field(default=1.0, gt=0, allow_inf_nan=False)
+    log1p: bool = False
+    required: bool = True
+
+
+class FeatureSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    categorical: list[CategoricalFeature]
+    numeric: list[NumericFeature]
+    label: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _names_are_unique(self) -> FeatureSpec:
+        names = [f.name for f in self.categorical] + [f.name for f in self.numeric]
+        if not names:
+            raise ValueError("a feature spec needs at least one categorical or numeric field")
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"feature names must be unique, repeated: {', '.join(duplicates)}")
+        if self.label in names:
+            raise ValueError(f"label {self.label!r} is also listed as a feature")
+        return self
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> FeatureSpec:
+        return cls.model_validate_json(Path(path).read_text())
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the spec as JSON, atomically: readers never see a half-written file."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        try:
+            tmp.write_text(self.model_dump_json(indent=2) + "\n")
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
