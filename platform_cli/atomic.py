@@ -15,10 +15,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
-def write_json(path: Path, data: object) -> None:
+def write_text(path: Path, text: str) -> None:
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, data: object) -> None:
+    write_text(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 @contextmanager
@@ -35,7 +43,12 @@ def staged_dir(dest: Path) -> Iterator[Path]:
         old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
         if dest.exists():
             os.rename(dest, old)
-        os.rename(tmp, dest)
+        try:
+            os.rename(tmp, dest)
+        except OSError:
+            if old.exists():
+                os.rename(old, dest)  # put the previous version back rather than lose it
+            raise
         shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

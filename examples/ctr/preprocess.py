@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from platform_cli.atomic import staged_dir
-from platform_cli.features import CategoricalFeature, FeatureSpec, NumericFeature, transform
+from platform_cli.features import SPEC_FILE, CategoricalFeature, FeatureSpec, NumericFeature, transform
 
 LABEL = "clicked"
 ROW_KEY = "impression_id"
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         with staged_dir(args.out) as tmp:
             for name, split in splits.items():
                 featurize(split, spec).write.parquet(str(tmp / name))
-            spec.save(tmp / "feature_spec.json")
+            spec.save(tmp / SPEC_FILE)
             counts = {name: spark.read.parquet(str(tmp / name)).count() for name in splits}
     finally:
         spark.stop()

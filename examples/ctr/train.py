@@ -29,12 +29,11 @@ from pathlib import Path
 import numpy as np
 
 from platform_cli.atomic import staged_dir, write_json
-from platform_cli.features import FeatureSpec
+from platform_cli.features import SPEC_FILE, FeatureSpec
 
 # Keep the job log readable; set TF_CPP_MIN_LOG_LEVEL=0 to see TensorFlow's own logging again.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-SPEC_FILE = "feature_spec.json"
 EVAL_BATCH = 8192
 
 

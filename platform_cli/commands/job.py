@@ -12,7 +12,7 @@ from platform_cli.output import OutputFormat, OutputOption, StackOption, age, du
 
 app = typer.Typer(help="Render, submit and follow jobs (spark, horovod, python).", no_args_is_help=True)
 
-FileOption = typer.Option(..., "--file", "-f", help="job spec file (YAML)", exists=False)
+FileOption = typer.Option(..., "--file", "-f", help="job spec file (YAML)")
 
 
 def _target(stack_name: str | None):
@@ -103,7 +103,7 @@ def logs(
     job_id: str,
     stack: str = StackOption,
     follow: bool = typer.Option(False, "--follow", "-f", help="keep streaming until the job ends"),
-    tail: int = typer.Option(None, "--tail", help="only the last N lines"),
+    tail: int = typer.Option(None, "--tail", min=0, help="only the last N lines"),
 ):
     """Print a job's log (stdout and stderr of every attempt)."""
     _, target = _target(stack)
@@ -121,6 +121,8 @@ def cancel(job_id: str, stack: str = StackOption):
 
 def _follow_to_end(target, job_id: str, from_end: bool = False) -> None:
     """Stream the log until the job ends (Ctrl-C stops following, not the job)."""
+    from platform_cli.targets.base import JobStatus
+
     try:
         for chunk in target.logs(job_id, follow=True, tail=0 if from_end else None):
             typer.echo(chunk, nl=False)
@@ -128,6 +130,6 @@ def _follow_to_end(target, job_id: str, from_end: bool = False) -> None:
         typer.echo(f"\nstopped following; the job goes on (plinth job logs -f {job_id})", err=True)
         raise typer.Exit(130) from None
     record = target.wait(job_id)
-    if record.status.value != "Succeeded":
+    if record.status is not JobStatus.SUCCEEDED:
         raise PlinthError(f"job {job_id} {record.status.value}" + (f" (exit code {record.exit_code})" if record.exit_code is not None else ""), f"see plinth job logs {job_id}")
     typer.echo(f"job/{record.id} succeeded in {duration(record.started, record.finished)}")

@@ -11,12 +11,13 @@ it to raw request rows, so training data and served requests go through the same
 Importing this package loads only pydantic; numpy and pandas load on the first transform.
 """
 
-from platform_cli.features.spec import CategoricalFeature, FeatureSpec, NumericFeature
+from platform_cli.features.spec import SPEC_FILE, CategoricalFeature, FeatureSpec, NumericFeature
 from platform_cli.features.transform import HASH_KEY, MISSING_TOKEN, transform
 
 __all__ = [
     "HASH_KEY",
     "MISSING_TOKEN",
+    "SPEC_FILE",
     "CategoricalFeature",
     "FeatureSpec",
     "NumericFeature",

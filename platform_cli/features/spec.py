@@ -8,10 +8,14 @@ the statistics the model was trained on.
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from platform_cli.atomic import write_text
+
+# The spec's file name wherever it travels: next to the features, inside an exported model.
+SPEC_FILE = "feature_spec.json"
 
 
 class CategoricalFeature(BaseModel):
@@ -66,11 +70,4 @@ class FeatureSpec(BaseModel):
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the spec as JSON, atomically: readers never see a half-written file."""
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        try:
-            tmp.write_text(self.model_dump_json(indent=2) + "\n")
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_text(Path(path), self.model_dump_json(indent=2) + "\n")

@@ -23,6 +23,8 @@ class RenderedJob:
     template: str
     text: str  # exactly what `plinth job render` prints and the target receives
     documents: list[dict]
+    args: list[str]  # the job's args with variables filled in
+    data_inputs: list[str]  # those args that name data under ${storage} (lineage)
 
 
 def job_paths(storage_root: str, job_id: str) -> dict[str, str]:
@@ -54,11 +56,17 @@ def render_job(job: LoadedJob, stack: Stack, job_id: str | None = None) -> Rende
     """Render `job` for `stack`. Without a job id (a preview), the id reads `<name>-<id>`."""
     job_id = job_id or f"{job.spec.name}-<id>"
     template = f"{job.spec.kind}/{stack.config.target}.yaml.j2"
-    context = _local_context(job, stack, job_id)
-    text = render_template(template, context)
+    variables = job_variables(job, stack, job_id)
+    args = [substitute(arg, variables, f"args[{i}]") for i, arg in enumerate(job.spec.args)]
+    text = render_template(template, _local_context(job, stack, job_id, variables, args))
     documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
     validate_local(documents, template)
-    return RenderedJob(job_id=job_id, template=template, text=text, documents=documents)
+    return RenderedJob(job_id=job_id, template=template, text=text, documents=documents, args=args, data_inputs=_data_inputs(job.spec.args, args))
+
+
+def _data_inputs(raw_args: list[str], args: list[str]) -> list[str]:
+    """Args that read from the stack's storage (not the job's own output/checkpoint dirs)."""
+    return [resolved for raw, resolved in zip(raw_args, args, strict=True) if "${storage}" in raw]
 
 
 def validate_local(documents: list[dict], template: str) -> None:
@@ -70,10 +78,8 @@ def validate_local(documents: list[dict], template: str) -> None:
         raise PlinthError(f"template {template} rendered an invalid LocalLaunch: {describe_validation_error(exc)}") from None
 
 
-def _local_context(job: LoadedJob, stack: Stack, job_id: str) -> dict:
+def _local_context(job: LoadedJob, stack: Stack, job_id: str, variables: dict[str, str], args: list[str]) -> dict:
     spec = job.spec
-    variables = job_variables(job, stack, job_id)
-    args = [substitute(arg, variables, f"args[{i}]") for i, arg in enumerate(spec.args)]
     threads = max(1, math.floor(spec.resources.cpu))
     env = {
         "PLINTH_STACK": stack.name,
@@ -90,6 +96,8 @@ def _local_context(job: LoadedJob, stack: Stack, job_id: str) -> dict:
         # Python exceptions still surface. A spec sets TF_CPP_MIN_LOG_LEVEL: 0 to see them all.
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }
+    if isinstance(spec, SparkJobSpec):
+        env["PYSPARK_PYTHON"] = "python"  # Spark's Python workers: the Plinth environment's python
     env.update({key: substitute(value, variables, f"env.{key}") for key, value in sorted(spec.env.items())})
     context = {
         "job": spec,
@@ -110,7 +118,6 @@ def _local_context(job: LoadedJob, stack: Stack, job_id: str) -> dict:
         # the spec's own conf wins over both defaults.
         defaults = {"spark.driver.memory": _spark_memory(spec.resources.memory), "spark.log.level": "WARN"}
         context["conf"] = {**defaults, **dict(sorted(spec.conf.items()))}
-        env["PYSPARK_PYTHON"] = "python"
     if isinstance(spec, HorovodJobSpec):
         slots = stack.config.local.horovod_slots
         if spec.workers > slots:
@@ -130,4 +137,7 @@ def _spark_memory(quantity: str) -> str:
     number, suffix = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", quantity).groups()
     if suffix == "m":  # milli-bytes: legal in Kubernetes, meaningless for a heap
         raise PlinthError(f"resources.memory: {quantity!r} is in milli-bytes", "use Mi or Gi, e.g. 2Gi")
-    return f"{max(1, int(float(number) * _QUANTITY_FACTORS[suffix] / 2**20))}m"
+    mib = int(float(number) * _QUANTITY_FACTORS[suffix] / 2**20)
+    if mib < 256:
+        raise PlinthError(f"resources.memory: {quantity} is too little for a Spark driver", "request at least 256Mi")
+    return f"{mib}m"

@@ -121,8 +121,10 @@ def load_job(path: str | Path) -> LoadedJob:
         raise PlinthError(f"job file {str(path)!r} not found", "pass an existing file with -f")
     try:
         document = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise PlinthError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except OSError as exc:
+        raise PlinthError(f"{path}: cannot read it ({exc.strerror})") from None
     job = LoadedJob(spec=parse_job_spec(document, where=str(path)), file=path.resolve())
     if not job.script_path.is_file():
         raise PlinthError(f"{path}: script: {job.spec.script!r} not found next to the job file")
@@ -147,4 +149,4 @@ def _strip_kind(message: str) -> str:
 
 
 def dump_job_spec(spec: JobSpecBase) -> dict:
-    return spec.model_dump(mode="json", exclude_defaults=False)
+    return spec.model_dump(mode="json")

@@ -119,8 +119,13 @@ def project_root() -> Path:
 
 def stacks_dir(root: Path) -> Path:
     project_file = root / "Pulumi.yaml"
-    project = yaml.safe_load(project_file.read_text()) if project_file.is_file() else {}
-    return root / (project or {}).get("stackConfigDir", "stacks")
+    try:
+        project = yaml.safe_load(project_file.read_text()) if project_file.is_file() else {}
+    except (yaml.YAMLError, UnicodeDecodeError, OSError) as exc:
+        raise PlinthError(f"{project_file}: not a readable Pulumi project file: {_one_line(exc)}") from None
+    if not isinstance(project, dict):
+        raise PlinthError(f"{project_file}: expected a mapping with name, runtime and stackConfigDir")
+    return root / project.get("stackConfigDir", "stacks")
 
 
 def stack_names(root: Path | None = None) -> list[str]:
@@ -138,7 +143,7 @@ def load_stack(name: str | None = None) -> Stack:
         raise PlinthError(f"unknown stack {name!r} (no {_shown(path, root)})", f"known stacks: {known}")
     try:
         document = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise PlinthError(f"{_shown(path, root)}: not valid YAML: {_one_line(exc)}") from None
     config = parse_stack_config(document, where=_shown(path, root))
     return Stack(name=name, file=path, project_root=root, config=config)
@@ -149,7 +154,7 @@ def parse_stack_config(document: dict, where: str) -> StackConfig:
     if not isinstance(document, dict) or not isinstance(document.get("config", {}), dict):
         raise PlinthError(f"{where}: expected a Pulumi stack file with a `config:` mapping")
     prefix = f"{NAMESPACE}:"
-    values = {key[len(prefix) :]: value for key, value in (document.get("config") or {}).items() if key.startswith(prefix)}
+    values = {key[len(prefix) :]: value for key, value in (document.get("config") or {}).items() if str(key).startswith(prefix)}
     try:
         return StackConfig.model_validate(values)
     except ValidationError as exc:

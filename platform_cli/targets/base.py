@@ -42,7 +42,12 @@ class JobRecord(BaseModel):
     message: str = ""
     output_dir: str
     checkpoint_dir: str
+    # What ran, captured at submission for lineage (see platform_cli.lineage).
     job_file: str = ""
+    args: list[str] = []
+    data_inputs: list[str] = []
+    script_sha256: str = ""
+    code_revision: str = ""
 
 
 class Target(Protocol):

@@ -3,18 +3,21 @@
 Each submission gets a directory `<local.home>/jobs/<job-id>/`:
 
     job.yaml       the spec as submitted          launch.yaml  the rendered LocalLaunch
-    record.json    JobRecord (written by runner)  process.json pids of the runner and the job
-    log            stdout+stderr of every attempt cancel        marker: a cancel was asked for
+    record.json    JobRecord                      process.json pids of this attempt's runner and job
+    log            stdout+stderr of every attempt runner.log   the runner's own errors
+    cancel         marker: a cancel was asked for attempt-N  marker: attempt N was started
 
 A detached runner process (platform_cli.targets.local_runner) starts the job, waits for it and
 records how it ended, so `plinth job ls/status/logs/cancel` work from any shell after the
-submitting command has exited.
+submitting command has exited. Who writes what: the submitter writes the record and the
+runner's pid; the runner adds the job's pid and writes every later state of the record.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -30,6 +33,7 @@ import yaml
 
 from platform_cli.atomic import write_json
 from platform_cli.errors import PlinthError
+from platform_cli.lineage import file_sha256, source_revision
 from platform_cli.spec.job import dump_job_spec
 from platform_cli.spec.launch import LocalLaunch
 from platform_cli.targets.base import JobRecord, JobStatus
@@ -54,15 +58,46 @@ def tool_path() -> str:
     return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
-def tail_lines(path: Path, count: int) -> list[str]:
-    if count <= 0 or not path.exists():
-        return []
+def read_tail(path: Path, count: int) -> tuple[list[str], int]:
+    """The last `count` lines of a file and the byte offset they end at (where to follow from)."""
+    if not path.exists():
+        return [], 0
     with path.open("rb") as handle:
-        handle.seek(0, os.SEEK_END)
-        size = handle.tell()
+        size = handle.seek(0, os.SEEK_END)
         handle.seek(max(0, size - 64 * 1024))
-        lines = handle.read().decode("utf-8", "replace").splitlines()
-    return lines[-count:]
+        lines = handle.read(size).decode("utf-8", "replace").splitlines()
+    return (lines[-count:] if count > 0 else []), size
+
+
+def tail_lines(path: Path, count: int) -> list[str]:
+    return read_tail(path, count)[0]
+
+
+def read_record(job_dir: Path) -> JobRecord:
+    try:
+        return JobRecord.model_validate_json((job_dir / "record.json").read_text())
+    except ValueError as exc:
+        raise PlinthError(f"{job_dir / 'record.json'} is corrupt ({' '.join(str(exc).split())[:120]})", "remove that job directory") from None
+
+
+def read_process(job_dir: Path) -> dict:
+    try:
+        return json.loads((job_dir / "process.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def process_alive(pid: int | None, started: float | None) -> bool:
+    """Is `pid` still the process we started? A pid alone may have been reused by then."""
+    import psutil
+
+    if not pid:
+        return False
+    try:
+        process = psutil.Process(pid)
+        return process.status() != psutil.STATUS_ZOMBIE and (started is None or abs(process.create_time() - started) < 0.01)
+    except psutil.NoSuchProcess:
+        return False
 
 
 class LocalTarget:
@@ -72,17 +107,12 @@ class LocalTarget:
 
     # -- verbs -----------------------------------------------------------------------------
 
+    def new_job_id(self, name: str) -> str:
+        return f"{name}-{''.join(secrets.choice(_ID_ALPHABET) for _ in range(5))}"
+
     def submit(self, job: LoadedJob, rendered: RenderedJob) -> JobRecord:
         launch = LocalLaunch.model_validate(rendered.documents[0])
         self._preflight(launch)
-        self.jobs_dir.mkdir(parents=True, exist_ok=True)
-        job_dir = self.jobs_dir / rendered.job_id
-        try:
-            job_dir.mkdir()
-        except FileExistsError:
-            raise PlinthError(f"job {rendered.job_id!r} already exists", "submit without a fixed job id") from None
-        (job_dir / "job.yaml").write_text(yaml.safe_dump(dump_job_spec(job.spec), sort_keys=False))
-        (job_dir / "launch.yaml").write_text(rendered.text)
         record = JobRecord(
             id=rendered.job_id,
             name=job.spec.name,
@@ -93,27 +123,52 @@ class LocalTarget:
             output_dir=launch.spec.output_dir,
             checkpoint_dir=launch.spec.checkpoint_dir,
             job_file=str(job.file),
+            args=rendered.args,
+            data_inputs=rendered.data_inputs,
+            script_sha256=file_sha256(job.script_path),
+            code_revision=source_revision(job.base_dir) or "",
         )
-        write_json(job_dir / "record.json", record.model_dump(mode="json"))
-        self._start_runner(job_dir)
+        # Build the directory aside and rename it into place: other shells never see a job
+        # without its record, and a failed submission leaves nothing behind.
+        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        staging = self.jobs_dir / f".{rendered.job_id}.submitting"
+        staging.mkdir()
+        try:
+            (staging / "job.yaml").write_text(yaml.safe_dump(dump_job_spec(job.spec), sort_keys=False))
+            (staging / "launch.yaml").write_text(rendered.text)
+            write_json(staging / "record.json", record.model_dump(mode="json"))
+            (staging / "attempt-1").touch()
+            try:
+                os.rename(staging, self.jobs_dir / rendered.job_id)
+            except OSError:
+                raise PlinthError(f"job {rendered.job_id!r} already exists", "submit without a fixed job id") from None
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        job_dir = self.jobs_dir / rendered.job_id
+        try:
+            self._start_runner(job_dir, attempt=1)
+        except OSError as exc:
+            shutil.rmtree(job_dir, ignore_errors=True)
+            raise PlinthError(f"could not start the local runner: {exc}") from None
         return record
-
-    def new_job_id(self, name: str) -> str:
-        return f"{name}-{''.join(secrets.choice(_ID_ALPHABET) for _ in range(5))}"
 
     def restart(self, job_id: str) -> JobRecord:
         """Run a finished submission again with the same id, outputs and checkpoints, so a
         training job that was killed resumes from its last checkpoint."""
-        record = self.status(job_id)
-        if not record.status.finished:
-            raise PlinthError(f"job {job_id} is {record.status.value}", f"cancel it first: plinth job cancel {job_id}")
         job_dir = self._job_dir(job_id)
+        record = self._reconciled(job_dir)
+        if not record.status.finished or self._job_process_alive(job_dir):
+            raise PlinthError(f"job {job_id} is {'still running' if record.status.finished else record.status.value}", f"cancel it first: plinth job cancel {job_id}")
+        attempt = record.attempt + 1
+        try:  # exactly one of two concurrent restarts gets attempt N
+            os.close(os.open(job_dir / f"attempt-{attempt}", os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            raise PlinthError(f"job {job_id} is already being restarted (attempt {attempt})") from None
+        (job_dir / "process.json").unlink(missing_ok=True)  # the last attempt's pids are not ours to signal
         (job_dir / "cancel").unlink(missing_ok=True)
-        record = record.model_copy(
-            update={"status": JobStatus.PENDING, "attempt": record.attempt + 1, "started": None, "finished": None, "exit_code": None, "message": ""}
-        )
+        record = record.model_copy(update={"status": JobStatus.PENDING, "attempt": attempt, "started": None, "finished": None, "exit_code": None, "message": ""})
         write_json(job_dir / "record.json", record.model_dump(mode="json"))
-        self._start_runner(job_dir)
+        self._start_runner(job_dir, attempt=attempt)
         return record
 
     def status(self, job_id: str) -> JobRecord:
@@ -128,13 +183,12 @@ class LocalTarget:
     def logs(self, job_id: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
         job_dir = self._job_dir(job_id)
         log = job_dir / "log"
+        offset = 0
         if tail is not None:
-            yield from (line + "\n" for line in tail_lines(log, tail))
+            lines, offset = read_tail(log, tail)
+            yield from (line + "\n" for line in lines)
             if not follow:
                 return
-            offset = log.stat().st_size if log.exists() else 0
-        else:
-            offset = 0
         while True:
             finished = self._reconciled(job_dir).status.finished
             if log.exists():
@@ -153,19 +207,17 @@ class LocalTarget:
     def cancel(self, job_id: str) -> JobRecord:
         job_dir = self._job_dir(job_id)
         record = self._reconciled(job_dir)
-        if record.status.finished:
+        job_alive = self._job_process_alive(job_dir)
+        if record.status.finished and not job_alive:
             return record
         (job_dir / "cancel").touch()
-        process = _read_json(job_dir / "process.json")
-        if process.get("job_pid"):
+        if job_alive:  # also ends a job whose runner died (the record already says Failed)
+            process = read_process(job_dir)
             terminate_tree(process["job_pid"], process.get("job_pgid"), CANCEL_GRACE_SECONDS)
         # The runner records Cancelled when the job exits; wait for it briefly so the caller
         # sees the final state.
         deadline = time.monotonic() + CANCEL_GRACE_SECONDS + 5
-        while time.monotonic() < deadline:
-            record = self._reconciled(job_dir)
-            if record.status.finished:
-                return record
+        while not (record := self._reconciled(job_dir)).status.finished and time.monotonic() < deadline:
             time.sleep(0.1)
         return record
 
@@ -184,60 +236,54 @@ class LocalTarget:
         if not shutil.which(program, path=path):
             raise PlinthError(f"{program!r} not found in {Path(sys.executable).parent}", "run scripts/bootstrap to install the Plinth environment")
 
-    def _start_runner(self, job_dir: Path) -> None:
-        env = {**os.environ, "PATH": tool_path()}
-        subprocess.Popen(
-            [sys.executable, "-m", "platform_cli.targets.local_runner", str(job_dir)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=(job_dir / "runner.log").open("ab"),
-            start_new_session=True,  # outlives this command and its terminal
-            env=env,
-        )
+    def _start_runner(self, job_dir: Path, attempt: int) -> None:
+        import psutil
+
+        with (job_dir / "runner.log").open("ab") as runner_log:
+            runner = subprocess.Popen(
+                [sys.executable, "-m", "platform_cli.targets.local_runner", str(job_dir)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=runner_log,
+                start_new_session=True,  # outlives this command and its terminal
+                env={**os.environ, "PATH": tool_path()},
+            )
+        # Recorded here, not by the runner: a runner that dies before its first line of Python
+        # must still be seen as dead rather than leave the job Pending forever.
+        write_json(job_dir / "process.json", {"attempt": attempt, "runner_pid": runner.pid, "runner_started": psutil.Process(runner.pid).create_time()})
 
     def _job_dir(self, job_id: str) -> Path:
         job_dir = self.jobs_dir / job_id
-        if not (job_dir / "record.json").is_file() or "/" in job_id:
+        if "/" in job_id or job_id.startswith(".") or not (job_dir / "record.json").is_file():
             recent = ", ".join(r.id for r in self.list()[-5:]) or "none"
             raise PlinthError(f"job {job_id!r} not found on stack {self.stack.name!r}", f"recent jobs: {recent}")
         return job_dir
 
+    def _job_process_alive(self, job_dir: Path) -> bool:
+        process = read_process(job_dir)
+        return process_alive(process.get("job_pid"), process.get("job_started"))
+
     def _reconciled(self, job_dir: Path) -> JobRecord:
         """The stored record, corrected if its runner died without recording an end."""
-        record = JobRecord.model_validate(_read_json(job_dir / "record.json"))
+        record = read_record(job_dir)
         if record.status.finished:
             return record
-        process = _read_json(job_dir / "process.json")
-        runner_alive = _alive(process.get("runner_pid"), process.get("runner_started"))
-        if process.get("attempt") == record.attempt and not runner_alive:
-            record = _read_record(job_dir)  # the runner may have finished between the two reads
-            if not record.status.finished:
-                return record.model_copy(update={"status": JobStatus.FAILED, "message": "the local runner exited without recording an end (machine restart?)"})
-        return record
+        process = read_process(job_dir)
+        if process.get("attempt") != record.attempt or process_alive(process.get("runner_pid"), process.get("runner_started")):
+            return record
+        record = read_record(job_dir)  # the runner may have finished between the two reads
+        if record.status.finished:
+            return record
+        why = _last_error_line(job_dir / "runner.log") or "no error recorded (machine restart?)"
+        return record.model_copy(update={"status": JobStatus.FAILED, "message": f"the local runner exited without recording an end: {why}"})
 
 
-def _read_record(job_dir: Path) -> JobRecord:
-    return JobRecord.model_validate(_read_json(job_dir / "record.json"))
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-
-
-def _alive(pid: int | None, started: float | None) -> bool:
-    """Is `pid` still the process we started (not a reused pid)?"""
-    import psutil
-
-    if not pid:
-        return False
-    try:
-        process = psutil.Process(pid)
-        return process.status() != psutil.STATUS_ZOMBIE and (started is None or abs(process.create_time() - started) < 1.0)
-    except psutil.NoSuchProcess:
-        return False
+def _last_error_line(path: Path) -> str | None:
+    """The exception line of a Python traceback in `path` (its type names the problem), else
+    the last line; multi-line exception messages make "the last line" a poor summary alone."""
+    lines = [line.strip() for line in tail_lines(path, 40) if line.strip()]
+    exception = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b")
+    return next((line for line in reversed(lines) if exception.match(line)), lines[-1] if lines else None)
 
 
 def terminate_tree(pid: int, pgid: int | None, grace: float) -> None:
@@ -250,24 +296,25 @@ def terminate_tree(pid: int, pgid: int | None, grace: float) -> None:
         processes = [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
         processes = []
-    if pgid:
-        try:
-            os.killpg(pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+    _signal_group(pgid, signal.SIGTERM)
     for process in processes:
         try:
             process.terminate()
         except psutil.NoSuchProcess:
             pass
     _, alive = psutil.wait_procs(processes, timeout=grace)
-    if pgid:
-        try:
-            os.killpg(pgid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    _signal_group(pgid, signal.SIGKILL)
     for process in alive:
         try:
             process.kill()
         except psutil.NoSuchProcess:
             pass
+
+
+def _signal_group(pgid: int | None, signum: int) -> None:
+    if pgid:
+        try:
+            os.killpg(pgid, signum)
+        except ProcessLookupError:
+            pass
+

@@ -1,4 +1,4 @@
-"""Runs one local job submission to its end and records how it ended.
+"""Runs one attempt of a local job submission to its end and records how it ended.
 
 Started detached by LocalTarget (`python -m platform_cli.targets.local_runner JOB_DIR`). The job
 runs in a session (process group) of its own so that `plinth job cancel` can end it whole,
@@ -16,24 +16,23 @@ from pathlib import Path
 import psutil
 import yaml
 
+from platform_cli.atomic import write_json
 from platform_cli.spec.launch import LocalLaunch
 from platform_cli.targets.base import JobStatus
-from platform_cli.atomic import write_json
-from platform_cli.targets.local import CANCEL_GRACE_SECONDS, LOG_TAIL_LINES, _read_record, now, tail_lines, terminate_tree
+from platform_cli.targets.local import CANCEL_GRACE_SECONDS, LOG_TAIL_LINES, now, read_process, read_record, tail_lines, terminate_tree
 
 
 def run(job_dir: Path) -> int:
-    record = _read_record(job_dir)
+    record = read_record(job_dir)
     launch = LocalLaunch.model_validate(yaml.safe_load((job_dir / "launch.yaml").read_text()))
-    process = {"attempt": record.attempt, "runner_pid": os.getpid(), "runner_started": psutil.Process().create_time()}
-    write_json(job_dir / "process.json", process)
+    cancel_requested = (job_dir / "cancel").exists
 
     def finish(status: JobStatus, exit_code: int | None, message: str = "") -> int:
         ended = record.model_copy(update={"status": status, "exit_code": exit_code, "finished": now(), "message": message})
         write_json(job_dir / "record.json", ended.model_dump(mode="json"))
         return 0
 
-    if (job_dir / "cancel").exists():
+    if cancel_requested():
         return finish(JobStatus.CANCELLED, None, "cancelled before it started")
     for directory in (launch.spec.output_dir, launch.spec.checkpoint_dir):
         if "://" not in directory:
@@ -56,19 +55,19 @@ def run(job_dir: Path) -> int:
         except OSError as exc:
             log.write(f"[plinth] could not start: {exc}\n".encode())
             return finish(JobStatus.FAILED, None, f"could not start {launch.spec.command[0]}: {exc.strerror}")
-        process.update(job_pid=child.pid, job_pgid=os.getpgid(child.pid))
+        process = {**read_process(job_dir), "job_pid": child.pid, "job_pgid": os.getpgid(child.pid), "job_started": psutil.Process(child.pid).create_time()}
         write_json(job_dir / "process.json", process)
         record = record.model_copy(update={"status": JobStatus.RUNNING, "started": now()})
         write_json(job_dir / "record.json", record.model_dump(mode="json"))
-        if (job_dir / "cancel").exists():  # a cancel that raced with the start
+        if cancel_requested():  # a cancel that raced with the start
             terminate_tree(child.pid, process["job_pgid"], CANCEL_GRACE_SECONDS)
         exit_code = child.wait()
         log.write(f"[plinth] {now():%Y-%m-%d %H:%M:%S} attempt {record.attempt} exited with code {exit_code}\n".encode())
 
-    if (job_dir / "cancel").exists():
-        return finish(JobStatus.CANCELLED, exit_code, "cancelled by user")
-    if exit_code == 0:
+    if exit_code == 0:  # a job that finished just as a cancel arrived still succeeded
         return finish(JobStatus.SUCCEEDED, 0)
+    if cancel_requested():
+        return finish(JobStatus.CANCELLED, exit_code, "cancelled by user")
     tail = "\n".join(tail_lines(log_path, LOG_TAIL_LINES))
     return finish(JobStatus.FAILED, exit_code, f"exit code {exit_code}; last lines of the log:\n{tail}")
 

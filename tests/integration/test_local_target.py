@@ -19,6 +19,8 @@ from platform_cli.spec.stack import load_stack
 from platform_cli.targets.local import LocalTarget
 from tests.conftest import write_job
 
+pytestmark = pytest.mark.integration
+
 # A launcher like horovodrun: its workers run in sessions of their own, out of the job's
 # process group, so cancelling must follow the process tree as well as the group.
 LAUNCHER = """\
@@ -77,6 +79,49 @@ def test_restart_keeps_the_checkpoint_directory(project: Path) -> None:
     log = "".join(target.logs(job_id))
     assert "starting at step 0" in log and "starting at step 1" in log
     assert "attempt 2:" in log
+
+
+def test_a_dead_runner_means_failed_and_cancel_still_ends_its_job(project: Path) -> None:
+    """If the runner is killed (OOM killer, kill -9), the job it started runs on as an orphan:
+    status must not stay Running forever, and cancel must still end the orphan."""
+    target, job_id = submit(project, "launcher", LAUNCHER)
+    job_dir = target.jobs_dir / job_id
+    wait_for(lambda: "job_pid" in json.loads((job_dir / "process.json").read_text()))
+    process = json.loads((job_dir / "process.json").read_text())
+    os.kill(process["runner_pid"], 9)
+    wait_for(lambda: target.status(job_id).status.value == "Failed")
+    assert "runner exited without recording an end" in target.status(job_id).message
+    assert psutil.pid_exists(process["job_pid"])
+
+    with pytest.raises(PlinthError, match="still running; cancel it first"):
+        target.restart(job_id)
+    target.cancel(job_id)
+    wait_for(lambda: not psutil.pid_exists(process["job_pid"]) or psutil.Process(process["job_pid"]).status() == psutil.STATUS_ZOMBIE, timeout=15)
+
+
+def test_a_runner_that_cannot_start_its_job_is_not_pending_forever(project: Path) -> None:
+    target, job_id = submit(project, "resumable", RESUMABLE)
+    target.wait(job_id)
+    (target.jobs_dir / job_id / "launch.yaml").write_text("not: [a launch")  # the runner will crash reading it
+    target.restart(job_id)
+    wait_for(lambda: target.status(job_id).status.value == "Failed")
+    assert "runner exited without recording an end" in target.status(job_id).message
+    assert "yaml" in target.status(job_id).message.lower()
+
+
+def test_only_one_of_two_restarts_wins_and_cancelled_jobs_restart(project: Path) -> None:
+    target, job_id = submit(project, "launcher", LAUNCHER)
+    wait_for(lambda: target.status(job_id).status.value == "Running")
+    assert target.cancel(job_id).status.value == "Cancelled"
+    # Two shells racing to restart: simulate the loser by taking attempt 2 first.
+    (target.jobs_dir / job_id / "attempt-2").touch()
+    with pytest.raises(PlinthError, match="already being restarted"):
+        target.restart(job_id)
+    (target.jobs_dir / job_id / "attempt-2").unlink()
+    record = target.restart(job_id)
+    assert record.attempt == 2
+    wait_for(lambda: target.status(job_id).status.value == "Running")
+    assert target.cancel(job_id).status.value == "Cancelled"
 
 
 def test_restart_of_a_running_job_is_refused(project: Path) -> None:

@@ -1,0 +1,72 @@
+"""Where a model version came from: the job that trained it, its data and its code.
+
+What a job ran is captured when it is submitted (script hash, source revision, resolved data
+paths) and kept in its record, so registering a model later describes what was trained, not
+whatever the job file and checkout look like by then.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+from platform_cli.errors import PlinthError
+from platform_cli.targets.base import JobRecord, JobStatus
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def source_revision(directory: Path) -> str | None:
+    """The git commit of `directory` (`-dirty` when tracked files are modified), if it is a checkout."""
+    try:
+        head = subprocess.run(["git", "-C", str(directory), "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, timeout=5)
+        if head.returncode != 0:
+            return None
+        status = subprocess.run(["git", "-C", str(directory), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return head.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
+
+
+def find_training_job(records: list[JobRecord], ref: str) -> JobRecord:
+    """`ref` is a job id, or a job name meaning its newest successful submission."""
+    by_id = [r for r in records if r.id == ref]
+    if by_id:
+        record = by_id[0]
+    else:
+        succeeded = [r for r in records if r.name == ref and r.status is JobStatus.SUCCEEDED]
+        if not succeeded:
+            raise PlinthError(f"no succeeded job with id or name {ref!r}", "see plinth job ls")
+        record = succeeded[-1]
+    if record.status is not JobStatus.SUCCEEDED:
+        raise PlinthError(f"job {record.id} is {record.status.value}; only a succeeded job's model can be registered")
+    return record
+
+
+def job_outputs(record: JobRecord) -> tuple[Path, dict[str, float]]:
+    """The model directory and numeric metrics a training job wrote under its output directory."""
+    output_dir = Path(record.output_dir)
+    model_dir = output_dir / "model"
+    if not (model_dir / "saved_model.pb").is_file():
+        raise PlinthError(f"job {record.id} wrote no SavedModel to {model_dir}", "the training script must export to ${output_dir}/model")
+    metrics_file = output_dir / "metrics.json"
+    try:
+        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    except (OSError, ValueError) as exc:
+        raise PlinthError(f"job {record.id}: {metrics_file} is not readable JSON ({exc})") from None
+    return model_dir, {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def job_lineage(record: JobRecord, project_root: Path) -> dict[str, str]:
+    """Lineage tags for a version trained by `record`'s job, from what the job ran."""
+    lineage = {"job_id": record.id, "job_name": record.name, "job_kind": record.kind, "stack": record.stack, "trained_at": str(record.finished)}
+    if record.job_file:
+        job_file = Path(record.job_file)
+        lineage["job_file"] = str(job_file.relative_to(project_root)) if job_file.is_relative_to(project_root) else str(job_file)
+    optional = {"script_sha256": record.script_sha256, "code_revision": record.code_revision, "data": ",".join(record.data_inputs), "args": " ".join(record.args)}
+    lineage.update({key: value for key, value in optional.items() if value})
+    return lineage
