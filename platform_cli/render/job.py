@@ -57,8 +57,12 @@ def render_job(job: LoadedJob, stack: Stack, job_id: str | None = None) -> Rende
     job_id = job_id or f"{job.spec.name}-<id>"
     template = f"{job.spec.kind}/{stack.config.target}.yaml.j2"
     variables = job_variables(job, stack, job_id)
-    args = [substitute(arg, variables, f"args[{i}]") for i, arg in enumerate(job.spec.args)]
-    text = render_template(template, _local_context(job, stack, job_id, variables, args))
+    try:
+        args = [substitute(arg, variables, f"args[{i}]") for i, arg in enumerate(job.spec.args)]
+        context = _local_context(job, stack, job_id, variables, args)
+    except PlinthError as exc:  # a problem with a field of the job file: say which file
+        raise PlinthError(f"{job.file}: {exc.message}", exc.fix) from None
+    text = render_template(template, context)
     documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
     validate_local(documents, template)
     return RenderedJob(job_id=job_id, template=template, text=text, documents=documents, args=args, data_inputs=_data_inputs(job.spec.args, args))

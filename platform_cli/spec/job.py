@@ -52,13 +52,21 @@ class Resources(SpecModel):
 
 
 class JobSpecBase(SpecModel):
-    name: str = Field(pattern=NAME_PATTERN)
+    name: str
     script: str = Field(min_length=1)
     args: list[str] = []
     env: dict[str, str] = {}
     workers: int = Field(1, ge=1)
     resources: Resources = Resources()
     labels: dict[str, str] = {}
+
+    @field_validator("name")
+    @classmethod
+    def _dns_label(cls, name: str) -> str:
+        # Job names become Kubernetes object names and label values on cluster targets.
+        if not re.match(NAME_PATTERN, name):
+            raise ValueError(f"{name!r} must be lowercase letters, digits and '-', start with a letter, at most 52 characters")
+        return name
 
     @field_validator("env")
     @classmethod

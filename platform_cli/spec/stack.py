@@ -169,6 +169,8 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
     message = error["msg"]
     if error["type"] == "extra_forbidden":
         message = "unknown key (check its spelling)"
+    elif error["type"] == "value_error":
+        message = str(error["ctx"]["error"])  # our own validators' words, without pydantic's prefix
     elif error["type"] == "literal_error":
         message = f"must be one of {error['ctx']['expected']}"
     elif error["type"] == "union_tag_invalid":
