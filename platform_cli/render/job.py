@@ -61,7 +61,7 @@ def render_job(job: LoadedJob, stack: Stack, job_id: str | None = None) -> Rende
         args = [substitute(arg, variables, f"args[{i}]") for i, arg in enumerate(job.spec.args)]
         context = _local_context(job, stack, job_id, variables, args)
     except PlinthError as exc:  # a problem with a field of the job file: say which file
-        raise PlinthError(f"{job.file}: {exc.message}", exc.fix) from None
+        raise PlinthError(f"{job.shown_file}: {exc.message}", exc.fix) from None
     text = render_template(template, context)
     documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
     validate_local(documents, template)

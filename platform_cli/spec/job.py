@@ -118,6 +118,14 @@ class LoadedJob(BaseModel):
         return self.file.parent
 
     @property
+    def shown_file(self) -> str:
+        """The job file as error messages name it: relative to the working directory if inside it."""
+        try:
+            return str(self.file.relative_to(Path.cwd()))
+        except ValueError:
+            return str(self.file)
+
+    @property
     def script_path(self) -> Path:
         return (self.base_dir / self.spec.script).resolve()
 
