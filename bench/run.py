@@ -102,13 +102,6 @@ def bench_horovod(root: Path, env: dict[str, str]) -> dict:
     return figures
 
 
-def wrk_available() -> str | None:
-    if not shutil.which("wrk"):
-        log("installing wrk (Debian package) for the HTTP load")
-        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], capture_output=True)
-    return shutil.which("wrk")
-
-
 def bench_serving(root: Path, env: dict[str, str], duration: int = 10) -> dict:
     log("Serving: KServe model server over HTTP (wrk) vs in-process call")
     plinth(env, "model", "register", "ctr", "--job", "ctr-train")
@@ -118,7 +111,7 @@ def bench_serving(root: Path, env: dict[str, str], duration: int = 10) -> dict:
     try:
         payload = json.loads((EXAMPLE / "request.json").read_text())
         single = {"instances": payload["instances"][:1]}
-        wrk = wrk_available()
+        wrk = shutil.which("wrk")
         if wrk:
             script = root / "post.lua"
             script.write_text(f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = {json.dumps(json.dumps(single))}\n')
@@ -129,7 +122,8 @@ def bench_serving(root: Path, env: dict[str, str], duration: int = 10) -> dict:
                 ).stdout
                 figures[f"HTTP, concurrency {connections}"] = _wrk_figures(out)
         else:
-            figures["HTTP"] = "wrk unavailable (apt-get install wrk failed): not measured"
+            log("wrk not found (apt-get install wrk): HTTP latency not measured")
+            figures["HTTP"] = "not measured: wrk not installed"
         figures["in-process"] = _in_process(env, single)
     finally:
         plinth(env, "model", "stop", "ctr")

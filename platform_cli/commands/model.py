@@ -33,13 +33,13 @@ def register(
     output: OutputFormat = OutputOption,
 ):
     """Register a training job's exported model as the next version, with its lineage and metrics."""
-    from platform_cli.registry.lineage import find_training_job, job_lineage, job_outputs
+    from platform_cli.lineage import find_training_job, job_lineage, job_outputs
     from platform_cli.targets import get_target
 
     stack_config = _stack(stack)
     record = find_training_job(get_target(stack_config).list(), job)
     model_dir, metrics = job_outputs(record)
-    version = _registry(stack_config).register(name, model_dir, metrics, job_lineage(record, stack_config.project_root, stack_config.storage_root))
+    version = _registry(stack_config).register(name, model_dir, metrics, job_lineage(record, stack_config.project_root))
     if output is OutputFormat.table:
         shown = " ".join(f"{k}={v:.4f}" for k, v in sorted(version.metrics.items()) if k in ("auc", "logloss"))
         typer.echo(f"model/{version.name} version {version.version} registered from job/{record.id} {shown}".rstrip())
@@ -101,14 +101,9 @@ def serve(
     stack_config = _stack(stack)
     registry = _registry(stack_config)
     found = registry.get(name, version)
-    state_dir = stack_config.home / "serving"
-    if replace and any(r.name == name for r in serving.list_servers(state_dir)):
-        serving.stop(name, state_dir)
-    chosen = port or serving.next_port(state_dir, stack_config.config.serving.port)
-    with Console(stderr=True).status(f"starting model server for {name} v{found.version} on port {chosen} ..."):
-        record = serving.start(
-            name, found.version, registry.model_dir(name, found.version), stack_config.config.serving.host, chosen, state_dir, state_dir / f"{name}.log"
-        )
+    model_dir = registry.model_dir(name, found.version)
+    with Console(stderr=True).status(f"starting model server for {name} v{found.version} ..."):
+        record = serving.serve(stack_config, name, found.version, model_dir, port=port, replace=replace)
     typer.echo(f"model/{name} version {record.version} serving at {record.url}/v1/models/{name}:predict")
 
 
@@ -122,7 +117,7 @@ def predict(
     from platform_cli.serving import local as serving
 
     payload = _read_payload(data)
-    record = serving.find(_stack(stack).home / "serving", name)
+    record = serving.find(serving.state_dir(_stack(stack)), name)
     typer.echo(json.dumps(serving.predict(record, payload)))
 
 
@@ -131,7 +126,7 @@ def stop(name: str, stack: str = StackOption):
     """Stop a model server."""
     from platform_cli.serving import local as serving
 
-    serving.stop(name, _stack(stack).home / "serving")
+    serving.stop(name, serving.state_dir(_stack(stack)))
     typer.echo(f"model/{name} server stopped")
 
 
@@ -140,7 +135,7 @@ def servers(stack: str = StackOption, output: OutputFormat = OutputOption):
     """List model servers on this machine."""
     from platform_cli.serving import local as serving
 
-    records = serving.list_servers(_stack(stack).home / "serving")
+    records = serving.list_servers(serving.state_dir(_stack(stack)))
     emit(
         [r.model_dump(mode="json") for r in records],
         output,

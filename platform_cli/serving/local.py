@@ -4,37 +4,53 @@ Each server runs detached in its own session (it outlives the CLI command that s
 is described by a record, <state_dir>/<model name>.json, so that later commands can find it.
 The record keeps the process's creation time next to its pid: a pid alone may have been reused
 by an unrelated process by the time `stop` runs, and that process must never be signalled.
+
+A server listens only on the stack's serving host (plinth:serving.host, loopback by default):
+models are served without authentication.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections import deque
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import psutil
 from pydantic import BaseModel
 
+from platform_cli.atomic import write_text
 from platform_cli.errors import PlinthError
+from platform_cli.features import SPEC_FILE
+
+if TYPE_CHECKING:
+    from platform_cli.spec.stack import Stack
 
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 10.0
 PREDICT_TIMEOUT_S = 30.0
 _POLL_INTERVAL_S = 0.25
-_LOG_TAIL_LINES = 10
 _PORT_KEY = "plinth:serving.port"
-_MODEL_FILES = ("saved_model.pb", "feature_spec.json")
+_HOST_KEY = "plinth:serving.host"
+_MODEL_FILES = ("saved_model.pb", SPEC_FILE)
+# A log line worth showing when a server fails: an ERROR level, an exception (ValueError: ...,
+# Exception), an OS error ("[Errno 98] error while attempting to bind ..."). Matched after
+# removing uvicorn's logger name "uvicorn.error", which is on every one of its INFO lines too.
+_ERROR_LINE = re.compile(r"(error|exception)\b", re.IGNORECASE)
+_UVICORN_LOGGER = "uvicorn.error"
+# kserve's log prefix: "<date> <time>.<ms> <pid> <logger> <LEVEL>[:] [[<file>:<func>():<line>]] ".
+_LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+ \d+ \S+ \w+:?\s+(\[\S+:\S+\(\):\d+\]\s+)?")
+_MAX_LOG_LINE = 300
 
 
 class ServerRecord(BaseModel):
@@ -51,6 +67,40 @@ class ServerRecord(BaseModel):
     status: Literal["live", "dead"] = "live"
 
 
+def state_dir(stack: Stack) -> Path:
+    """Where a stack's server records and logs live: <local.home>/serving."""
+    return stack.home / "serving"
+
+
+def log_path(stack: Stack, name: str) -> Path:
+    return state_dir(stack) / f"{name}.log"
+
+
+def serve(
+    stack: Stack,
+    name: str,
+    version: int,
+    model_dir: Path,
+    port: int | None = None,
+    replace: bool = False,
+) -> ServerRecord:
+    """Serve one model version on the stack's serving host and wait until it is ready.
+
+    port: default the stack's plinth:serving.port, or the first one above it that no live
+    Plinth server holds. replace: stop this model's server first (else a live one is an error).
+    """
+    if port is not None and not 0 < port < 65536:
+        raise PlinthError(f"port {port} is not a TCP port", fix="choose one from 1024 to 65535")
+    directory = state_dir(stack)
+    _check_model_dir(Path(model_dir).resolve())  # before stopping anything in its favour
+    if replace and _record_path(name, directory).exists():
+        stop(name, directory)
+    chosen = port if port is not None else next_port(directory, stack.config.serving.port)
+    return start(
+        name, version, model_dir, stack.config.serving.host, chosen, directory, log_path(stack, name)
+    )
+
+
 def start(
     name: str,
     version: int,
@@ -61,34 +111,40 @@ def start(
     log_path: Path,
     ready_timeout: float = READY_TIMEOUT_S,
 ) -> ServerRecord:
-    """Start a server for one model version and return once it answers as ready."""
+    """Start a server for one model version on host:port and return once it answers as ready."""
     state_dir, log_path, model_dir = Path(state_dir), Path(log_path), Path(model_dir).resolve()
     _check_model_dir(model_dir)
     _refuse_if_running(name, state_dir)
-    _refuse_if_port_busy(port)
-    process = _spawn(name, version, model_dir, port, log_path)
+    _refuse_if_port_busy(host, port)
+    process = _spawn(name, version, model_dir, host, port, log_path)
     record = ServerRecord(
         name=name,
         version=version,
         pid=process.pid,
         pid_created=psutil.Process(process.pid).create_time(),
         port=port,
-        url=f"http://{host}:{port}",
+        url=f"http://{_url_host(host)}:{port}",
         started=datetime.now(timezone.utc),
         log_path=log_path,
     )
     _write_record(record, state_dir)
     try:
         _wait_ready(record, process, ready_timeout)
-    except BaseException:  # including Ctrl-C during the wait: leave no half-started server
-        _terminate(record)
+    except BaseException as failure:  # including Ctrl-C during the wait: leave no half-started server
+        try:
+            _terminate(record)
+        except PlinthError as stuck:  # the record stays, so that `stop` can try again
+            raise stuck from failure
         _record_path(name, state_dir).unlink(missing_ok=True)
         raise
     return record
 
 
 def stop(name: str, state_dir: Path) -> ServerRecord:
-    """Stop the server of model name (if still alive) and forget it; returns its last record."""
+    """Stop the server of model name (if still alive) and forget it; returns its last record.
+
+    A server that outlives SIGKILL is a PlinthError, and its record is kept.
+    """
     record = _read_record(name, Path(state_dir))
     _terminate(record)
     _record_path(name, Path(state_dir)).unlink(missing_ok=True)
@@ -137,11 +193,12 @@ def predict(record: ServerRecord, payload: dict) -> dict:
         ) from None
 
 
-def _spawn(name: str, version: int, model_dir: Path, port: int, log_path: Path) -> subprocess.Popen:
+def _spawn(name: str, version: int, model_dir: Path, host: str, port: int, log_path: Path) -> subprocess.Popen:
     argv = [
         sys.executable, "-m", "platform_cli.serving.server",
         "--model-name", name,
         "--model-dir", str(model_dir),
+        "--host", host,
         "--http-port", str(port),
         "--version", str(version),
     ]
@@ -172,28 +229,51 @@ def _wait_ready(record: ServerRecord, process: subprocess.Popen, timeout: float)
 
 
 def _start_failure(record: ServerRecord, what: str) -> PlinthError:
-    with record.log_path.open(errors="replace") as log:
-        tail = "".join(deque(log, maxlen=_LOG_TAIL_LINES)).rstrip()
+    line = _telling_line(record.log_path)
     return PlinthError(
-        f"model server '{record.name}' version {record.version} {what}; last log lines:\n{tail}",
+        f"model server '{record.name}' version {record.version} {what}" + (f": {line}" if line else ""),
         fix=f"full log: {record.log_path}",
     )
 
 
+def _telling_line(log_path: Path) -> str:
+    """The log line that best says why a server failed, on one line: the last line that shows
+    an error or exception, else the last non-empty line; '' if the log is empty."""
+    try:
+        lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines()]
+    except OSError:
+        return ""
+    lines = [line for line in lines if line]
+    if not lines:
+        return ""
+    errors = [line for line in lines if _ERROR_LINE.search(line.replace(_UVICORN_LOGGER, ""))]
+    line = _LOG_PREFIX.sub("", (errors or lines)[-1])
+    return line if len(line) <= _MAX_LOG_LINE else line[: _MAX_LOG_LINE - 3] + "..."
+
+
 def _terminate(record: ServerRecord) -> None:
-    """SIGTERM the server's process group, SIGKILL it if it has not exited in time."""
+    """SIGTERM the server's process group, SIGKILL it if it has not exited in time.
+
+    PlinthError if it is still alive after SIGKILL (e.g. stuck in uninterruptible I/O).
+    """
     process = _process(record)
     if process is None:
         return
     for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(record.pid, sig)  # the server leads its own session, so pgid == pid
-            process.wait(STOP_TIMEOUT_S)  # also reaps it when we are its parent
-            return
         except ProcessLookupError:
             return
+        try:
+            process.wait(STOP_TIMEOUT_S)  # also reaps it when we are its parent
+            return
         except psutil.TimeoutExpired:
-            continue
+            if not _alive(record):  # a zombie its (other) parent has not reaped yet
+                return
+    raise PlinthError(
+        f"model server '{record.name}' (pid {record.pid}) is still running after SIGKILL",
+        fix=f"its record is kept; end the process yourself (kill -9 {record.pid}), then plinth model stop {record.name}",
+    )
 
 
 def _process(record: ServerRecord) -> psutil.Process | None:
@@ -234,27 +314,51 @@ def _refuse_if_running(name: str, state_dir: Path) -> None:
         )
 
 
-def _refuse_if_port_busy(port: int) -> None:
-    # Probe exactly as the server will bind (all interfaces, SO_REUSEADDR like uvicorn), so a
-    # port still in TIME_WAIT from a stopped server is not reported busy.
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("0.0.0.0", port))
-        except OSError as e:
-            raise PlinthError(
-                f"port {port} is already in use ({e.strerror})",
-                fix=f"stop what listens there, or set another port in the stack with {_PORT_KEY}",
-            ) from e
+def _refuse_if_port_busy(host: str, port: int) -> None:
+    """PlinthError unless the server will be able to listen on host:port.
+
+    Probes exactly as the server binds (asyncio's create_server under uvicorn): every address
+    host resolves to, SO_REUSEADDR, IPv6 sockets v6-only. So a port still in TIME_WAIT from a
+    stopped server is not reported busy, and neither is one held on another address only.
+    """
+    try:
+        addresses = {
+            (family, address[:2])
+            for family, _, _, _, address in socket.getaddrinfo(
+                host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE
+            )
+        }
+    except socket.gaierror as e:
+        raise PlinthError(
+            f"serving host {host!r} does not resolve ({e.strerror})", fix=f"check {_HOST_KEY} in the stack"
+        ) from None
+    for family, address in sorted(addresses, key=str):
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as e:
+                if e.errno == errno.EADDRINUSE:
+                    raise PlinthError(
+                        f"port {port} is already in use ({e.strerror})",
+                        fix=f"stop what listens there, pass --port, or set another port in the stack with {_PORT_KEY}",
+                    ) from None
+                raise PlinthError(
+                    f"cannot listen on {host} port {port} ({e.strerror})",
+                    fix=f"{_HOST_KEY} must be an address of this machine, and the port at least 1024",
+                ) from None
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
 
 
 def _write_record(record: ServerRecord, state_dir: Path) -> None:
-    # Write-then-rename so a concurrent `list`/`stop` never reads half a record.
+    # Atomic, so a concurrent `list`/`stop` never reads half a record.
     state_dir.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=state_dir, prefix=f".{record.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(record.model_dump_json(exclude={"status"}, indent=2))
-    os.replace(tmp, _record_path(record.name, state_dir))
+    write_text(_record_path(record.name, state_dir), record.model_dump_json(exclude={"status"}, indent=2))
 
 
 def _read_record(name: str, state_dir: Path) -> ServerRecord:
@@ -281,8 +385,10 @@ def _record_path(name: str, state_dir: Path) -> Path:
 
 
 def _error_text(error: urllib.error.HTTPError) -> str:
+    """The server's reason for an error response, on one line."""
     body = error.read().decode("utf-8", "replace")
     try:
-        return str(json.loads(body)["error"])
+        text = str(json.loads(body)["error"])
     except (ValueError, KeyError, TypeError):
-        return f"HTTP {error.code}: {body[:200]}"
+        text = f"HTTP {error.code}: {body[:200]}"
+    return " ".join(text.split())
