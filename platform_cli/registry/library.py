@@ -83,13 +83,6 @@ class ModelRegistry:
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self._artifact_root = _as_uri(artifact_root)
 
-    @classmethod
-    def embedded(cls, home: Path) -> ModelRegistry:
-        """The default registry of a local platform: a sqlite file and artifacts under home."""
-        root = Path(home).resolve() / "registry"
-        root.mkdir(parents=True, exist_ok=True)
-        return cls(f"sqlite:///{root / 'mlflow.db'}", str(root / "artifacts"))
-
     def register(
         self,
         name: str,
@@ -159,13 +152,6 @@ class ModelRegistry:
             f"model '{name}' has no version {version}",
             fix="versions: " + ", ".join(str(v.version) for v in existing),
         )
-
-    def set_alias(self, name: str, alias: str, version: int) -> ModelVersion:
-        """Point alias (e.g. production, canary) at a version; moves it if already set."""
-        self.get(name, version)
-        with _mlflow_errors():
-            self._client.set_registered_model_alias(name, alias, str(version))
-        return self.get(name, version)
 
     def model_dir(self, name: str, version: int | None = None) -> Path:
         """Local directory of the version's model (a temporary copy if the store is remote)."""

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import errno
 import json
-import os
 import re
-import signal
 import socket
 import subprocess
 import sys
@@ -26,10 +24,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-import psutil
 from pydantic import BaseModel
 
 from platform_cli.atomic import write_text
+from platform_cli import processes
 from platform_cli.errors import PlinthError
 from platform_cli.features import SPEC_FILE
 
@@ -121,7 +119,7 @@ def start(
         name=name,
         version=version,
         pid=process.pid,
-        pid_created=psutil.Process(process.pid).create_time(),
+        pid_created=processes.created_at(process.pid),
         port=port,
         url=f"http://{_url_host(host)}:{port}",
         started=datetime.now(timezone.utc),
@@ -252,43 +250,21 @@ def _telling_line(log_path: Path) -> str:
 
 
 def _terminate(record: ServerRecord) -> None:
-    """SIGTERM the server's process group, SIGKILL it if it has not exited in time.
+    """End the server's process group (it leads its own session, so pgid == pid).
 
     PlinthError if it is still alive after SIGKILL (e.g. stuck in uninterruptible I/O).
     """
-    process = _process(record)
-    if process is None:
+    if not _alive(record):
         return
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(record.pid, sig)  # the server leads its own session, so pgid == pid
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(STOP_TIMEOUT_S)  # also reaps it when we are its parent
-            return
-        except psutil.TimeoutExpired:
-            if not _alive(record):  # a zombie its (other) parent has not reaped yet
-                return
-    raise PlinthError(
-        f"model server '{record.name}' (pid {record.pid}) is still running after SIGKILL",
-        fix=f"its record is kept; end the process yourself (kill -9 {record.pid}), then plinth model stop {record.name}",
-    )
-
-
-def _process(record: ServerRecord) -> psutil.Process | None:
-    """The record's server process if it still runs, None if it exited (or the pid was reused)."""
-    try:
-        process = psutil.Process(record.pid)
-        if process.create_time() != record.pid_created or process.status() == psutil.STATUS_ZOMBIE:
-            return None
-    except psutil.NoSuchProcess:
-        return None
-    return process
+    if not processes.terminate_tree(record.pid, record.pid, STOP_TIMEOUT_S):
+        raise PlinthError(
+            f"model server '{record.name}' (pid {record.pid}) is still running after SIGKILL",
+            fix=f"its record is kept; end the process yourself (kill -9 {record.pid}), then plinth model stop {record.name}",
+        )
 
 
 def _alive(record: ServerRecord) -> bool:
-    return _process(record) is not None
+    return processes.running(record.pid, record.pid_created)
 
 
 def _check_model_dir(model_dir: Path) -> None:

@@ -20,7 +20,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -34,6 +33,7 @@ import yaml
 from platform_cli.atomic import write_json
 from platform_cli.errors import PlinthError
 from platform_cli.lineage import file_sha256, source_revision
+from platform_cli.processes import created_at, running, terminate_tree
 from platform_cli.spec.job import dump_job_spec
 from platform_cli.spec.launch import LocalLaunch
 from platform_cli.targets.base import JobRecord, JobStatus
@@ -85,19 +85,6 @@ def read_process(job_dir: Path) -> dict:
         return json.loads((job_dir / "process.json").read_text())
     except (FileNotFoundError, ValueError):
         return {}
-
-
-def process_alive(pid: int | None, started: float | None) -> bool:
-    """Is `pid` still the process we started? A pid alone may have been reused by then."""
-    import psutil
-
-    if not pid:
-        return False
-    try:
-        process = psutil.Process(pid)
-        return process.status() != psutil.STATUS_ZOMBIE and (started is None or abs(process.create_time() - started) < 0.01)
-    except psutil.NoSuchProcess:
-        return False
 
 
 class LocalTarget:
@@ -157,7 +144,7 @@ class LocalTarget:
         training job that was killed resumes from its last checkpoint."""
         job_dir = self._job_dir(job_id)
         record = self._reconciled(job_dir)
-        if not record.status.finished or self._job_process_alive(job_dir):
+        if not record.status.finished or self._job_running(job_dir):
             raise PlinthError(f"job {job_id} is {'still running' if record.status.finished else record.status.value}", f"cancel it first: plinth job cancel {job_id}")
         attempt = record.attempt + 1
         try:  # exactly one of two concurrent restarts gets attempt N
@@ -207,7 +194,7 @@ class LocalTarget:
     def cancel(self, job_id: str) -> JobRecord:
         job_dir = self._job_dir(job_id)
         record = self._reconciled(job_dir)
-        job_alive = self._job_process_alive(job_dir)
+        job_alive = self._job_running(job_dir)
         if record.status.finished and not job_alive:
             return record
         (job_dir / "cancel").touch()
@@ -237,8 +224,6 @@ class LocalTarget:
             raise PlinthError(f"{program!r} not found in {Path(sys.executable).parent}", "run scripts/bootstrap to install the Plinth environment")
 
     def _start_runner(self, job_dir: Path, attempt: int) -> None:
-        import psutil
-
         with (job_dir / "runner.log").open("ab") as runner_log:
             runner = subprocess.Popen(
                 [sys.executable, "-m", "platform_cli.targets.local_runner", str(job_dir)],
@@ -250,7 +235,7 @@ class LocalTarget:
             )
         # Recorded here, not by the runner: a runner that dies before its first line of Python
         # must still be seen as dead rather than leave the job Pending forever.
-        write_json(job_dir / "process.json", {"attempt": attempt, "runner_pid": runner.pid, "runner_started": psutil.Process(runner.pid).create_time()})
+        write_json(job_dir / "process.json", {"attempt": attempt, "runner_pid": runner.pid, "runner_started": created_at(runner.pid)})
 
     def _job_dir(self, job_id: str) -> Path:
         job_dir = self.jobs_dir / job_id
@@ -259,9 +244,9 @@ class LocalTarget:
             raise PlinthError(f"job {job_id!r} not found on stack {self.stack.name!r}", f"recent jobs: {recent}")
         return job_dir
 
-    def _job_process_alive(self, job_dir: Path) -> bool:
+    def _job_running(self, job_dir: Path) -> bool:
         process = read_process(job_dir)
-        return process_alive(process.get("job_pid"), process.get("job_started"))
+        return running(process.get("job_pid"), process.get("job_started"))
 
     def _reconciled(self, job_dir: Path) -> JobRecord:
         """The stored record, corrected if its runner died without recording an end."""
@@ -269,7 +254,7 @@ class LocalTarget:
         if record.status.finished:
             return record
         process = read_process(job_dir)
-        if process.get("attempt") != record.attempt or process_alive(process.get("runner_pid"), process.get("runner_started")):
+        if process.get("attempt") != record.attempt or running(process.get("runner_pid"), process.get("runner_started")):
             return record
         record = read_record(job_dir)  # the runner may have finished between the two reads
         if record.status.finished:
@@ -284,37 +269,3 @@ def _last_error_line(path: Path) -> str | None:
     lines = [line.strip() for line in tail_lines(path, 40) if line.strip()]
     exception = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b")
     return next((line for line in reversed(lines) if exception.match(line)), lines[-1] if lines else None)
-
-
-def terminate_tree(pid: int, pgid: int | None, grace: float) -> None:
-    """SIGTERM the job's process group and every descendant (launchers such as horovodrun put
-    workers in sessions of their own), then SIGKILL whatever is left after `grace` seconds."""
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        processes = []
-    _signal_group(pgid, signal.SIGTERM)
-    for process in processes:
-        try:
-            process.terminate()
-        except psutil.NoSuchProcess:
-            pass
-    _, alive = psutil.wait_procs(processes, timeout=grace)
-    _signal_group(pgid, signal.SIGKILL)
-    for process in alive:
-        try:
-            process.kill()
-        except psutil.NoSuchProcess:
-            pass
-
-
-def _signal_group(pgid: int | None, signum: int) -> None:
-    if pgid:
-        try:
-            os.killpg(pgid, signum)
-        except ProcessLookupError:
-            pass
-

@@ -13,13 +13,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil
 import yaml
 
 from platform_cli.atomic import write_json
 from platform_cli.spec.launch import LocalLaunch
 from platform_cli.targets.base import JobStatus
-from platform_cli.targets.local import CANCEL_GRACE_SECONDS, LOG_TAIL_LINES, now, read_process, read_record, tail_lines, terminate_tree
+from platform_cli.processes import created_at, terminate_tree
+from platform_cli.targets.local import CANCEL_GRACE_SECONDS, LOG_TAIL_LINES, now, read_process, read_record, tail_lines
 
 
 def run(job_dir: Path) -> int:
@@ -55,7 +55,7 @@ def run(job_dir: Path) -> int:
         except OSError as exc:
             log.write(f"[plinth] could not start: {exc}\n".encode())
             return finish(JobStatus.FAILED, None, f"could not start {launch.spec.command[0]}: {exc.strerror}")
-        process = {**read_process(job_dir), "job_pid": child.pid, "job_pgid": os.getpgid(child.pid), "job_started": psutil.Process(child.pid).create_time()}
+        process = {**read_process(job_dir), "job_pid": child.pid, "job_pgid": os.getpgid(child.pid), "job_started": created_at(child.pid)}
         write_json(job_dir / "process.json", process)
         record = record.model_copy(update={"status": JobStatus.RUNNING, "started": now()})
         write_json(job_dir / "record.json", record.model_dump(mode="json"))

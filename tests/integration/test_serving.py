@@ -19,6 +19,7 @@ from platform_cli.features import (
     NumericFeature,
     transform,
 )
+from platform_cli import processes
 from platform_cli.serving import local
 from platform_cli.spec.stack import LocalConfig, ServingConfig, Stack, StackConfig
 
@@ -263,7 +264,9 @@ def test_a_process_that_survives_sigkill_keeps_its_record(tmp_path, monkeypatch)
             log_path=tmp_path / "stuck.log",
         )
         local._write_record(record, tmp_path / "servers")
-        monkeypatch.setattr(local.os, "killpg", lambda pid, sig: None)
+        monkeypatch.setattr(processes.os, "killpg", lambda pid, sig: None)
+        monkeypatch.setattr(processes.psutil.Process, "kill", lambda self: None)
+        monkeypatch.setattr(processes.psutil.Process, "terminate", lambda self: None)
         monkeypatch.setattr(local, "STOP_TIMEOUT_S", 0.2)
 
         with pytest.raises(PlinthError, match="still running after SIGKILL") as error:
