@@ -10,7 +10,7 @@ import typer
 from platform_cli.errors import PlinthError
 from platform_cli.output import OutputFormat, OutputOption, StackOption, age, emit
 
-app = typer.Typer(help="Register model versions with lineage, serve them and ask for predictions.", no_args_is_help=True)
+app = typer.Typer(help="Register, serve and query model versions.", no_args_is_help=True, rich_markup_mode=None)
 
 
 def _registry(stack):

@@ -6,7 +6,7 @@ import typer
 
 from platform_cli.output import OutputFormat, OutputOption, emit
 
-app = typer.Typer(help="List and inspect stacks (one Pulumi stack file per team environment).", no_args_is_help=True)
+app = typer.Typer(help="List and inspect stacks (stacks/Pulumi.<stack>.yaml).", no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("ls")
