@@ -113,3 +113,21 @@ def test_horovod_workers_beyond_the_stack_slots_are_refused(project: Path) -> No
     job = load_job(write_job(project / "jobs", "s", "kind: horovod\nname: big\nscript: s.py\nworkers: 3\n", script=""))
     with pytest.raises(PlinthError, match="workers: 3 exceeds the 2 Horovod slots of stack 'local'.*plinth:local.horovodSlots"):
         render_job(job, load_stack("local"))
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_spark_conf_values_stay_one_argument(project: Path, value: str) -> None:
+    job = load_job(write_job(project / "jobs", "s", f"kind: spark\nname: conf\nscript: s.py\nconf: {{spark.app.note: {quote(value)}}}\n", script=""))
+    command = render_job(job, load_stack("local"), job_id="conf-abcde").documents[0]["spec"]["command"]
+    assert f"spark.app.note={value}" in command
+    assert command[command.index(f"spark.app.note={value}") - 1] == "--conf"
+
+
+def test_hostile_stack_values_stay_data(project: Path) -> None:
+    """Values from the stack file (here the storage root) go through the same quoting."""
+    root = 'data/with "quotes"\nand: newline'
+    (project / "stacks" / "Pulumi.odd.yaml").write_text(f"config:\n  plinth:storage: {{root: {quote(root)}}}\n")
+    job = load_job(write_job(project / "jobs", "s", "kind: python\nname: odd\nscript: s.py\nargs: ['${storage}/x']\n", script=""))
+    document = render_job(job, load_stack("odd"), job_id="odd-abcde").documents[0]
+    assert document["spec"]["command"][-1] == f"{project}/{root}/x"
+    assert document["spec"]["env"]["PLINTH_STORAGE"] == f"{project}/{root}"
