@@ -1,4 +1,5 @@
-"""Processes Plinth starts and must find again later: jobs, their runners, model servers.
+"""Processes Plinth starts and must find again later (jobs, their runners, model servers), and
+the tails of their logs.
 
 A pid alone is not an identity (the kernel reuses them), so every record keeps the process's
 creation time next to its pid, and nothing is signalled unless both still match.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 from contextlib import suppress
+from pathlib import Path
 
 import psutil
 
@@ -56,3 +58,18 @@ def _signal_group(pgid: int | None, signum: int) -> None:
     if pgid:
         with suppress(ProcessLookupError):
             os.killpg(pgid, signum)
+
+
+def read_tail(path: Path, count: int) -> tuple[list[str], int]:
+    """The last `count` lines of a file and the byte offset they end at (where to follow from)."""
+    if not path.exists():
+        return [], 0
+    with path.open("rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(max(0, size - 64 * 1024))
+        lines = handle.read(size).decode("utf-8", "replace").splitlines()
+    return (lines[-count:] if count > 0 else []), size
+
+
+def tail_lines(path: Path, count: int) -> list[str]:
+    return read_tail(path, count)[0]

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
 
-from platform_cli.atomic import write_text
 from platform_cli import processes
+from platform_cli.atomic import write_text
 from platform_cli.errors import PlinthError
 from platform_cli.features import SPEC_FILE
 
@@ -234,14 +234,14 @@ def _start_failure(record: ServerRecord, what: str) -> PlinthError:
     )
 
 
+# The log is appended across restarts; a failed start is explained by its last lines.
+_TELLING_WINDOW = 200
+
+
 def _telling_line(log_path: Path) -> str:
     """The log line that best says why a server failed, on one line: the last line that shows
     an error or exception, else the last non-empty line; '' if the log is empty."""
-    try:
-        lines = [line.strip() for line in log_path.read_text(errors="replace").splitlines()]
-    except OSError:
-        return ""
-    lines = [line for line in lines if line]
+    lines = [line.strip() for line in processes.tail_lines(log_path, _TELLING_WINDOW) if line.strip()]
     if not lines:
         return ""
     errors = [line for line in lines if _ERROR_LINE.search(line.replace(_UVICORN_LOGGER, ""))]

@@ -84,10 +84,15 @@ class Stack(BaseModel):
     def home(self) -> Path:
         return self.resolve(self.config.local.home)
 
+    def location(self, value: str | None, default: Path) -> str:
+        """A configured path (resolved against the project) or URI (as is), else `default`."""
+        if value is None:
+            return str(default)
+        return value if "://" in value else str(self.resolve(value))
+
     @property
     def storage_root(self) -> str:
-        root = self.config.storage.root
-        return str(self.resolve(root)) if root and "://" not in root else (root or str(self.home / "storage"))
+        return self.location(self.config.storage.root, self.home / "storage")
 
     @property
     def tracking_uri(self) -> str:
@@ -101,8 +106,7 @@ class Stack(BaseModel):
 
     @property
     def artifact_root(self) -> str:
-        root = self.config.registry.artifact_root
-        return str(self.resolve(root)) if root and "://" not in root else (root or str(self.home / "registry" / "artifacts"))
+        return self.location(self.config.registry.artifact_root, self.home / "registry" / "artifacts")
 
 
 def project_root() -> Path:

@@ -33,7 +33,7 @@ import yaml
 from platform_cli.atomic import write_json
 from platform_cli.errors import PlinthError
 from platform_cli.lineage import file_sha256, source_revision
-from platform_cli.processes import created_at, running, terminate_tree
+from platform_cli.processes import created_at, read_tail, running, tail_lines, terminate_tree
 from platform_cli.spec.job import dump_job_spec
 from platform_cli.spec.launch import LocalLaunch
 from platform_cli.targets.base import JobRecord, JobStatus
@@ -56,21 +56,6 @@ def tool_path() -> str:
     """PATH for jobs: this environment's bin first, so `python`, `spark-submit` and `horovodrun`
     in a rendered command are the ones installed with Plinth."""
     return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-
-
-def read_tail(path: Path, count: int) -> tuple[list[str], int]:
-    """The last `count` lines of a file and the byte offset they end at (where to follow from)."""
-    if not path.exists():
-        return [], 0
-    with path.open("rb") as handle:
-        size = handle.seek(0, os.SEEK_END)
-        handle.seek(max(0, size - 64 * 1024))
-        lines = handle.read(size).decode("utf-8", "replace").splitlines()
-    return (lines[-count:] if count > 0 else []), size
-
-
-def tail_lines(path: Path, count: int) -> list[str]:
-    return read_tail(path, count)[0]
 
 
 def read_record(job_dir: Path) -> JobRecord:

@@ -18,8 +18,8 @@ import yaml
 from platform_cli.atomic import write_json
 from platform_cli.spec.launch import LocalLaunch
 from platform_cli.targets.base import JobStatus
-from platform_cli.processes import created_at, terminate_tree
-from platform_cli.targets.local import CANCEL_GRACE_SECONDS, LOG_TAIL_LINES, now, read_process, read_record, tail_lines
+from platform_cli.processes import created_at, tail_lines, terminate_tree
+from platform_cli.targets.local import CANCEL_GRACE_SECONDS, LOG_TAIL_LINES, now, read_process, read_record
 
 
 def run(job_dir: Path) -> int:
