@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 from platform_cli.errors import PlinthError
@@ -57,14 +57,217 @@ class ServingConfig(ConfigModel):
     port: int = Field(8500, ge=1024, le=65535, description="HTTP port of the first model server")
 
 
-class StackConfig(ConfigModel):
-    """One environment of one team. Cluster stacks extend this model with their own sections."""
+# ---------------------------------------------------------------------------------------------
+# Cluster stacks. A platform stack (one per cluster) installs what every team shares; a team
+# stack (one per team environment) carves out the team's slice and is where its jobs run.
 
-    target: Literal["local"] = "local"
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+# Kubernetes quantities ("64", "500m", "256Gi"); the API server parses them, we only check shape.
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
+PATTERN_MEANINGS = {
+    DNS_LABEL: "must be a DNS label: lower-case letters, digits and '-', at most 63",
+    QUANTITY: "must be a Kubernetes quantity such as 500m, 64 or 256Gi",
+}
+
+
+class Taint(ConfigModel):
+    key: str
+    value: str = ""
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
+
+
+class GpuPoolConfig(ConfigModel):
+    """A pool of GPU nodes. Jobs target it through its labels and tolerate its taints."""
+
+    name: str = Field(pattern=DNS_LABEL)
+    provider: Literal["karpenter"] = Field("karpenter", description="which implementation creates the nodes")
+    gpu_type: str = Field(description="accelerator product, e.g. nvidia-tesla-t4, nvidia-a100")
+    gpus_per_node: int = Field(ge=1, le=16)
+    instance_types: list[str] = Field(default_factory=list, description="cloud instance types the pool may launch")
+    min_nodes: int = Field(0, ge=0)
+    max_nodes: int = Field(ge=1)
+    labels: dict[str, str] = Field(default_factory=dict)
+    taints: list[Taint] = Field(default_factory=lambda: [Taint(key="nvidia.com/gpu", value="present")])
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "GpuPoolConfig":
+        if self.max_nodes < self.min_nodes:
+            raise ValueError(f"maxNodes ({self.max_nodes}) must be ≥ minNodes ({self.min_nodes})")
+        return self
+
+    @property
+    def max_gpus(self) -> int:
+        return self.max_nodes * self.gpus_per_node
+
+    @property
+    def node_labels(self) -> dict[str, str]:
+        """Labels every node of the pool carries; jobs select the pool with these."""
+        return {"plinth.dev/gpu-pool": self.name, "plinth.dev/gpu-type": self.gpu_type, **self.labels}
+
+
+class PriorityClassConfig(ConfigModel):
+    name: str = Field(pattern=DNS_LABEL)
+    value: int = Field(ge=0, le=1_000_000_000)
+    preempts: bool = Field(True, description="whether pods of this class may preempt lower ones")
+    description: str = ""
+
+
+def default_priority_classes() -> list[PriorityClassConfig]:
+    # online serving > training > batch preprocessing > preemptible experiments
+    return [
+        PriorityClassConfig(name="plinth-online", value=1_000_000, description="online inference"),
+        PriorityClassConfig(name="plinth-training", value=100_000, description="training jobs"),
+        PriorityClassConfig(name="plinth-batch", value=10_000, description="batch preprocessing"),
+        PriorityClassConfig(name="plinth-preemptible", value=1_000, preempts=False, description="experiments; first to go"),
+    ]
+
+
+class SchedulerConfig(ConfigModel):
+    kind: Literal["volcano", "kueue"] = "volcano"
+    chart_version: str | None = Field(None, description="Helm chart version; defaults to the version Plinth is tested with")
+    priority_classes: list[PriorityClassConfig] = Field(default_factory=default_priority_classes)
+
+
+class HdfsConfig(ConfigModel):
+    image: str = "apache/hadoop:3.4.1"
+    datanodes: int = Field(3, ge=1)
+    namenode_storage: str = Field("50Gi", pattern=QUANTITY)
+    datanode_storage: str = Field("500Gi", pattern=QUANTITY)
+    storage_class: str | None = None
+    replication: int = Field(3, ge=1)
+
+
+class ObjectStorageConfig(ConfigModel):
+    endpoint: str = Field(description="S3-compatible endpoint URL")
+    region: str = "us-east-1"
+    bucket: str = Field(description="bucket holding every team's prefix")
+
+
+class PlatformStorageConfig(ConfigModel):
+    kind: Literal["hdfs", "s3"] = "hdfs"
+    hdfs: HdfsConfig | None = None
+    s3: ObjectStorageConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_backend(self) -> "PlatformStorageConfig":
+        if self.kind == "s3" and self.s3 is None:
+            raise ValueError("kind s3 needs an s3: section (endpoint, bucket)")
+        return self
+
+
+class KServeConfig(ConfigModel):
+    version: str = "v0.15.2"
+    deployment_mode: Literal["RawDeployment", "Serverless"] = "RawDeployment"
+    cert_manager_version: str = "v1.16.2"
+
+
+class YarnConfig(ConfigModel):
+    """A Hadoop cluster reached with spark-submit --master yarn."""
+
+    resource_manager: str = Field(description="host:port of the ResourceManager")
+    default_fs: str = Field(description="fs.defaultFS, e.g. hdfs://namenode:8020")
+    hadoop_conf_dir: str | None = Field(None, description="HADOOP_CONF_DIR on the submitting machine; generated if unset")
+
+
+class PlatformConfig(ConfigModel):
+    """What one cluster offers every team (stack role: platform)."""
+
+    cluster: str = Field(pattern=DNS_LABEL, description="cluster name, used in node pool and storage names")
+    gpu_pools: list[GpuPoolConfig] = Field(default_factory=list)
+    gpu_driver: Literal["device-plugin", "gpu-operator"] = "device-plugin"
+    scheduler: SchedulerConfig = SchedulerConfig()
+    storage: PlatformStorageConfig = PlatformStorageConfig()
+    kserve: KServeConfig = KServeConfig()
+    yarn: YarnConfig | None = None
+
+    @model_validator(mode="after")
+    def _unique_pools(self) -> "PlatformConfig":
+        names = [pool.name for pool in self.gpu_pools]
+        if duplicate := next((n for n in names if names.count(n) > 1), None):
+            raise ValueError(f"gpu pool {duplicate!r} is declared twice")
+        return self
+
+    def pool(self, name: str) -> GpuPoolConfig | None:
+        return next((pool for pool in self.gpu_pools if pool.name == name), None)
+
+
+class QuotaConfig(ConfigModel):
+    cpu: str = Field(pattern=QUANTITY)
+    memory: str = Field(pattern=QUANTITY)
+    gpu: int = Field(0, ge=0, description="nvidia.com/gpu the namespace may request")
+
+
+class ContainerDefaults(ConfigModel):
+    """LimitRange defaults for containers that do not say what they need."""
+
+    cpu: str = Field("1", pattern=QUANTITY)
+    memory: str = Field("2Gi", pattern=QUANTITY)
+
+
+class QueueConfig(ConfigModel):
+    weight: int = Field(1, ge=1, description="fair-share weight against other teams' queues")
+    gpu_share: int = Field(0, ge=0, description="GPUs guaranteed to this team (deserved/nominal quota)")
+    priority_class: str = Field("plinth-training", description="default priority class of the team's jobs")
+
+
+class TeamConfig(ConfigModel):
+    """One team's environment on a cluster (stack role: team)."""
+
+    name: str = Field(pattern=DNS_LABEL)
+    platform: str = Field(description="the platform stack this team runs on (a stack name in stacks/)")
+    namespace: str | None = Field(None, pattern=DNS_LABEL, description="defaults to the team name")
+    group: str = Field(description="identity-provider group whose members operate the team's namespace")
+    quota: QuotaConfig
+    container_defaults: ContainerDefaults = ContainerDefaults()
+    queue: QueueConfig = QueueConfig()
+    gpu_pools: list[str] = Field(default_factory=list, description="pools the team may use; all when empty")
+    image: str = Field("ghcr.io/plinth-ml/plinth-runtime:0.1.0", description="container image jobs run in")
+
+    @property
+    def namespace_name(self) -> str:
+        return self.namespace or self.name
+
+
+class KubernetesConfig(ConfigModel):
+    """How the CLI reaches the cluster (Pulumi's kubernetes provider reads kubernetes:* keys)."""
+
+    context: str | None = Field(None, description="kubeconfig context; the current one if unset")
+
+
+class StackConfig(ConfigModel):
+    """One stack: the local platform, a cluster's platform, or one team environment on it.
+
+    `target` says where jobs run: local processes, Kubernetes, or YARN (spark jobs via
+    spark-submit, the rest on Kubernetes). A platform stack has a `platform:` section and runs no
+    jobs; a team stack has a `team:` section.
+    """
+
+    target: Literal["local", "kubernetes", "yarn"] = "local"
     local: LocalConfig = LocalConfig()
     storage: StorageConfig = StorageConfig()
     registry: RegistryConfig = RegistryConfig()
     serving: ServingConfig = ServingConfig()
+    kubernetes: KubernetesConfig = KubernetesConfig()
+    platform: PlatformConfig | None = None
+    team: TeamConfig | None = None
+
+    @model_validator(mode="after")
+    def _role(self) -> "StackConfig":
+        if self.platform is not None and self.team is not None:
+            raise ValueError("a stack is either a platform stack (platform:) or a team stack (team:), not both")
+        if self.target != "local" and self.platform is None and self.team is None:
+            raise ValueError(f"target {self.target} needs a team: section (or a platform: section for a platform stack)")
+        if self.team is not None and self.target == "local":
+            raise ValueError("a team stack runs on a cluster: set plinth:target to kubernetes or yarn")
+        return self
+
+    @property
+    def role(self) -> Literal["local", "platform", "team"]:
+        if self.platform is not None:
+            return "platform"
+        if self.team is not None:
+            return "team"
+        return "local"
 
 
 class Stack(BaseModel):
@@ -76,6 +279,22 @@ class Stack(BaseModel):
     file: Path
     project_root: Path
     config: StackConfig
+
+    @property
+    def role(self) -> str:
+        return self.config.role
+
+    def platform_stack(self) -> "Stack":
+        """A team stack's platform stack: the GPU pools, scheduler, storage and KServe it runs on."""
+        if self.config.team is None:
+            raise PlinthError(f"stack {self.name} is a {self.role} stack, not a team stack", "use a team stack, e.g. --stack team-feed")
+        platform = load_stack(self.config.team.platform)
+        if platform.config.platform is None:
+            raise PlinthError(
+                f"{_shown(self.file, self.project_root)}: plinth:team.platform: stack {platform.name!r} is not a platform stack",
+                "name a stack that has a plinth:platform section",
+            )
+        return platform
 
     def resolve(self, path: str) -> Path:
         return (self.project_root / os.path.expanduser(path)).resolve()
@@ -175,11 +394,17 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
         message = "unknown key (check its spelling)"
     elif error["type"] == "value_error":
         message = str(error["ctx"]["error"])  # our own validators' words, without pydantic's prefix
+    elif error["type"] == "string_pattern_mismatch":
+        message = PATTERN_MEANINGS.get(error["ctx"]["pattern"], message) + f" (got {error['input']!r})"
     elif error["type"] == "literal_error":
         message = f"must be one of {error['ctx']['expected']}"
     elif error["type"] == "union_tag_invalid":
         path = ".".join(filter(None, [path, error["ctx"]["discriminator"].strip("'")]))
         message = f"must be one of {error['ctx']['expected_tags']}"
+    if not path:
+        prefix = prefix.rstrip(":")
+        path = prefix and f"{prefix} keys" or "(top level)"
+        prefix = ""
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
     return f"{prefix}{path}: {message}{more}"
 

@@ -43,7 +43,7 @@ def test_unknown_stack_lists_the_known_ones(project: Path) -> None:
     [
         ("  plinth:local: {sparkCores: 0}\n", "plinth:local.sparkCores: Input should be greater than or equal to 1"),
         ("  plinth:local: {sparkCorez: 2}\n", "plinth:local.sparkCorez: unknown key (check its spelling)"),
-        ("  plinth:target: mainframe\n", "plinth:target: must be one of 'local'"),
+        ("  plinth:target: mainframe\n", "plinth:target: must be one of 'local', 'kubernetes' or 'yarn'"),
         ("  plinth:serving: {port: 80}\n", "plinth:serving.port: Input should be greater than or equal to 1024"),
     ],
 )
