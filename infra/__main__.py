@@ -78,7 +78,7 @@ def read_secrets(config: StackConfig) -> dict[str, pulumi.Output[str]]:
 def platform_program(stack: Stack) -> None:
     platform = stack.config.platform
     # Home of shared services (the MLflow server, ...); team network policies may reach it.
-    k8s.core.v1.Namespace("platform-namespace", metadata=metadata(PLATFORM_NAMESPACE, labels=PLATFORM_NAMESPACE_LABEL))
+    namespace = k8s.core.v1.Namespace("platform-namespace", metadata=metadata(PLATFORM_NAMESPACE, labels=PLATFORM_NAMESPACE_LABEL))
 
     pools = [GpuPool(pool, platform.cluster) for pool in platform.gpu_pools]
     GpuDriver(platform.gpu_driver, platform.gpu_pools)
@@ -96,7 +96,7 @@ def platform_program(stack: Stack) -> None:
         yarn = {"resourceManager": platform.yarn.resource_manager, "defaultFs": platform.yarn.default_fs}
         k8s.core.v1.ConfigMap(
             "hadoop-conf",
-            metadata=metadata("hadoop-conf", PLATFORM_NAMESPACE),
+            metadata=metadata("hadoop-conf", namespace.metadata.name),
             data=yarn_client_files(platform.yarn.default_fs, platform.yarn.resource_manager),
         )
     export_platform({

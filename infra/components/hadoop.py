@@ -11,17 +11,18 @@ from xml.sax.saxutils import escape
 import pulumi
 
 
+def render_site_xml(properties: dict[str, str]) -> str:
+    """A Hadoop *-site.xml with `properties`."""
+    rows = "".join(
+        f"  <property>\n    <name>{escape(str(name))}</name>\n    <value>{escape(str(value))}</value>\n  </property>\n"
+        for name, value in properties.items()
+    )
+    return f'<?xml version="1.0" encoding="UTF-8"?>\n<configuration>\n{rows}</configuration>\n'
+
+
 def site_xml(properties: dict[str, pulumi.Input[str]]) -> pulumi.Output[str]:
-    """A Hadoop *-site.xml with `properties` (values may be Outputs)."""
-
-    def render(values: dict[str, str]) -> str:
-        rows = "".join(
-            f"  <property>\n    <name>{escape(str(name))}</name>\n    <value>{escape(str(value))}</value>\n  </property>\n"
-            for name, value in values.items()
-        )
-        return f'<?xml version="1.0" encoding="UTF-8"?>\n<configuration>\n{rows}</configuration>\n'
-
-    return pulumi.Output.from_input(properties).apply(render)
+    """render_site_xml for values that may be Outputs (addresses of deployed services)."""
+    return pulumi.Output.from_input(properties).apply(render_site_xml)
 
 
 def yarn_client_files(default_fs: pulumi.Input[str], resource_manager: pulumi.Input[str]) -> dict[str, pulumi.Output[str]]:
