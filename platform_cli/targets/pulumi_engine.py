@@ -128,6 +128,9 @@ def _shown_outputs(outputs: Any) -> dict[str, Any]:
 
 
 def _last_error_line(exc: Exception) -> str:
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    # str(CommandError) is "code: N / stdout: ... / stderr: ..."; Pulumi's own message is the
+    # last line that starts with "error".
+    lines = [line.strip().removeprefix("stderr:").removeprefix("stdout:").strip() for line in str(exc).splitlines()]
+    lines = [line for line in lines if line]
     errors = [line for line in lines if line.lower().startswith("error")]
     return (errors or lines or ["(no output)"])[-1][:300]
