@@ -20,7 +20,9 @@ from pydantic.alias_generators import to_snake
 
 # `infra.components` and `platform_cli` come from this checkout, whatever directory Pulumi
 # runs the program from.
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+CHECKOUT = str(Path(__file__).resolve().parents[1])
+if CHECKOUT not in sys.path:
+    sys.path.insert(0, CHECKOUT)
 
 from infra.components.contract import export_platform, platform_reference  # noqa: E402
 from infra.components.gpu import GpuDriver  # noqa: E402

@@ -41,7 +41,7 @@ def _volume_claim(size: str, storage_class: str | None) -> dict[str, Any]:
     return {"metadata": {"name": "data"}, "spec": spec}
 
 
-def _hdfs_pod(role: str, config: HdfsConfig, ports: dict[str, int], extra: dict[str, Any]) -> dict[str, Any]:
+def _hdfs_pod(role: str, config: HdfsConfig, ports: dict[str, int], init: tuple[dict[str, Any], ...] = (), affinity: dict[str, Any] | None = None) -> dict[str, Any]:
     mounts = [
         {"name": "data", "mountPath": "/data"},
         # Only the two site files: the rest of the image's etc/hadoop (log4j, env) stays.
@@ -61,11 +61,11 @@ def _hdfs_pod(role: str, config: HdfsConfig, ports: dict[str, int], extra: dict[
         "securityContext": {"runAsUser": HADOOP_UID, "runAsGroup": HADOOP_UID, "fsGroup": HADOOP_UID},
         "containers": [container],
         "volumes": [{"name": "config", "configMap": {"name": "hdfs-config"}}],
-        **extra,
     }
-    if "initContainers" in spec:
-        for init in spec["initContainers"]:
-            init["volumeMounts"] = mounts
+    if init:
+        spec["initContainers"] = [{**step, "volumeMounts": mounts} for step in init]
+    if affinity:
+        spec["affinity"] = affinity
     return spec
 
 
@@ -111,7 +111,7 @@ class HdfsStorage(pulumi.ComponentResource):
                 "selector": {"matchLabels": _selector("namenode")},
                 "template": {
                     "metadata": {"labels": _selector("namenode")},
-                    "spec": _hdfs_pod("namenode", config, NAMENODE_PORTS, {"initContainers": [format_once]}),
+                    "spec": _hdfs_pod("namenode", config, NAMENODE_PORTS, init=(format_once,)),
                 },
                 "volumeClaimTemplates": [_volume_claim(config.namenode_storage, config.storage_class)],
             },
@@ -138,7 +138,7 @@ class HdfsStorage(pulumi.ComponentResource):
                 "selector": {"matchLabels": _selector("datanode")},
                 "template": {
                     "metadata": {"labels": _selector("datanode")},
-                    "spec": _hdfs_pod("datanode", config, DATANODE_PORTS, {"affinity": spread}),
+                    "spec": _hdfs_pod("datanode", config, DATANODE_PORTS, affinity=spread),
                 },
                 "volumeClaimTemplates": [_volume_claim(config.datanode_storage, config.storage_class)],
             },

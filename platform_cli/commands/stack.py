@@ -64,7 +64,7 @@ def show(name: str = typer.Argument("local", help="stack name"), output: OutputF
         "name": stack.name,
         "role": stack.role,
         "file": str(stack.file),
-        "config": stack.config.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "config": stack.config.model_dump(mode="json", by_alias=True),
         "resolved": {"home": str(stack.home), "storage": stack.storage_root, "trackingUri": stack.tracking_uri, "artifactRoot": stack.artifact_root},
     }
     note = None
