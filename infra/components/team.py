@@ -20,7 +20,7 @@ from infra.components.hadoop import yarn_client_files
 from infra.components.labels import PLATFORM_NAMESPACE_LABEL, metadata
 from infra.components.scheduler import GPU, TeamQueue
 from infra.components.storage import HDFS_CLIENT_PORTS
-from platform_cli.spec.stack import PlatformConfig, Stack
+from platform_cli.spec.stack import PlatformConfig, Stack, TeamConfig
 
 JOBS_SERVICE_ACCOUNT = "plinth-jobs"
 TEAM_CONFIG_MAP = "plinth-team"
@@ -54,10 +54,10 @@ JOB_RULES = [
 ]
 
 
-def network_policies(team_name: str, platform: PlatformConfig) -> dict[str, dict[str, Any]]:
+def network_policies(team: TeamConfig, platform: PlatformConfig) -> dict[str, dict[str, Any]]:
     """Default deny, then what the platform needs: the namespace talks to itself, to DNS, to
     platform services and storage, to the API server (Spark drivers), and the ingress
-    controller reaches model servers."""
+    controller reaches model servers; plus the team's own egressCidrs."""
     everything: dict[str, Any] = {}
     dns = {"to": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "kube-system"}},
                    "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
@@ -97,6 +97,11 @@ def network_policies(team_name: str, platform: PlatformConfig) -> dict[str, dict
         policies["allow-storage"] = {
             "podSelector": everything, "policyTypes": ["Egress"],
             "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": port}]}],
+        }
+    if team.egress_cidrs:
+        policies["allow-team-egress"] = {
+            "podSelector": everything, "policyTypes": ["Egress"],
+            "egress": [{"to": [{"ipBlock": {"cidr": cidr}} for cidr in team.egress_cidrs]}],
         }
     return policies
 
@@ -161,7 +166,7 @@ class TeamEnvironment(pulumi.ComponentResource):
         self._role("team", "plinth-team", ns, labels, TEAM_RULES, {"kind": "Group", "name": team.group, "apiGroup": "rbac.authorization.k8s.io"}, in_ns)
         self._role("jobs", JOBS_SERVICE_ACCOUNT, ns, labels, JOB_RULES, {"kind": "ServiceAccount", "name": JOBS_SERVICE_ACCOUNT, "namespace": team.namespace_name}, in_ns)
 
-        for name, spec in network_policies(team.name, platform).items():
+        for name, spec in network_policies(team, platform).items():
             k8s.networking.v1.NetworkPolicy(f"netpol-{name}", metadata=metadata(name, ns, labels), spec=spec, opts=in_ns)
 
         pools = [pool for pool in platform.gpu_pools if not team.gpu_pools or pool.name in team.gpu_pools]

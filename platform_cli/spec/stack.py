@@ -14,12 +14,13 @@ a stack means the same thing from any working directory.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel, to_snake
 
 from platform_cli.errors import PlinthError
@@ -68,6 +69,17 @@ PATTERN_MEANINGS = {
     DNS_LABEL: "must be a DNS label: lower-case letters, digits and '-', at most 63",
     QUANTITY: "must be a Kubernetes quantity such as 500m, 64 or 256Gi",
 }
+
+
+def _cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        raise ValueError(f"{value!r} must be a network in CIDR notation, such as 10.0.0.0/16") from None
+    return value
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
 
 
 class Taint(ConfigModel):
@@ -219,7 +231,7 @@ class PlatformConfig(ConfigModel):
     storage: PlatformStorageConfig = PlatformStorageConfig()
     kserve: KServeConfig = KServeConfig()
     yarn: YarnConfig | None = None
-    api_server_cidrs: list[str] = Field(
+    api_server_cidrs: list[Cidr] = Field(
         default_factory=lambda: ["0.0.0.0/0"],
         description="where team pods may reach the Kubernetes API server (Spark drivers create executors); narrow it to the API server's addresses",
     )
@@ -274,8 +286,8 @@ class TeamConfig(ConfigModel):
     gpu_pools: list[str] = Field(default_factory=list, description="pools the team may use; all when empty")
     image: str = Field("ghcr.io/plinth-ml/plinth-runtime:0.1.0", description="container image jobs run in")
     image_registry: ImageRegistryConfig | None = Field(None, description="private registry the team's images are pulled from")
-    egress_cidrs: list[str] = Field(
-        default_factory=list, description="extra destinations the team's pods may reach (the API server, outside services)"
+    egress_cidrs: list[Cidr] = Field(
+        default_factory=list, description="extra networks (CIDRs) the team's pods may reach on any port, e.g. a database outside the cluster"
     )
 
     @model_validator(mode="after")

@@ -178,3 +178,27 @@ def test_a_storage_root_off_the_platform_storage_is_refused(tmp_path, monkeypatc
     monkeypatch.setenv("PLINTH_PROJECT_DIR", str(variant_project(tmp_path / "p", {"team-feed": {"plinth:storage": {"root": "hdfs://elsewhere:8020/feed"}}})))
     with pytest.raises(PlinthError, match=r"plinth:storage.root: 'hdfs://elsewhere:8020/feed' is not on the storage of platform stack platform-prod"):
         render_stack("team-feed")
+
+
+PLATFORM = stack_config("platform-prod", "plinth:platform")
+TEAM = stack_config("team-feed", "plinth:team")
+
+
+@pytest.mark.parametrize(
+    ("stack", "key", "value", "expected"),
+    [
+        ("platform-prod", "plinth:platform", {**PLATFORM, "scheduler": {"kind": "slurm"}}, "plinth:platform.scheduler.kind: must be one of 'volcano' or 'kueue'"),
+        ("platform-prod", "plinth:platform", {**PLATFORM, "storage": {"kind": "s3"}}, "plinth:platform.storage: kind s3 needs an s3: section (endpoint, bucket)"),
+        ("platform-prod", "plinth:platform", {**PLATFORM, "kserve": {"deploymentMode": "ModelMesh"}}, "plinth:platform.kserve.deploymentMode: must be one of 'RawDeployment' or 'Serverless'"),
+        ("platform-prod", "plinth:platform", {**PLATFORM, "gpuPools": [{**PLATFORM["gpuPools"][0], "gpusPerNode": 0}]}, "plinth:platform.gpuPools[0].gpusPerNode: Input should be greater than or equal to 1"),
+        ("team-feed", "plinth:team", {**TEAM, "queue": {"gpuShare": 20}}, "plinth:team: queue.gpuShare (20) exceeds quota.gpu (16): a team cannot be guaranteed more GPUs than it may use"),
+        ("team-feed", "plinth:team", {**TEAM, "egressCidrs": ["10.1.2.3/8"]}, "plinth:team.egressCidrs[0]: '10.1.2.3/8' must be a network in CIDR notation, such as 10.0.0.0/16"),
+        ("team-feed", "plinth:team", {**TEAM, "name": "Feed_Team"}, "plinth:team.name: must be a DNS label: lower-case letters, digits and '-', at most 63 (got 'Feed_Team')"),
+        ("team-feed", "plinth:team", {**TEAM, "quota": {"cpu": "lots", "memory": "1Ti"}}, "plinth:team.quota.cpu: must be a Kubernetes quantity such as 500m, 64 or 256Gi (got 'lots')"),
+    ],
+)
+def test_cluster_stack_errors_name_the_key_path_and_what_is_allowed(tmp_path, monkeypatch, stack, key, value, expected) -> None:
+    monkeypatch.setenv("PLINTH_PROJECT_DIR", str(variant_project(tmp_path / "p", {stack: {key: value}})))
+    with pytest.raises(PlinthError) as error:
+        load_stack(stack)
+    assert str(error.value) == f"stacks/Pulumi.{stack}.yaml: {expected}"

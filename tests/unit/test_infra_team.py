@@ -40,7 +40,7 @@ def secret_team(tmp_path_factory):
     """team-feed on a Kueue + S3 platform, pulling from a private registry: every secret in use."""
     platform = dict(stack_config("platform-prod", "plinth:platform"))
     platform |= {"scheduler": {"kind": "kueue"}, "storage": {"kind": "s3", "s3": {"endpoint": "https://s3.example.com", "bucket": "plinth-prod"}}}
-    team = dict(stack_config("team-feed", "plinth:team"), imageRegistry={"server": "registry.example.com", "username": "feed-ci"})
+    team = dict(stack_config("team-feed", "plinth:team"), imageRegistry={"server": "registry.example.com", "username": "feed-ci"}, egressCidrs=["10.20.0.0/16"])
     # What `pulumi config set --secret` writes: only ciphertext in the file.
     encrypted = {f"plinth:{key}": {"secure": f"v1:ciphertext-of-{key}"} for key in SECRETS}
     root = variant_project(tmp_path_factory.mktemp("secrets"), {
@@ -113,6 +113,15 @@ def test_jobs_find_their_storage_registry_and_queue_in_the_team_config_map(feed)
     assert env["DEFAULT_FS"] == render_example("platform-prod").outputs["storage"]["uri"]
     assert env["TEAM_DIR"] == "/teams/feed" and env["TEAM"] == "feed"
     assert container["command"][:2] == ["bash", "-c"] and "$TEAM_DIR" in container["command"][2]   # values via env, not text
+
+
+def test_s3_teams_reach_the_endpoint_port_and_their_own_networks(secret_team) -> None:
+    rendering, _ = secret_team
+    policies = {name.split("/")[1]: obj["spec"] for name, obj in by_kind(rendering, "NetworkPolicy").items()}
+    assert policies["allow-storage"]["egress"] == [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": 443}]}]
+    assert policies["allow-team-egress"]["egress"] == [{"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}]}]
+    settings = by_kind(rendering, "ConfigMap")["feed/plinth-team"]["data"]
+    assert (settings["AWS_ENDPOINT_URL"], settings["AWS_REGION"]) == ("https://s3.example.com", "us-east-1")
 
 
 def test_kueue_teams_get_a_cluster_queue_and_local_queue_named_after_them(secret_team) -> None:
