@@ -87,11 +87,11 @@ def render(name: str = NameArgument, output: OutputFormat = typer.Option(OutputF
     chart, version and values (what the chart expands to needs Helm and a cluster)."""
     import yaml
 
-    from platform_cli.render.infra import ordered_objects, render_stack, validate_rendering
+    from platform_cli.render.infra import render_stack, validate_rendering
 
     rendering = render_stack(name)
     unvalidated = validate_rendering(rendering)
-    objects, releases = ordered_objects(rendering.objects()), rendering.releases()
+    objects, releases = rendering.objects(), rendering.releases()
     if output is OutputFormat.json:
         typer.echo(json.dumps({"stack": name, "helmReleases": releases, "objects": objects}, indent=2))
     else:
