@@ -19,13 +19,14 @@ import pulumi_kubernetes as k8s
 from infra.components.hadoop import yarn_client_files
 from infra.components.labels import PLATFORM_NAMESPACE_LABEL, metadata
 from infra.components.scheduler import GPU, TeamQueue
-from infra.components.storage import HDFS_CLIENT_PORTS
+from infra.components.storage import HADOOP_HOME, HDFS_CLIENT_PORTS
 from platform_cli.spec.stack import PlatformConfig, Stack, TeamConfig
 
 JOBS_SERVICE_ACCOUNT = "plinth-jobs"
 TEAM_CONFIG_MAP = "plinth-team"
 STORAGE_SECRET = "plinth-storage-credentials"
 REGISTRY_SECRET = "plinth-image-registry"
+HDFS = f"{HADOOP_HOME}/bin/hdfs"
 
 OPERATE = ["get", "list", "watch", "create", "update", "patch", "delete"]
 READ = ["get", "list", "watch"]
@@ -237,7 +238,7 @@ class TeamEnvironment(pulumi.ComponentResource):
                         "containers": [{
                             "name": "mkdir",
                             "image": storage.apply(lambda s: s["image"]),
-                            "command": ["bash", "-c", 'hdfs dfs -fs "$DEFAULT_FS" -mkdir -p "$TEAM_DIR" && hdfs dfs -fs "$DEFAULT_FS" -chown "$TEAM:$TEAM" "$TEAM_DIR"'],
+                            "command": ["bash", "-c", f'{HDFS} dfs -fs "$DEFAULT_FS" -mkdir -p "$TEAM_DIR" && {HDFS} dfs -fs "$DEFAULT_FS" -chown "$TEAM:$TEAM" "$TEAM_DIR"'],
                             "env": env,
                             "resources": {"requests": {"cpu": "100m", "memory": "512Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
                         }],
