@@ -65,7 +65,12 @@ def show(name: str = typer.Argument("local", help="stack name"), output: OutputF
         "role": stack.role,
         "file": str(stack.file),
         "config": stack.config.model_dump(mode="json", by_alias=True),
-        "resolved": {"home": str(stack.home), "storage": stack.storage_root, "trackingUri": stack.tracking_uri, "artifactRoot": stack.artifact_root},
+        "resolved": {
+            "home": str(stack.home),
+            "storage": stack.config.platform.storage.uri if stack.role == "platform" else stack.storage_root,
+            "trackingUri": stack.tracking_uri,
+            "artifactRoot": stack.artifact_root,
+        },
     }
     note = None
     if stack.role != "local":

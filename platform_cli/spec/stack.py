@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel, to_snake
 
 from platform_cli.errors import PlinthError
@@ -319,9 +319,9 @@ class SecretValue(ConfigModel):
 SECRET_KEYS = ("storageAccessKey", "storageSecretKey", "imageRegistryPassword")
 
 
-def _no_clear_text(value: object, info) -> object:
+def _no_clear_text(value: object, info: ValidationInfo) -> object:
     if value is not None and not isinstance(value, dict):
-        key = info.field_name and StackConfig.model_fields[info.field_name].alias
+        key = to_camel(info.field_name)
         raise ValueError(
             f"a secret must not be written in clear text; remove it and run `pulumi config set --secret plinth:{key} VALUE`"
         )
