@@ -51,7 +51,7 @@ class Deployment:
 
 def _automation():
     # Imported on use: pulumi.automation pulls in grpc and the Pulumi SDK.
-    import pulumi.automation as automation
+    from pulumi import automation
 
     return automation
 

@@ -7,7 +7,7 @@ charts then install is Helm's and the cluster's business.
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ElementTree
+from xml.etree import ElementTree
 
 import pytest
 
@@ -110,8 +110,8 @@ def test_hdfs_runs_as_statefulsets_with_volumes_and_its_config(platform) -> None
     sets = by_kind(platform, "StatefulSet")
     namenode, datanode = sets["plinth-storage/hdfs-namenode"], sets["plinth-storage/hdfs-datanode"]
     assert namenode["spec"]["replicas"] == 1 and datanode["spec"]["replicas"] == 3
-    claim = lambda s: s["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]  # noqa: E731
-    assert claim(namenode) == "50Gi" and claim(datanode) == "1Ti"
+    claims = [s["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] for s in (namenode, datanode)]
+    assert claims == ["50Gi", "1Ti"]
     assert namenode["spec"]["template"]["spec"]["containers"][0]["command"] == ["/opt/hadoop/bin/hdfs", "namenode"]
     assert namenode["spec"]["template"]["spec"]["initContainers"][0]["name"] == "format"
     config = by_kind(platform, "ConfigMap")["plinth-storage/hdfs-config"]["data"]
