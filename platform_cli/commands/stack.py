@@ -90,22 +90,11 @@ def render(name: str = NameArgument, output: OutputFormat = typer.Option(OutputF
 
     The Pulumi program runs in-process under Pulumi's mocks. Helm releases are listed with their
     chart, version and values (what the chart expands to needs Helm and a cluster)."""
-    import yaml
-
-    from platform_cli.render.infra import render_stack, validate_rendering
+    from platform_cli.render.infra import render_stack, rendering_json, rendering_yaml, validate_rendering
 
     rendering = render_stack(name)
     unvalidated = validate_rendering(rendering)
-    objects, releases = rendering.objects(), rendering.releases()
-    if output is OutputFormat.json:
-        typer.echo(json.dumps({"stack": name, "helmReleases": releases, "objects": objects}, indent=2))
-    else:
-        header = [f"# stack {name}: {len(objects)} Kubernetes objects, {len(releases)} Helm releases (rendered by plinth stack render)"]
-        for release in releases:
-            source = release["repo"] or "oci"
-            header.append(f"# helm release {release['name']}: chart {release['chart']} {release['version']} ({source}) in namespace {release['namespace']}, values {json.dumps(release['values'], sort_keys=True)}")
-        typer.echo("\n".join(header))
-        typer.echo(yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False), nl=False)
+    typer.echo(rendering_json(rendering) if output is OutputFormat.json else rendering_yaml(rendering), nl=output is OutputFormat.json)
     for what, reason in unvalidated:
         typer.echo(f"note: {what} not schema-validated: {reason}", err=True)
 

@@ -83,6 +83,23 @@ class Rendering:
         return [obj for obj in self.objects() if obj["kind"] == kind]
 
 
+def rendering_yaml(rendering: Rendering) -> str:
+    """The objects as one YAML stream (kubectl apply -f), Helm releases as a comment header."""
+    objects, releases = rendering.objects(), rendering.releases()
+    header = [f"# stack {rendering.stack}: {len(objects)} Kubernetes objects, {len(releases)} Helm releases (rendered by plinth stack render)"]
+    for release in releases:
+        source = release["repo"] or "oci"
+        header.append(
+            f"# helm release {release['name']}: chart {release['chart']} {release['version']} ({source}) "
+            f"in namespace {release['namespace']}, values {json.dumps(release['values'], sort_keys=True)}"
+        )
+    return "\n".join(header) + "\n" + yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False)
+
+
+def rendering_json(rendering: Rendering) -> str:
+    return json.dumps({"stack": rendering.stack, "helmReleases": rendering.releases(), "objects": rendering.objects()}, indent=2)
+
+
 def render_stack(stack: Stack | str, secrets: Mapping[str, str] | None = None) -> Rendering:
     """Run the Pulumi program for `stack` under mocks. Secret config values are `secrets[key]`
     if given (tests), else a placeholder: the stack file holds only their ciphertext."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import runpy
 
 import pulumi
@@ -26,7 +27,7 @@ import pytest
 import yaml
 
 from platform_cli.errors import PlinthError
-from platform_cli.render.infra import UNVALIDATED_KINDS, evaluate, program_path, pulumi_config, render_stack, validate_rendering
+from platform_cli.render.infra import UNVALIDATED_KINDS, evaluate, program_path, pulumi_config, render_stack, rendering_yaml, validate_rendering
 from platform_cli.render.validate import SchemaError, validate_object
 from platform_cli.spec.stack import load_stack
 from tests.conftest import REPO
@@ -115,6 +116,18 @@ def test_every_object_of_every_example_stack_is_schema_valid(examples, stack: st
     # Only kinds without a vendored schema are skipped, and each is named with its reason.
     assert {what.split()[0] for what, _ in skipped} <= {kind for _, kind in UNVALIDATED_KINDS}
     assert len(rendering.objects()) - len(skipped) >= 10
+
+
+@pytest.mark.parametrize("stack", ["platform-prod", "team-feed", "team-antispam"])
+def test_example_stacks_match_their_golden_render(examples, stack: str) -> None:
+    # What `plinth stack render` prints: a change to what a stack creates shows up as a diff here.
+    text = rendering_yaml(examples[stack])
+    golden = REPO / "tests" / "golden" / "stacks" / f"{stack}.yaml"
+    if os.environ.get("PLINTH_REGENERATE"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text)
+    assert golden.is_file(), f"no golden file {golden}; run with PLINTH_REGENERATE=1 and review the diff"
+    assert text == golden.read_text()
 
 
 def test_the_schema_check_rejects_what_the_api_server_would(examples) -> None:
