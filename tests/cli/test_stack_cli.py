@@ -165,3 +165,32 @@ def test_a_failing_pulumi_run_is_one_line(project: Path, stand_in, monkeypatch) 
     result = plinth("stack", "up", "team-feed")
     assert result.exit_code == 1
     assert result.stderr == "error: pulumi failed: error: configured Kubernetes cluster is unreachable; see Pulumi's output above\n"
+
+
+def test_ls_and_show_add_what_the_backend_records(project: Path, monkeypatch) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    class StandInWorkspace:
+        def __init__(self, root):
+            assert root == str(project)
+
+        def list_stacks(self):
+            an_hour_ago = datetime.now(timezone.utc) - timedelta(hours=1, minutes=5)
+            return [SimpleNamespace(name="organization/plinth/team-feed", last_update=an_hour_ago, resource_count=21, update_in_progress=False)]
+
+        def stack_outputs(self, name):
+            assert name == "team-feed"
+            return {"namespace": SimpleNamespace(value="feed", secret=False), "config": SimpleNamespace(value={"a": 1}, secret=True)}
+
+    monkeypatch.setattr(pulumi_engine.shutil, "which", lambda name: "/opt/pulumi/bin/pulumi")
+    monkeypatch.setattr(pulumi_engine, "_workspace", StandInWorkspace)
+    listed = plinth("stack", "ls")
+    assert listed.exit_code == 0 and listed.stderr == ""
+    rows = [line.split() for line in listed.stdout.splitlines()]
+    assert rows[0] == ["NAME", "ROLE", "TARGET", "STORAGE", "FILE", "DEPLOYED", "RESOURCES"]
+    assert rows[4][0] == "team-feed" and rows[4][-2:] == ["1h", "21"]
+    assert rows[3][0] == "team-antispam" and rows[3][-2:] == ["-", "-"]
+    shown = json.loads(plinth("stack", "show", "team-feed", "-o", "json").stdout)
+    assert shown["deployed"]["resources"] == 21
+    assert shown["deployed"]["outputs"] == {"namespace": "feed", "config": "[secret]"}
+    assert json.loads(plinth("stack", "show", "team-antispam", "-o", "json").stdout)["deployed"] is None
