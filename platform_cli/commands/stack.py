@@ -43,7 +43,7 @@ def list_stacks(output: OutputFormat = OutputOption):
         return cells
 
     emit(
-        [dict(zip(headers, map(str, row(s)))) for s in stacks],
+        [dict(zip(headers, map(str, row(s)), strict=True)) for s in stacks],
         output,
         lambda: (headers, [row(s) for s in stacks]),
     )

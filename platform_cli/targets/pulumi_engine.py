@@ -56,12 +56,11 @@ def _automation():
     return automation
 
 
-def _select(stack: Stack, create: bool):
-    """The Automation API stack for `stack` (the boundary tests replace with a stand-in)."""
-    automation = _automation()
-    if create:
-        return automation.create_or_select_stack(stack_name=stack.name, work_dir=str(stack.project_root))
-    return automation.select_stack(stack_name=stack.name, work_dir=str(stack.project_root))
+# The Automation API boundary (tests replace these two with stand-ins). The project directory
+# is the work dir: Pulumi reads Pulumi.yaml there and runs its program (infra/) with the stack
+# file from stacks/, exactly as `pulumi up -s NAME` from the checkout does.
+def _select(stack: Stack):
+    return _automation().create_or_select_stack(stack_name=stack.name, work_dir=str(stack.project_root))
 
 
 def _workspace(root: str):
@@ -108,7 +107,7 @@ class PulumiEngine:
     def _run(self, name: str, operation: Callable[[Any], Any]) -> Any:
         stack = checked_stack(name)          # a bad stack file never reaches Pulumi
         require_pulumi_cli()
-        selected = self._call(lambda: _select(stack, create=True))
+        selected = self._call(lambda: _select(stack))
         return self._call(lambda: operation(selected))
 
     @staticmethod

@@ -2,7 +2,8 @@
 
 There is no Pulumi CLI (and no cluster) on this machine, so preview/up/destroy are tested two
 ways: the real missing-CLI path, and the code path up to the Automation API boundary
-(`pulumi_engine._select`, which would return `pulumi.automation.create_or_select_stack(...)`)
+(`pulumi_engine._select`, which returns `pulumi.automation.create_or_select_stack(...)`, and
+`pulumi_engine._workspace`, a LocalWorkspace)
 with a stand-in stack that records what it is asked to do. What the stand-in does not prove:
 that the Pulumi CLI accepts the project (Pulumi.yaml, stackConfigDir), decrypts the secrets,
 runs the program, or what it prints; and that `plinth stack ls/show` parse a real backend's
@@ -62,8 +63,8 @@ class StandInStack:
 def stand_in(monkeypatch, project: Path):
     calls: list = []
 
-    def select(stack, create):
-        calls.append(("select", stack.name, str(stack.project_root), create))
+    def select(stack):
+        calls.append(("select", stack.name, str(stack.project_root)))
         return StandInStack(calls, stack.name)
 
     monkeypatch.setattr(pulumi_engine.shutil, "which", lambda name: "/opt/pulumi/bin/pulumi")
@@ -139,8 +140,8 @@ def test_preview_and_up_drive_the_project_program_through_the_automation_api(pro
     assert up.stdout == 'Updating (team-feed):\nstack/team-feed up: 20 create\n  namespace: "feed"\n  token: "[secret]"\n'
     # a local program: the project directory (Pulumi.yaml, stacks/) is the work dir
     assert stand_in == [
-        ("select", "team-feed", str(project), True), ("preview", "team-feed"),
-        ("select", "team-feed", str(project), True), ("up", "team-feed"),
+        ("select", "team-feed", str(project)), ("preview", "team-feed"),
+        ("select", "team-feed", str(project)), ("up", "team-feed"),
     ]
 
 
@@ -194,3 +195,15 @@ def test_ls_and_show_add_what_the_backend_records(project: Path, monkeypatch) ->
     assert shown["deployed"]["resources"] == 21
     assert shown["deployed"]["outputs"] == {"namespace": "feed", "config": "[secret]"}
     assert json.loads(plinth("stack", "show", "team-antispam", "-o", "json").stdout)["deployed"] is None
+
+
+def test_the_boundary_asks_the_automation_api_for_the_projects_own_program(project: Path, monkeypatch) -> None:
+    import pulumi.automation
+
+    from platform_cli.spec.stack import load_stack
+
+    asked = []
+    monkeypatch.setattr(pulumi.automation, "create_or_select_stack", lambda **kwargs: asked.append(kwargs) or "stack")
+    assert pulumi_engine._select(load_stack("team-feed")) == "stack"
+    # a local program (no `program=`): Pulumi runs Pulumi.yaml's main (infra/) in the project
+    assert asked == [{"stack_name": "team-feed", "work_dir": str(project)}]
