@@ -170,13 +170,16 @@ def evaluate(
     pulumi.runtime.set_mocks(Capture(), project=PROJECT, stack=stack_name, preview=False, organization=ORGANIZATION)
     try:
         _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
-        root = settings.get_root_resource()
-        outputs = _sync_await(pulumi.Output.from_input(dict(root.outputs)).future()) if root is not None else {}
+        outputs = {}
+        for key, value in settings.get_root_resource().outputs.items():
+            output = pulumi.Output.from_input(value)
+            resolved = _plain(_sync_await(output.future()), redact=False)
+            outputs[key] = _redact(resolved) if _sync_await(output.is_secret()) else resolved
     except pulumi.RunError as exc:
         raise PlinthError(f"stack {stack_name}: {exc}") from None
     finally:
         settings.reset_options()
-    return Rendering(stack_name, captured, _plain(outputs or {}, redact=True))
+    return Rendering(stack_name, captured, outputs)
 
 
 def validate_rendering(rendering: Rendering) -> list[tuple[str, str]]:
