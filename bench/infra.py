@@ -104,8 +104,8 @@ def main() -> None:
                     walls.append(wall)
                     cpus.append(cpu)
                     resources += created
-                runs.append((sum(walls), walls, sum(cpus), resources))
-            total, walls, cpu, resources = min(runs, key=lambda run: run[0])
+                runs.append((sum(walls), walls, sum(cpus), cpus, resources))
+            total, walls, cpu, cpus, resources = min(runs, key=lambda run: run[0])
             results["counts"][str(count)] = {
                 "team stacks": count,
                 "runs": len(runs),
@@ -117,6 +117,12 @@ def main() -> None:
                 "per stack, cpu (ms)": round(cpu / count * 1000, 1),
                 "per resource (ms)": round(total / resources * 1000, 2),
             }
+            if count >= 40:
+                # Does an evaluation get slower the more have run in this process (state left
+                # behind by earlier ones)? Compare the first and the last 20.
+                results["counts"][str(count)]["cpu, first 20 vs last 20 (ms, median)"] = [
+                    round(statistics.median(cpus[:20]) * 1000, 1), round(statistics.median(cpus[-20:]) * 1000, 1),
+                ]
     out = REPO / "bench" / "results-infra.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     log(f"wrote {out.relative_to(REPO)}")
@@ -135,6 +141,10 @@ def table(results: dict) -> str:
         )
     base = results["baselines"]
     lines.append("")
+    for row in results["counts"].values():
+        if "cpu, first 20 vs last 20 (ms, median)" in row:
+            first, last = row["cpu, first 20 vs last 20 (ms, median)"]
+            lines.append(f"In the {row['team stacks']}-stack run, CPU per evaluation: first 20 {first} ms, last 20 {last} ms (median).")
     lines.append(f"Baselines, same mocks: empty program {base['empty program, median (ms)']} ms; "
                  f"local stack (config only) {base['local stack (config only, no resources), median (ms)']} ms; "
                  f"platform-prod ({results['platform-prod']['resources']} resources) {results['platform-prod']['best (ms)']} ms.")
