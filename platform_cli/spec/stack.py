@@ -14,13 +14,14 @@ a stack means the same thing from any working directory.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic.alias_generators import to_camel, to_snake
 
 from platform_cli.errors import PlinthError
 
@@ -70,10 +71,29 @@ PATTERN_MEANINGS = {
 }
 
 
+def _cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=True)
+    except ValueError:
+        raise ValueError(f"{value!r} must be a network in CIDR notation, such as 10.0.0.0/16") from None
+    return value
+
+
+Cidr = Annotated[str, AfterValidator(_cidr)]
+
+
 class Taint(ConfigModel):
     key: str
     value: str = ""
     effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] = "NoSchedule"
+
+
+class NodeClassRef(ConfigModel):
+    """The cloud-specific node class a Karpenter NodePool launches from (it comes with the cluster)."""
+
+    group: str = "karpenter.k8s.aws"
+    kind: str = "EC2NodeClass"
+    name: str = Field("default", pattern=DNS_LABEL)
 
 
 class GpuPoolConfig(ConfigModel):
@@ -81,6 +101,7 @@ class GpuPoolConfig(ConfigModel):
 
     name: str = Field(pattern=DNS_LABEL)
     provider: Literal["karpenter"] = Field("karpenter", description="which implementation creates the nodes")
+    node_class: NodeClassRef = Field(default_factory=NodeClassRef, description="karpenter: the node class (AMI, subnets, IAM role) nodes launch from")
     gpu_type: str = Field(description="accelerator product, e.g. nvidia-tesla-t4, nvidia-a100")
     gpus_per_node: int = Field(ge=1, le=16)
     instance_types: list[str] = Field(default_factory=list, description="cloud instance types the pool may launch")
@@ -93,6 +114,10 @@ class GpuPoolConfig(ConfigModel):
     def _bounds(self) -> "GpuPoolConfig":
         if self.max_nodes < self.min_nodes:
             raise ValueError(f"maxNodes ({self.max_nodes}) must be ≥ minNodes ({self.min_nodes})")
+        if self.provider == "karpenter" and self.min_nodes > 0:
+            # Karpenter launches nodes for pending pods and has no floor; a promise of warm
+            # nodes it cannot keep would be worse than none.
+            raise ValueError(f"minNodes {self.min_nodes}: the karpenter provider scales from zero and keeps no minimum; set minNodes: 0")
         return self
 
     @property
@@ -103,6 +128,11 @@ class GpuPoolConfig(ConfigModel):
     def node_labels(self) -> dict[str, str]:
         """Labels every node of the pool carries; jobs select the pool with these."""
         return {"plinth.dev/gpu-pool": self.name, "plinth.dev/gpu-type": self.gpu_type, **self.labels}
+
+    @property
+    def tolerations(self) -> list[dict[str, str]]:
+        """What a pod needs to run on the pool's nodes despite their taints."""
+        return [{"key": t.key, "operator": "Equal", "value": t.value, "effect": t.effect} for t in self.taints]
 
 
 class PriorityClassConfig(ConfigModel):
@@ -138,9 +168,12 @@ class HdfsConfig(ConfigModel):
 
 
 class ObjectStorageConfig(ConfigModel):
-    endpoint: str = Field(description="S3-compatible endpoint URL")
+    """S3-compatible object storage outside the cluster. Credentials are never in this file: each
+    team stack sets plinth:storageAccessKey and plinth:storageSecretKey as Pulumi secrets."""
+
+    endpoint: str = Field(pattern=r"^https?://", description="S3-compatible endpoint URL")
     region: str = "us-east-1"
-    bucket: str = Field(description="bucket holding every team's prefix")
+    bucket: str = Field(pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", description="bucket holding every team's prefix")
 
 
 class PlatformStorageConfig(ConfigModel):
@@ -154,11 +187,30 @@ class PlatformStorageConfig(ConfigModel):
             raise ValueError("kind s3 needs an s3: section (endpoint, bucket)")
         return self
 
+    # Where the platform stack puts HDFS; team stacks' storage roots must live under uri.
+    hdfs_namespace: ClassVar[str] = "plinth-storage"
+    hdfs_rpc_port: ClassVar[int] = 8020
+
+    @property
+    def uri(self) -> str:
+        """The root every team's storage path lives under (fs.defaultFS for HDFS)."""
+        if self.kind == "s3":
+            return f"s3a://{self.s3.bucket}"
+        return f"hdfs://hdfs-namenode.{self.hdfs_namespace}.svc:{self.hdfs_rpc_port}"
+
+    @property
+    def hdfs_settings(self) -> HdfsConfig:
+        return self.hdfs or HdfsConfig()
+
 
 class KServeConfig(ConfigModel):
     version: str = "v0.15.2"
-    deployment_mode: Literal["RawDeployment", "Serverless"] = "RawDeployment"
+    deployment_mode: Literal["RawDeployment", "Serverless"] = Field(
+        "RawDeployment", description="Serverless also needs Knative Serving and Istio, which the platform stack does not install"
+    )
     cert_manager_version: str = "v1.16.2"
+    ingress_class: str = Field("nginx", description="IngressClass KServe gives model servers (RawDeployment)")
+    ingress_namespace: str = Field("ingress-nginx", pattern=DNS_LABEL, description="namespace of that ingress controller; team network policies admit it")
 
 
 class YarnConfig(ConfigModel):
@@ -179,6 +231,10 @@ class PlatformConfig(ConfigModel):
     storage: PlatformStorageConfig = PlatformStorageConfig()
     kserve: KServeConfig = KServeConfig()
     yarn: YarnConfig | None = None
+    api_server_cidrs: list[Cidr] = Field(
+        default_factory=lambda: ["0.0.0.0/0"],
+        description="where team pods may reach the Kubernetes API server (Spark drivers create executors); narrow it to the API server's addresses",
+    )
 
     @model_validator(mode="after")
     def _unique_pools(self) -> "PlatformConfig":
@@ -204,6 +260,13 @@ class ContainerDefaults(ConfigModel):
     memory: str = Field("2Gi", pattern=QUANTITY)
 
 
+class ImageRegistryConfig(ConfigModel):
+    """A private container registry. Its password is the Pulumi secret plinth:imageRegistryPassword."""
+
+    server: str = Field(pattern=r"^[A-Za-z0-9.-]+(:[0-9]+)?$", description="registry host[:port], e.g. registry.example.com")
+    username: str
+
+
 class QueueConfig(ConfigModel):
     weight: int = Field(1, ge=1, description="fair-share weight against other teams' queues")
     gpu_share: int = Field(0, ge=0, description="GPUs guaranteed to this team (deserved/nominal quota)")
@@ -222,6 +285,16 @@ class TeamConfig(ConfigModel):
     queue: QueueConfig = QueueConfig()
     gpu_pools: list[str] = Field(default_factory=list, description="pools the team may use; all when empty")
     image: str = Field("ghcr.io/plinth-ml/plinth-runtime:0.1.0", description="container image jobs run in")
+    image_registry: ImageRegistryConfig | None = Field(None, description="private registry the team's images are pulled from")
+    egress_cidrs: list[Cidr] = Field(
+        default_factory=list, description="extra networks (CIDRs) the team's pods may reach on any port, e.g. a database outside the cluster"
+    )
+
+    @model_validator(mode="after")
+    def _share_within_quota(self) -> "TeamConfig":
+        if self.queue.gpu_share > self.quota.gpu:
+            raise ValueError(f"queue.gpuShare ({self.queue.gpu_share}) exceeds quota.gpu ({self.quota.gpu}): a team cannot be guaranteed more GPUs than it may use")
+        return self
 
     @property
     def namespace_name(self) -> str:
@@ -232,6 +305,27 @@ class KubernetesConfig(ConfigModel):
     """How the CLI reaches the cluster (Pulumi's kubernetes provider reads kubernetes:* keys)."""
 
     context: str | None = Field(None, description="kubeconfig context; the current one if unset")
+
+
+class SecretValue(ConfigModel):
+    """A value Pulumi keeps encrypted: `pulumi config set --secret plinth:KEY VALUE` writes
+    `plinth:KEY: {secure: <ciphertext>}` into the stack file, and only the Pulumi program sees the
+    plain text (as a secret Output). Plinth never reads or prints it."""
+
+    secure: str = Field(min_length=1)
+
+
+# Secret keys of a stack file, each set with `pulumi config set --secret plinth:<key>`.
+SECRET_KEYS = ("storageAccessKey", "storageSecretKey", "imageRegistryPassword")
+
+
+def _no_clear_text(value: object, info: ValidationInfo) -> object:
+    if value is not None and not isinstance(value, dict):
+        key = to_camel(info.field_name)
+        raise ValueError(
+            f"a secret must not be written in clear text; remove it and run `pulumi config set --secret plinth:{key} VALUE`"
+        )
+    return value
 
 
 class StackConfig(ConfigModel):
@@ -250,6 +344,13 @@ class StackConfig(ConfigModel):
     kubernetes: KubernetesConfig = KubernetesConfig()
     platform: PlatformConfig | None = None
     team: TeamConfig | None = None
+    # Secrets (encrypted by Pulumi; see SecretValue): S3 credentials of a team on an s3 platform,
+    # and the password of the team's private image registry.
+    storage_access_key: SecretValue | None = None
+    storage_secret_key: SecretValue | None = None
+    image_registry_password: SecretValue | None = None
+
+    _clear_text = field_validator(*(to_snake(key) for key in SECRET_KEYS), mode="before")(_no_clear_text)
 
     @model_validator(mode="after")
     def _role(self) -> "StackConfig":
@@ -259,7 +360,16 @@ class StackConfig(ConfigModel):
             raise ValueError(f"target {self.target} needs a team: section (or a platform: section for a platform stack)")
         if self.team is not None and self.target == "local":
             raise ValueError("a team stack runs on a cluster: set plinth:target to kubernetes or yarn")
+        if self.team is not None and self.team.image_registry is not None and self.image_registry_password is None:
+            raise ValueError(
+                "team.imageRegistry needs its password as a secret: run `pulumi config set --secret plinth:imageRegistryPassword VALUE`"
+            )
         return self
+
+    @property
+    def secret_keys(self) -> list[str]:
+        """The secret keys this stack file sets (their values stay encrypted)."""
+        return [key for key in SECRET_KEYS if getattr(self, to_snake(key)) is not None]
 
     @property
     def role(self) -> Literal["local", "platform", "team"]:
@@ -326,6 +436,49 @@ class Stack(BaseModel):
     @property
     def artifact_root(self) -> str:
         return self.location(self.config.registry.artifact_root, self.home / "registry" / "artifacts")
+
+
+def check_team_on_platform(team: Stack, platform: Stack) -> None:
+    """What only a team stack and its platform stack together can tell: the pools and priority
+    class it names exist, its storage lives on the platform's storage, its credentials are set."""
+    where = _shown(team.file, team.project_root)
+    config, offered = team.config.team, platform.config.platform
+    if config is None or offered is None:
+        raise PlinthError(f"{where}: expected a team stack on a platform stack (got {team.role} on {platform.role})")
+    pool_names = [pool.name for pool in offered.gpu_pools]
+    for index, name in enumerate(config.gpu_pools):
+        if name not in pool_names:
+            raise PlinthError(
+                f"{where}: plinth:team.gpuPools[{index}]: {name!r} is not a GPU pool of platform stack {platform.name}",
+                f"use one of: {', '.join(pool_names) or 'none (the platform has no GPU pools)'}",
+            )
+    usable = [pool for pool in offered.gpu_pools if not config.gpu_pools or pool.name in config.gpu_pools]
+    if config.quota.gpu > sum(pool.max_gpus for pool in usable):
+        raise PlinthError(
+            f"{where}: plinth:team.quota.gpu: {config.quota.gpu} GPUs exceed the {sum(pool.max_gpus for pool in usable)} "
+            f"the team's pools can ever hold ({', '.join(p.name for p in usable) or 'none'})",
+            "lower quota.gpu or raise maxNodes of a pool in the platform stack",
+        )
+    classes = [priority.name for priority in offered.scheduler.priority_classes]
+    if config.queue.priority_class not in classes:
+        raise PlinthError(
+            f"{where}: plinth:team.queue.priorityClass: {config.queue.priority_class!r} is not a priority class of platform stack {platform.name}",
+            f"use one of: {', '.join(classes)}",
+        )
+    storage = offered.storage
+    root = team.config.storage.root
+    if root is None or not root.startswith(storage.uri + "/"):
+        raise PlinthError(
+            f"{where}: plinth:storage.root: {root!r} is not on the storage of platform stack {platform.name} ({storage.uri})",
+            f"use a path under it, e.g. {storage.uri}/teams/{config.name}",
+        )
+    if storage.kind == "s3":
+        for key in ("storageAccessKey", "storageSecretKey"):
+            if getattr(team.config, to_snake(key)) is None:
+                raise PlinthError(
+                    f"{where}: plinth:{key}: missing; platform stack {platform.name} stores data in S3",
+                    f"run `pulumi config set --secret plinth:{key} VALUE -s {team.name}`",
+                )
 
 
 def project_root() -> Path:

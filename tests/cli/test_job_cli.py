@@ -45,7 +45,7 @@ def test_help_lists_the_command_groups() -> None:
 def test_stack_ls_and_show(project: Path) -> None:
     result = plinth("stack", "ls")
     assert result.exit_code == 0
-    assert result.output.split("\n")[0].split() == ["NAME", "TARGET", "STORAGE", "FILE"]
+    assert result.output.split("\n")[0].split() == ["NAME", "ROLE", "TARGET", "STORAGE", "FILE"]
     assert "local" in result.output
     shown = json.loads(plinth("stack", "show", "local", "-o", "json").output)
     assert shown["config"]["local"]["horovodSlots"] == 2

@@ -1,0 +1,52 @@
+"""Every Helm chart the platform installs, pinned: chart, repository and version in one table.
+
+A stack may move a chart to another version (scheduler.chartVersion, kserve.version,
+kserve.certManagerVersion); the pins here are the versions Plinth is tested with, and the CRD
+schemas under platform_cli/render/crds/ are those of these versions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+
+@dataclass(frozen=True)
+class Chart:
+    release: str        # Helm release name
+    chart: str          # chart name, or an oci:// reference
+    version: str
+    namespace: str
+    repo: str | None = None   # classic Helm repository; None for oci:// charts
+
+
+VOLCANO = Chart("volcano", "volcano", "1.15.1", "volcano-system", repo="https://volcano-sh.github.io/helm-charts")
+KUEUE = Chart("kueue", "oci://registry.k8s.io/kueue/charts/kueue", "0.19.2", "kueue-system")
+NVIDIA_DEVICE_PLUGIN = Chart("nvidia-device-plugin", "nvidia-device-plugin", "0.17.1", "nvidia-device-plugin", repo="https://nvidia.github.io/k8s-device-plugin")
+NVIDIA_GPU_OPERATOR = Chart("gpu-operator", "gpu-operator", "v24.9.2", "gpu-operator", repo="https://helm.ngc.nvidia.com/nvidia")
+CERT_MANAGER = Chart("cert-manager", "cert-manager", "v1.16.2", "cert-manager", repo="https://charts.jetstack.io")
+KSERVE_CRD = Chart("kserve-crd", "oci://ghcr.io/kserve/charts/kserve-crd", "v0.15.2", "kserve")
+KSERVE = Chart("kserve", "oci://ghcr.io/kserve/charts/kserve", "v0.15.2", "kserve")
+
+ALL = (VOLCANO, KUEUE, NVIDIA_DEVICE_PLUGIN, NVIDIA_GPU_OPERATOR, CERT_MANAGER, KSERVE_CRD, KSERVE)
+
+
+def helm_release(chart: Chart, values: dict[str, Any], opts: pulumi.ResourceOptions, version: str | None = None) -> k8s.helm.v3.Release:
+    """A Helm release of `chart` in its own namespace; Pulumi waits until its resources are ready."""
+    return k8s.helm.v3.Release(
+        chart.release,
+        name=chart.release,
+        chart=chart.chart,
+        version=version or chart.version,
+        repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=chart.repo) if chart.repo else None,
+        namespace=chart.namespace,
+        create_namespace=True,
+        values=values,
+        # A failed install rolls back instead of leaving half a release behind.
+        atomic=True,
+        timeout=900,
+        opts=opts,
+    )

@@ -1,0 +1,151 @@
+"""The platform stack under Pulumi's mocks: GPU pools, NVIDIA driver, scheduler, storage, KServe.
+
+Each test reads what the real program registered (see test_infra_program.py for what the mocks
+cannot prove). Helm releases are asserted as chart, repository, version and values: what the
+charts then install is Helm's and the cluster's business.
+"""
+
+from __future__ import annotations
+
+from xml.etree import ElementTree
+
+import pytest
+
+from infra.components.hadoop import render_site_xml
+from platform_cli.errors import PlinthError
+from platform_cli.render.infra import render_stack, validate_rendering
+from platform_cli.spec.stack import load_stack
+from tests.conftest import REPO
+from tests.unit.infra_support import by_kind, render_example, stack_config, variant_project
+
+
+@pytest.fixture(scope="module")
+def platform():
+    return render_example("platform-prod")
+
+
+@pytest.fixture(scope="module")
+def variant(tmp_path_factory):
+    """platform-prod on Kueue, the GPU operator, S3 storage and a YARN cluster."""
+    config = dict(stack_config("platform-prod", "plinth:platform"))
+    config |= {
+        "scheduler": {"kind": "kueue"},
+        "gpuDriver": "gpu-operator",
+        "storage": {"kind": "s3", "s3": {"endpoint": "https://minio.example.com:9000", "bucket": "plinth-prod"}},
+        "yarn": {"resourceManager": "rm.example.com:8032", "defaultFs": "hdfs://nn.example.com:8020/?a=1&b=<2>"},
+    }
+    root = variant_project(tmp_path_factory.mktemp("variant"), {"platform-prod": {"plinth:platform": config}})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PLINTH_PROJECT_DIR", str(root))
+        return render_stack("platform-prod")
+
+
+def releases(rendering) -> dict[str, dict]:
+    return {release["name"]: release for release in rendering.releases()}
+
+
+def test_each_gpu_pool_is_a_karpenter_nodepool_jobs_can_target(platform) -> None:
+    # No Karpenter CRD schema is vendored, so validate_rendering skips NodePools: this test is
+    # their schema check, field by field, against karpenter.sh/v1 as Karpenter documents it.
+    pools = by_kind(platform, "NodePool")
+    assert set(pools) == {"gpu-a100", "gpu-t4"}
+    a100 = pools["gpu-a100"]
+    assert a100["apiVersion"] == "karpenter.sh/v1"
+    assert set(a100["spec"]) == {"template", "limits", "disruption"}
+    template = a100["spec"]["template"]
+    assert template["metadata"] == {"labels": {"plinth.dev/gpu-pool": "a100", "plinth.dev/gpu-type": "nvidia-a100"}}
+    assert template["spec"]["nodeClassRef"] == {"group": "karpenter.k8s.aws", "kind": "EC2NodeClass", "name": "default"}
+    assert {"key": "node.kubernetes.io/instance-type", "operator": "In", "values": ["p4d.24xlarge"]} in template["spec"]["requirements"]
+    for requirement in template["spec"]["requirements"]:
+        assert set(requirement) == {"key", "operator", "values"} and all(isinstance(v, str) for v in requirement["values"])
+    assert template["spec"]["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+    assert template["spec"]["expireAfter"] == "720h"
+    assert a100["spec"]["limits"] == {"nvidia.com/gpu": "32"}          # maxNodes 4 x 8 GPUs
+    assert a100["spec"]["disruption"] == {"consolidationPolicy": "WhenEmpty", "consolidateAfter": "10m"}
+    assert pools["gpu-t4"]["spec"]["limits"] == {"nvidia.com/gpu": "16"}
+    # What the job renderer reads from the stack model is exactly what the nodes carry.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PLINTH_PROJECT_DIR", str(REPO))
+        model = load_stack("platform-prod").config.platform.pool("a100")
+    assert model.node_labels == template["metadata"]["labels"]
+    assert [{k: v for k, v in t.items() if k != "operator"} for t in model.tolerations] == template["spec"]["taints"]
+
+
+def test_karpenter_pools_cannot_promise_a_minimum(tmp_path, monkeypatch) -> None:
+    config = dict(stack_config("platform-prod", "plinth:platform"))
+    config["gpuPools"] = [dict(config["gpuPools"][0], minNodes=1)]
+    monkeypatch.setenv("PLINTH_PROJECT_DIR", str(variant_project(tmp_path / "p", {"platform-prod": {"plinth:platform": config}})))
+    with pytest.raises(PlinthError, match=r"stacks/Pulumi.platform-prod.yaml: plinth:platform.gpuPools\[0\]: minNodes 1: the karpenter provider scales from zero"):
+        load_stack("platform-prod")
+
+
+def test_priority_classes_order_online_over_training_over_batch_over_preemptible(platform) -> None:
+    classes = by_kind(platform, "PriorityClass")
+    values = {name: obj["value"] for name, obj in classes.items()}
+    assert values["plinth-online"] > values["plinth-training"] > values["plinth-batch"] > values["plinth-preemptible"]
+    assert classes["plinth-preemptible"]["preemptionPolicy"] == "Never"
+    assert classes["plinth-training"]["preemptionPolicy"] == "PreemptLowerPriority"
+    assert not any(obj["globalDefault"] for obj in classes.values())
+
+
+def test_helm_releases_are_pinned_charts_from_their_repositories(platform) -> None:
+    installed = releases(platform)
+    expected = {
+        "volcano": ("volcano", "https://volcano-sh.github.io/helm-charts", "1.15.1", "volcano-system"),
+        "nvidia-device-plugin": ("nvidia-device-plugin", "https://nvidia.github.io/k8s-device-plugin", "0.17.1", "nvidia-device-plugin"),
+        "cert-manager": ("cert-manager", "https://charts.jetstack.io", "v1.16.2", "cert-manager"),
+        "kserve-crd": ("oci://ghcr.io/kserve/charts/kserve-crd", None, "v0.15.2", "kserve"),
+        "kserve": ("oci://ghcr.io/kserve/charts/kserve", None, "v0.15.2", "kserve"),
+    }
+    assert {name: (r["chart"], r["repo"], r["version"], r["namespace"]) for name, r in installed.items()} == expected
+    assert installed["kserve"]["values"]["kserve"]["controller"]["deploymentMode"] == "RawDeployment"
+    assert installed["cert-manager"]["values"] == {"crds": {"enabled": True}}
+    plugin = installed["nvidia-device-plugin"]["values"]
+    terms = plugin["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert terms == [{"matchExpressions": [{"key": "plinth.dev/gpu-pool", "operator": "Exists"}]}]
+    assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in plugin["tolerations"]
+
+
+def test_hdfs_runs_as_statefulsets_with_volumes_and_its_config(platform) -> None:
+    sets = by_kind(platform, "StatefulSet")
+    namenode, datanode = sets["plinth-storage/hdfs-namenode"], sets["plinth-storage/hdfs-datanode"]
+    assert namenode["spec"]["replicas"] == 1 and datanode["spec"]["replicas"] == 3
+    claims = [s["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] for s in (namenode, datanode)]
+    assert claims == ["50Gi", "1Ti"]
+    assert namenode["spec"]["template"]["spec"]["containers"][0]["command"] == ["/opt/hadoop/bin/hdfs", "namenode"]
+    assert namenode["spec"]["template"]["spec"]["initContainers"][0]["name"] == "format"
+    config = by_kind(platform, "ConfigMap")["plinth-storage/hdfs-config"]["data"]
+    core = {p.findtext("name"): p.findtext("value") for p in ElementTree.fromstring(config["core-site.xml"])}
+    hdfs = {p.findtext("name"): p.findtext("value") for p in ElementTree.fromstring(config["hdfs-site.xml"])}
+    assert core == {"fs.defaultFS": "hdfs://hdfs-namenode.plinth-storage.svc:8020"}
+    assert hdfs["dfs.replication"] == "3"
+    assert by_kind(platform, "Service")["plinth-storage/hdfs-namenode"]["spec"]["ports"][0] == {"name": "rpc", "port": 8020, "targetPort": 8020}
+    assert by_kind(platform, "Namespace")["plinth-storage"]["metadata"]["labels"]["plinth.dev/platform"] == "true"
+
+
+def test_kueue_gpu_operator_s3_and_yarn_variant(variant) -> None:
+    assert validate_rendering(variant)  # only the NodePools are skipped; everything else validated
+    installed = releases(variant)
+    assert "volcano" not in installed and "nvidia-device-plugin" not in installed
+    assert (installed["kueue"]["chart"], installed["kueue"]["version"]) == ("oci://registry.k8s.io/kueue/charts/kueue", "0.19.2")
+    assert installed["gpu-operator"]["repo"] == "https://helm.ngc.nvidia.com/nvidia"
+    assert installed["gpu-operator"]["values"]["driver"] == {"enabled": True}
+    flavors = by_kind(variant, "ResourceFlavor")
+    assert set(flavors) == {"default", "gpu-a100", "gpu-t4"}
+    assert flavors["gpu-t4"]["spec"]["nodeLabels"] == {"plinth.dev/gpu-pool": "t4", "plinth.dev/gpu-type": "nvidia-tesla-t4"}
+    assert flavors["gpu-t4"]["spec"]["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"}]
+    assert variant.outputs["kueueFlavors"] == {"a100": "gpu-a100", "t4": "gpu-t4"}
+    # S3 lives outside the cluster: no HDFS objects, and the outputs say where it is.
+    assert not variant.of_kind("StatefulSet")
+    assert variant.outputs["storage"] == {"kind": "s3", "uri": "s3a://plinth-prod", "endpoint": "https://minio.example.com:9000", "region": "us-east-1", "bucket": "plinth-prod"}
+    hadoop = by_kind(variant, "ConfigMap")["plinth-system/hadoop-conf"]["data"]
+    yarn = {p.findtext("name"): p.findtext("value") for p in ElementTree.fromstring(hadoop["yarn-site.xml"])}
+    core = {p.findtext("name"): p.findtext("value") for p in ElementTree.fromstring(hadoop["core-site.xml"])}
+    assert yarn == {"yarn.resourcemanager.address": "rm.example.com:8032"}
+    assert core == {"fs.defaultFS": "hdfs://nn.example.com:8020/?a=1&b=<2>"}   # escaped in XML, intact when parsed
+
+
+def test_site_xml_keeps_hostile_values_as_data() -> None:
+    hostile = "x</value></property><property><name>evil</name><value>1"
+    parsed = {p.findtext("name"): p.findtext("value") for p in ElementTree.fromstring(render_site_xml({"fs.defaultFS": hostile}))}
+    assert parsed == {"fs.defaultFS": hostile}
