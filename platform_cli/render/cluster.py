@@ -314,6 +314,8 @@ def _context(job, stack, job_id, placement: Placement, variables: dict, args: li
         "TF_NUM_INTRAOP_THREADS": threads,
         "TF_NUM_INTEROP_THREADS": "1",
     }
+    if isinstance(spec, TfPsJobSpec):
+        del container_env["TF_NUM_INTEROP_THREADS"]  # see render.job._local_context
     volumes = [{"name": "code", "configMap": {"name": f"{job_id}-code"}}]
     mounts = [{"name": "code", "mountPath": CODE_DIR, "readOnly": True}]
     env_from = []

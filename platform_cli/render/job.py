@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from platform_cli.errors import PlinthError
 from platform_cli.render.engine import render_template
-from platform_cli.spec.job import JOB_VARIABLES, HorovodJobSpec, LoadedJob, SparkJobSpec
+from platform_cli.spec.job import JOB_VARIABLES, HorovodJobSpec, LoadedJob, SparkJobSpec, TfPsJobSpec
 from platform_cli.spec.launch import LocalLaunch
 from platform_cli.spec.stack import Stack, describe_validation_error
 
@@ -112,6 +112,10 @@ def _local_context(job: LoadedJob, stack: Stack, job_id: str, variables: dict[st
         # Python exceptions still surface. A spec sets TF_CPP_MIN_LOG_LEVEL: 0 to see them all.
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }
+    if isinstance(spec, TfPsJobSpec):
+        # Parameter servers and workers run blocking remote ops (receives, dataset reads) that
+        # deadlock with a single inter-op thread; let TensorFlow size that pool.
+        del env["TF_NUM_INTEROP_THREADS"]
     if isinstance(spec, SparkJobSpec):
         env["PYSPARK_PYTHON"] = "python"  # Spark's Python workers: the Plinth environment's python
     env.update({key: substitute(value, variables, f"env.{key}") for key, value in sorted(spec.env.items())})

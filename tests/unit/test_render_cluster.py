@@ -251,3 +251,52 @@ def test_workload_conditions_per_kind(project: Path) -> None:
 @pytest.mark.parametrize(("quantity", "value"), [("500m", "0.5"), ("2Gi", str(2 * 2**30)), ("1Ti", str(2**40)), ("64", "64"), ("1.5G", "1500000000")])
 def test_quantities_parse_like_the_api_server(quantity: str, value: str) -> None:
     assert parse_quantity(quantity) == parse_quantity(value)
+
+
+# -- YARN ----------------------------------------------------------------------------------
+
+SPARK_JOBS = [p for p in EXAMPLE_JOBS if load_job(p).spec.kind == "spark"]
+
+
+@pytest.mark.parametrize("job_file", SPARK_JOBS, ids=lambda p: p.name)
+def test_spark_jobs_match_their_yarn_golden_render(lab: Path, job_file: Path) -> None:
+    job = load_job(job_file)
+    rendered = render_job(job, load_stack("team-lab-yarn"), job_id=f"{job.spec.name}-abcde")
+    golden = GOLDEN / "yarn" / f"{job.spec.name}.yaml"
+    text = rendered.text.replace(str(lab), "$PROJECT").replace(str(REPO), "$REPO")
+    if os.environ.get("PLINTH_REGENERATE"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text)
+    assert golden.is_file(), f"no golden file {golden}; run with PLINTH_REGENERATE=1 and review the diff"
+    assert text == golden.read_text()
+
+
+def test_yarn_spark_job_is_this_exact_spark_submit_command(lab: Path) -> None:
+    text = ("kind: spark\nname: prep\nscript: prep.py\nfiles: [lib.py]\nworkers: 3\nresources: {cpu: 1.5, memory: 3Gi}\nretries: 1\n"
+            "args: ['${storage}/in', \"it's $$5\"]\nenv: {MODE: fast}\nconf: {spark.sql.shuffle.partitions: '8'}\n")
+    path = write_job(lab / "jobs", "prep", text, script="")
+    (lab / "jobs" / "lib.py").write_text("")
+    launch = render_job(load_job(path), load_stack("team-lab-yarn"), job_id="prep-abcde").documents[0]
+    storage = "hdfs://nn.hadoop.lab:8020/teams/lab"
+    env = {"PLINTH_STACK": "team-lab-yarn", "PLINTH_JOB_NAME": "prep", "PLINTH_JOB_ID": "prep-abcde", "PLINTH_STORAGE": storage,
+           "PLINTH_OUTPUT_DIR": f"{storage}/jobs/prep-abcde/outputs", "PLINTH_CHECKPOINT_DIR": f"{storage}/jobs/prep-abcde/checkpoints", "MODE": "fast"}
+    assert launch["spec"]["command"] == [
+        "spark-submit", "--master", "yarn", "--deploy-mode", "client", "--name", "prep-abcde", "--queue", "lab",
+        "--num-executors", "3", "--executor-cores", "2", "--executor-memory", "3072m", "--driver-memory", "3072m",
+        "--py-files", f"{lab}/jobs/lib.py",
+        "--conf", "spark.yarn.tags=plinth-job-id=prep-abcde,plinth-job=prep,plinth-team=lab",
+        "--conf", "spark.yarn.maxAppAttempts=2",
+        "--conf", "spark.log.level=WARN",
+        *[arg for key, value in env.items() for arg in ("--conf", f"spark.executorEnv.{key}={value}")],
+        "--conf", "spark.sql.shuffle.partitions=8",
+        f"{lab}/jobs/prep.py", f"{storage}/in", "it's $5",
+    ]
+    assert launch["spec"]["env"] == {"HADOOP_CONF_DIR": f"{lab}/.plinth/local/hadoop-conf/platform-lab", "PYSPARK_DRIVER_PYTHON": "python", **env}
+
+
+def test_yarn_stack_sends_other_kinds_to_kubernetes_and_refuses_gpus_for_spark(lab: Path) -> None:
+    train = load_job(REPO / "examples" / "ctr" / "train.job.yaml")
+    assert render_job(train, load_stack("team-lab-yarn"), job_id="ctr-train-abcde").documents[-1]["kind"] == "MPIJob"
+    job = load_job(write_job(lab / "jobs", "s", "kind: spark\nname: g\nscript: s.py\npool: t4\nresources: {gpu: 1}\n", script=""))
+    with pytest.raises(PlinthError, match="GPU pools are Kubernetes node pools; a YARN stack runs CPU Spark jobs"):
+        render_job(job, load_stack("team-lab-yarn"))
