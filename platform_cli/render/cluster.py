@@ -333,6 +333,10 @@ def _context(job, stack, job_id, placement: Placement, variables: dict, args: li
     pods = {}
     for role, group in groups.items():
         pod_labels = {**labels, LABEL_ROLE: role}
+        if placement.scheduler == "kueue" and isinstance(spec, SparkJobSpec):
+            # Kueue has no SparkApplication integration: its pod integration admits the driver
+            # and executors one by one through the team's queue (quota and fair share, no gang).
+            pod_labels[KUEUE_QUEUE_LABEL] = placement.queue
         annotations = {}
         if placement.scheduler == "volcano":
             annotations[VOLCANO_QUEUE_ANNOTATION] = placement.queue

@@ -129,7 +129,7 @@ class KubernetesTarget:
     def restart(self, job_id: str) -> JobRecord:
         raise PlinthError(
             f"restart is not available on stack {self.stack.name!r}: on Kubernetes the operator restarts failed pods (the job's retries)",
-            "submit the job again; a training job resumes from its checkpoint only with the same job id, so point --checkpoint-dir at it",
+            "submit the job again (it gets a new id, outputs and checkpoints)",
         )
 
     def status(self, job_id: str) -> JobRecord:

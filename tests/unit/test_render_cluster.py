@@ -300,3 +300,21 @@ def test_yarn_stack_sends_other_kinds_to_kubernetes_and_refuses_gpus_for_spark(l
     job = load_job(write_job(lab / "jobs", "s", "kind: spark\nname: g\nscript: s.py\npool: t4\nresources: {gpu: 1}\n", script=""))
     with pytest.raises(PlinthError, match="GPU pools are Kubernetes node pools; a YARN stack runs CPU Spark jobs"):
         render_job(job, load_stack("team-lab-yarn"))
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_hostile_values_stay_single_spark_submit_arguments(lab: Path, value: str) -> None:
+    text = f"kind: spark\nname: h\nscript: s.py\nargs: [{quote(value)}]\nenv: {{EVIL: {quote(value)}}}\nconf: {{spark.app.note: {quote(value)}}}\n"
+    job = load_job(write_job(lab / "jobs", "s", text, script=""))
+    command = render_job(job, load_stack("team-lab-yarn"), job_id="h-abcde").documents[0]["spec"]["command"]
+    expected = value.replace("$$", "$")
+    assert command[-1] == expected
+    assert command[command.index(f"spark.app.note={value}") - 1] == "--conf"
+    assert command[command.index(f"spark.executorEnv.EVIL={expected}") - 1] == "--conf"
+
+
+def test_spark_on_kueue_puts_its_pods_in_the_team_queue(lab: Path) -> None:
+    app = render_cluster_job(load_job(REPO / "examples" / "ctr" / "preprocess.job.yaml"), load_stack("team-lab"), "p-abcde")[-1]
+    assert "batchScheduler" not in app["spec"]
+    for role in ("driver", "executor"):
+        assert app["spec"][role]["labels"]["kueue.x-k8s.io/queue-name"] == "lab"
