@@ -193,7 +193,7 @@ def _check_quota(job: LoadedJob, quota, team: str, stack_file: str) -> None:
             shown = {"cpu": _format_cpu, "memory": _format_bytes, "gpu": lambda v: str(int(v))}[resource]
             pods = " + ".join(f"{g.count} {g.role}{'s' if g.count > 1 else ''}" for g in groups)
             raise PlinthError(
-                f"the job requests {shown(total)} {resource} in total ({pods}), over team {team!r}'s quota of {shown(limits[resource])} (plinth:team.quota.{resource} in {stack_file})",
+                f"the job requests {shown(total)} {resource} in total ({pods}), over the {shown(limits[resource])} of team {team}'s quota (plinth:team.quota.{resource} in {stack_file})",
                 "lower workers or resources, or raise the quota",
             )
 

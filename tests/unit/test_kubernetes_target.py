@@ -246,7 +246,7 @@ def test_cli_preflight_refusal_sends_nothing(project: Path, monkeypatch: pytest.
     job = write_job(project / "jobs", "big", "kind: horovod\nname: big\nscript: big.py\nworkers: 3\npool: a100\nresources: {gpu: 8}\n", script="")
     result = CliRunner().invoke(app, ["job", "submit", "-f", str(job), "--stack", "team-feed"])
     assert result.exit_code == 1
-    assert "the job requests 24 gpu in total (1 launcher + 3 workers), over team 'feed''s quota of 16" in result.output
+    assert "the job requests 24 gpu in total (1 launcher + 3 workers), over the 16 of team feed's quota" in result.output
     assert client.calls == []
 
 
