@@ -39,7 +39,7 @@ from platform_cli.spec.job import HorovodJobSpec, PythonJobSpec, SparkJobSpec, T
 
 if TYPE_CHECKING:
     from platform_cli.spec.job import LoadedJob
-    from platform_cli.spec.stack import GpuPoolConfig, Stack
+    from platform_cli.spec.stack import GpuPoolConfig, PlatformStorageConfig, Stack
 
 # Labels every object of a submission carries; `plinth job ls/status/logs/cancel` select on them.
 LABEL_JOB_ID = "plinth.dev/job-id"
@@ -117,6 +117,7 @@ class Placement:
     scheduler: str  # volcano | kueue
     queue: str
     priority_class: str
+    storage: PlatformStorageConfig
     pool: GpuPoolConfig | None = None
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: list[dict] = field(default_factory=list)
@@ -174,6 +175,7 @@ def preflight(job: LoadedJob, stack: Stack) -> Placement:
         scheduler=platform.scheduler.kind,
         queue=team.name,  # the platform creates one queue per team, named after it
         priority_class=priority_class,
+        storage=platform.storage,
         pool=pool,
         node_selector=node_selector,
         tolerations=tolerations,
@@ -270,6 +272,8 @@ def _code_files(job: LoadedJob) -> dict[str, str]:
     paths = {job.script_path.name: job.script_path, **{name: job.base_dir / name for name in job.spec.files}}
     code, size = {}, 0
     for name, path in sorted(paths.items()):
+        if not re.fullmatch(r"[-._a-zA-Z0-9]+", name):
+            raise PlinthError(f"script: {name!r} cannot be a ConfigMap key", "rename it to letters, digits, '-', '_' and '.'")
         data = path.read_bytes()
         size += len(data)
         try:
@@ -296,7 +300,7 @@ def job_labels(job: LoadedJob, placement: Placement, job_id: str) -> dict[str, s
 def _context(job, stack, job_id, placement: Placement, variables: dict, args: list[str], env: dict, code: dict) -> dict:
     spec = job.spec
     team = stack.config.team
-    storage = stack.platform_stack().config.platform.storage
+    storage = placement.storage
     labels = job_labels(job, placement, job_id)
     workload_labels = dict(labels)
     if placement.scheduler == "kueue":
