@@ -94,3 +94,30 @@ def test_tf_ps_job_trains_exports_and_leaves_no_process(project: Path) -> None:
     probability = served(cat=tf.constant([[0, 19], [19, 0]], tf.int64), num=tf.constant([[0.0], [0.0]]))["probability"].numpy()
     assert probability[0] > probability[1]  # user<10 & item>=5 clicks; user>=10 & item<5 does not
     print(f"tf-ps job {job_id}: {elapsed:.0f}s, losses {losses}, auc {metrics['auc']}")
+
+
+def test_cancelling_a_tf_ps_job_stops_every_role(project: Path) -> None:
+    storage = project / ".plinth" / "local" / "storage"
+    write_features(storage / "ctr" / "features", rows=3000)
+    jobs = project / "jobs"
+    jobs.mkdir()
+    for name in ("train.py", "train_ps.py"):
+        shutil.copy(EXAMPLE / name, jobs / name)
+    spec = (EXAMPLE / "train-ps.job.yaml").read_text().replace('  - "2"\n', '  - "1000"\n  - --batch-size\n  - "64"\n')
+    (jobs / "train-ps.job.yaml").write_text(spec)
+    runner = CliRunner()
+    result = runner.invoke(app, ["job", "submit", "-f", str(jobs / "train-ps.job.yaml")])
+    assert result.exit_code == 0, result.output
+    job_id = re.search(r"job/(\S+) submitted", result.output).group(1)
+
+    deadline = time.monotonic() + 150
+    while "epoch 1/1000" not in (log := runner.invoke(app, ["job", "logs", job_id]).output):
+        assert time.monotonic() < deadline, log
+        time.sleep(1)
+    roles = [p for p in psutil.process_iter(["cmdline"]) if any(str(jobs) in part for part in (p.info["cmdline"] or []))]
+    assert len(roles) == 5  # launcher, chief, 2 workers, 1 parameter server
+
+    result = runner.invoke(app, ["job", "cancel", job_id])
+    assert result.output.strip() == f"job/{job_id} cancelled"
+    psutil.wait_procs(roles, timeout=15)
+    assert [p.pid for p in roles if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []

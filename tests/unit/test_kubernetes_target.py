@@ -264,3 +264,15 @@ def test_yarn_stack_routes_spark_to_yarn_and_the_rest_to_kubernetes(lab: Path) -
     assert "<name>fs.defaultFS</name><value>hdfs://nn.hadoop.lab:8020</value>" in (conf_dir / "core-site.xml").read_text()
     assert "<name>yarn.resourcemanager.address</name><value>rm.hadoop.lab:8032</value>" in (conf_dir / "yarn-site.xml").read_text()
     assert target._owner("ctr-train-abcde") is target.kubernetes
+
+
+def test_cli_render_prints_every_object_as_yaml_or_json_without_connecting(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kubernetes, "connect", lambda stack: pytest.fail("render must not reach the cluster"))
+    as_json = CliRunner().invoke(app, ["job", "render", "-f", str(TRAIN), "--stack", "team-feed", "-o", "json"])
+    assert as_json.exit_code == 0, as_json.output
+    objects = json.loads(as_json.output)
+    assert [(o["kind"], o["metadata"]["name"]) for o in objects] == [("ConfigMap", "ctr-train-xxxxx-code"), ("MPIJob", "ctr-train-xxxxx")]
+    as_yaml = CliRunner().invoke(app, ["job", "render", "-f", str(TRAIN), "--stack", "team-feed"])
+    import yaml
+
+    assert list(yaml.safe_load_all(as_yaml.output)) == objects
