@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from platform_cli.errors import PlinthError
+from platform_cli.lineage import file_sha256, source_revision
 from platform_cli.render.cluster import LABEL_JOB_ID, LABEL_KIND, LABEL_ROLE, LABEL_TEAM, MAIN_ROLE
 from platform_cli.render.job import job_paths
 from platform_cli.targets.base import JobRecord, JobStatus, new_job_id
@@ -124,7 +125,10 @@ class KubernetesTarget:
                 self._delete(obj, missing_ok=True)
             raise
         workload = rendered.documents[-1]
-        return self._record(workload, submitted=_now(), args=rendered.args, data_inputs=rendered.data_inputs, job_file=str(job.file))
+        return self._record(
+            workload, submitted=_now(), job_file=str(job.file), args=rendered.args, data_inputs=rendered.data_inputs,
+            script_sha256=file_sha256(job.script_path), code_revision=source_revision(job.base_dir) or "",
+        )
 
     def restart(self, job_id: str) -> JobRecord:
         raise PlinthError(
@@ -322,8 +326,6 @@ def _parse_time(value) -> datetime | None:
 
 
 def _now() -> datetime:
-    from datetime import timezone
-
     return datetime.now(timezone.utc)
 
 
