@@ -177,9 +177,9 @@ class KubernetesTarget:
         self._call("deleting the job's ConfigMaps", core.delete_collection_namespaced_config_map, self.namespace, label_selector=f"{LABEL_JOB_ID}={job_id}")
         return record.model_copy(update={"status": JobStatus.CANCELLED, "finished": _now(), "message": "cancelled by user; its pods are being deleted"})
 
-    def wait(self, job_id: str, poll: float = POLL_SECONDS) -> JobRecord:
+    def wait(self, job_id: str) -> JobRecord:
         while not (record := self.status(job_id)).status.finished:
-            time.sleep(poll)
+            time.sleep(POLL_SECONDS)
         return record
 
     # -- internals -------------------------------------------------------------------------

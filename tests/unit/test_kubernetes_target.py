@@ -276,3 +276,30 @@ def test_cli_render_prints_every_object_as_yaml_or_json_without_connecting(proje
     import yaml
 
     assert list(yaml.safe_load_all(as_yaml.output)) == objects
+
+
+def test_cli_submit_wait_streams_the_launcher_log_then_reports_the_end(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    applied = {}
+    polls = iter([{"conditions": [{"type": "Running", "status": "True"}]}] * 2)
+    done = {"conditions": [{"type": "Succeeded", "status": "True"}], "startTime": "2026-11-23T17:00:00Z", "completionTime": "2026-11-23T17:00:42Z"}
+
+    def respond(call: Call):
+        if call.method == "PATCH":
+            applied[call.body["kind"]] = call.body
+            return 200, call.body
+        if call.path == MPIJOBS:
+            return 200, {"items": [{**applied["MPIJob"], "status": next(polls, done)}]}
+        if call.path.endswith("/pods"):
+            pod = {"metadata": {"name": "launcher-pod", "creationTimestamp": "2026-11-23T17:00:01Z"}, "status": {"phase": "Running"}}
+            return 200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": [pod]}
+        if call.path.endswith("/log"):
+            assert call.query == {"container": "launcher", "follow": "true"}
+            return 200, b"epoch 1/4 loss=0.45\nexported\n"
+        return empty_lists(call)
+
+    monkeypatch.setattr(kubernetes, "connect", lambda stack: RecordingApiClient(respond))
+    monkeypatch.setattr(kubernetes, "POLL_SECONDS", 0.0)
+    result = CliRunner().invoke(app, ["job", "submit", "-f", str(TRAIN), "--stack", "team-feed", "--wait"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1:] == ["epoch 1/4 loss=0.45", "exported", result.output.splitlines()[-1]]
+    assert result.output.splitlines()[-1].endswith("succeeded in 42s")
