@@ -16,16 +16,20 @@ from urllib.parse import urlparse
 import pulumi
 import pulumi_kubernetes as k8s
 
-from infra.components.hadoop import yarn_client_files
+from infra.components.hadoop import site_xml, yarn_client_files
 from infra.components.labels import PLATFORM_NAMESPACE_LABEL, metadata
 from infra.components.scheduler import GPU, TeamQueue
 from infra.components.storage import HADOOP_HOME, HDFS_CLIENT_PORTS
 from platform_cli.spec.stack import PlatformConfig, Stack, TeamConfig
+from platform_cli.spec.team_objects import (
+    HADOOP_CONF_MAP,
+    HDFS_CONFIG_MAP,
+    JOBS_SERVICE_ACCOUNT,
+    REGISTRY_SECRET,
+    STORAGE_SECRET,
+    TEAM_CONFIG_MAP,
+)
 
-JOBS_SERVICE_ACCOUNT = "plinth-jobs"
-TEAM_CONFIG_MAP = "plinth-team"
-STORAGE_SECRET = "plinth-storage-credentials"
-REGISTRY_SECRET = "plinth-image-registry"
 HDFS = f"{HADOOP_HOME}/bin/hdfs"
 
 OPERATE = ["get", "list", "watch", "create", "update", "patch", "delete"]
@@ -198,12 +202,19 @@ class TeamEnvironment(pulumi.ComponentResource):
         k8s.core.v1.ConfigMap("settings", metadata=metadata(TEAM_CONFIG_MAP, ns, labels), data=settings, opts=in_ns)
 
         if platform.storage.kind == "hdfs":
+            # HDFS client settings for the team's job pods (mounted as HADOOP_CONF_DIR).
+            k8s.core.v1.ConfigMap(
+                "hdfs-config", metadata=metadata(HDFS_CONFIG_MAP, ns, labels),
+                data={"core-site.xml": site_xml({"fs.defaultFS": storage.apply(lambda s: s["uri"])}),
+                      "hdfs-site.xml": site_xml({"dfs.client.use.datanode.hostname": "false"})},
+                opts=in_ns,
+            )
             self._hdfs_directory(team.name, stack.storage_root, storage, ns, labels, pulumi.ResourceOptions(parent=self, depends_on=[self.namespace, self.service_account]))
 
         yarn = deployed.get_output("yarn")
         if platform.yarn is not None:
             k8s.core.v1.ConfigMap(
-                "hadoop-conf", metadata=metadata("plinth-hadoop-conf", ns, labels),
+                "hadoop-conf", metadata=metadata(HADOOP_CONF_MAP, ns, labels),
                 data=yarn_client_files(yarn.apply(lambda y: y["defaultFs"]), yarn.apply(lambda y: y["resourceManager"])),
                 opts=in_ns,
             )

@@ -15,10 +15,10 @@ value through `| quote`. Every object carries the labels in `job_labels`, so the
 target (and Argo, through `workload_conditions`) finds the job again.
 
 What the team namespace must already hold (the platform/team stacks create them): the queue
-named after the team (Volcano Queue or Kueue LocalQueue), the priority classes, the
-`plinth-spark` service account for Spark drivers, and either the `plinth-hdfs-config`
-ConfigMap (core-site.xml, hdfs-site.xml) or the `plinth-storage-credentials` Secret
-(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY). Credentials are only ever referenced by name.
+named after the team (Volcano Queue or Kueue LocalQueue), the priority classes, and the objects
+named in platform_cli/spec/team_objects.py: the jobs' service account (every pod runs as it;
+Spark drivers create their executors with it), and either the HDFS client ConfigMap or the
+storage-credentials Secret. Credentials are only ever referenced by name.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from platform_cli.errors import PlinthError
 from platform_cli.render.engine import render_template
 from platform_cli.render.job import job_variables, spark_memory, substitute
 from platform_cli.render.validate import validate_objects
+from platform_cli.spec.team_objects import HDFS_CONFIG_MAP, JOBS_SERVICE_ACCOUNT, STORAGE_SECRET
 from platform_cli.spec.job import HorovodJobSpec, PythonJobSpec, SparkJobSpec, TfPsJobSpec
 
 if TYPE_CHECKING:
@@ -51,9 +52,6 @@ LABEL_ROLE = "plinth.dev/role"  # on pods: driver, executor, launcher, worker, c
 MAIN_ROLE = {"spark": "driver", "horovod": "launcher", "tf-ps": "chief", "python": "main"}
 
 # Names of what the platform puts in every team namespace (see the module docstring).
-HDFS_CONFIG_MAP = "plinth-hdfs-config"
-STORAGE_SECRET = "plinth-storage-credentials"
-SPARK_SERVICE_ACCOUNT = "plinth-spark"
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 VOLCANO_QUEUE_ANNOTATION = "scheduling.volcano.sh/queue-name"
 
@@ -373,6 +371,7 @@ def _context(job, stack, job_id, placement: Placement, variables: dict, args: li
         "workload_labels": workload_labels,
         "code": code,
         "image": team.image,
+        "service_account": JOBS_SERVICE_ACCOUNT,
         "placement": placement,
         "priority_class": placement.priority_class,
         "queue": placement.queue,
@@ -410,7 +409,6 @@ def _spark_context(spec: SparkJobSpec, storage, groups: dict[str, PodGroup]) -> 
         "spark_version": SPARK_VERSION,
         "spark_conf": conf,
         "hadoop_config_map": HDFS_CONFIG_MAP if storage.kind == "hdfs" else None,
-        "service_account": SPARK_SERVICE_ACCOUNT,
         # Spark wants whole cores and JVM sizes; the Kubernetes request keeps the exact value.
         "spark_cores": max(1, math.ceil(spec.resources.cpu)),
         "spark_memory": spark_memory(spec.resources.memory),

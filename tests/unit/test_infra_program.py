@@ -88,7 +88,7 @@ EXPECTED_TYPES = {
         "kubernetes:core/v1:ResourceQuota": 1,
         "kubernetes:core/v1:LimitRange": 1,
         "kubernetes:core/v1:ServiceAccount": 1,
-        "kubernetes:core/v1:ConfigMap": 1,
+        "kubernetes:core/v1:ConfigMap": 2,                      # plinth-team, plinth-hdfs-config
         "kubernetes:rbac.authorization.k8s.io/v1:Role": 2,      # the team's group, the jobs' service account
         "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 2,
         "kubernetes:networking.k8s.io/v1:NetworkPolicy": 7,
