@@ -40,6 +40,9 @@ class LocalConfig(ConfigModel):
     home: str = Field(".plinth/local", description="job records, logs, registry and storage of the local platform")
     spark_cores: int = Field(2, ge=1, description="N in spark-submit --master local[N]")
     horovod_slots: int = Field(2, ge=1, description="most Horovod workers (-np) on localhost")
+    # Slots, not steps: a step takes as many as it has workers, so a 2-worker Horovod step does
+    # not share a 2-core machine with a Spark step. Built-in steps (register, evaluate) take one.
+    flow_slots: int = Field(2, ge=1, description="worker slots a flow run fills at once on this machine")
 
 
 class StorageConfig(ConfigModel):
