@@ -86,6 +86,39 @@ def show(name: str, version: int = typer.Argument(None, help="default: latest"),
 
 
 @app.command()
+def evaluate(
+    name: str = typer.Argument(..., help="model name, e.g. ctr"),
+    version: int = typer.Argument(None, help="default: latest"),
+    data: str = typer.Option(..., "--data", "-d", help="labelled raw rows (Parquet file or directory)"),
+    segment: list[str] = typer.Option(None, "--segment", help="a field to break the metrics down by; repeatable"),
+    report_dir: Path = typer.Option(None, "--report-dir", help="default: <local.home>/reports/NAME/vVERSION"),
+    stack: str = StackOption,
+    output: OutputFormat = OutputOption,
+):
+    """Evaluate a version (AUC, log loss, calibration, per segment) against production; keep the
+    metrics with the version and write an HTML report with ROC and calibration curves."""
+    from rich.console import Console
+
+    from platform_cli.evaluate import evaluate_version
+
+    with Console(stderr=True).status(f"evaluating {name} v{version or 'latest'} ..."):
+        result = evaluate_version(_stack(stack), name, version, data, segment or [], report_dir)
+    if output is not OutputFormat.table:
+        emit(result, output, lambda: ([], []))
+        return
+    production = f"v{result['production_version']}" if result["production_version"] is not None else "none"
+    emit(
+        result,
+        output,
+        lambda: (
+            ["version", "rows", "auc", "logloss", "calibration", "production", "production auc", "better"],
+            [(result["version"], result["rows"], _number(result["auc"]), _number(result["logloss"]), _number(result["calibration_ratio"], 3), production, _number(result["production_auc"]), str(result["better"]).lower())],
+        ),
+    )
+    typer.echo(f"\n{result['reason']}\nreport: {result['report']}")
+
+
+@app.command()
 def serve(
     name: str,
     version: int = typer.Option(None, "--version", "-v", help="default: latest"),
@@ -141,6 +174,10 @@ def servers(stack: str = StackOption, output: OutputFormat = OutputOption):
         output,
         lambda: (["model", "version", "url", "status", "age"], [(r.name, r.version, r.url, r.status, age(r.started)) for r in records]),
     )
+
+
+def _number(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _metric(metrics: dict[str, float], key: str) -> str:

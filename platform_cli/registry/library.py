@@ -164,6 +164,30 @@ class ModelRegistry:
             dst = tempfile.mkdtemp(prefix=f"plinth-{name}-v{found.version}-")
             return Path(self._client.download_artifacts(found.run_id, _MODEL_ARTIFACT_PATH, dst))
 
+    def alias_version(self, name: str, alias: str) -> int | None:
+        """The version `alias` (production, canary) points at, or None if it is not set."""
+        self._require_model(name)
+        with _mlflow_errors():
+            aliases = self._client.get_registered_model(name).aliases
+            if alias not in aliases:
+                return None
+            return int(self._client.get_model_version_by_alias(name, alias).version)
+
+    def record_evaluation(self, name: str, version: int, metrics: dict[str, float], tags: dict[str, str], report_dir: Path) -> None:
+        """Keep an evaluation with the version: metrics as `metric.eval_*` version tags (so they
+        read back with the version's metrics) and run metrics, the rest as `eval.*` tags, and
+        the report as artifacts of the version's run under evaluation/."""
+        found = self.get(name, version)
+        with _mlflow_errors():
+            for key, value in metrics.items():
+                self._client.set_model_version_tag(name, str(version), f"{_METRIC_TAG}eval_{key}", repr(float(value)))
+            for key, value in tags.items():
+                self._client.set_model_version_tag(name, str(version), f"eval.{key}", str(value))
+            if found.run_id:
+                now = get_current_time_millis()
+                self._client.log_batch(found.run_id, metrics=[Metric(f"eval_{k}", float(v), now, 0) for k, v in metrics.items()])
+                self._client.log_artifacts(found.run_id, str(report_dir), "evaluation")
+
     def _log_run(
         self, name: str, model_dir: Path, metrics: dict[str, float], lineage: dict[str, str]
     ) -> str:
