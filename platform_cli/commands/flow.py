@@ -223,7 +223,7 @@ def _step_table(record):
     rows = []
     for key, step in record.steps.items():
         node, name = key.split("/")
-        what = f"job/{step.job_id}" if step.job_id else ", ".join(f"{k}={v}" for k, v in step.outputs.items() if k in ("version", "auc", "better")) or "-"
+        what = f"job/{step.job_id}" if step.job_id else " ".join(f"{k}={_short(v)}" for k, v in step.outputs.items() if k in ("version", "auc", "better")) or "-"
         rows.append((node, name, step.status, step.attempt or "-", duration(step.started, step.finished) if step.started else "-", what))
     return ["node", "step", "status", "attempt", "duration", "job / outputs"], rows
 
@@ -274,13 +274,22 @@ def _event_line(key: str, step) -> str:
         detail = f"attempt {step.attempt}" + (f"/{step.retries + 1}" if step.retries else "") + (f"  job/{step.job_id}" if step.job_id else "")
     elif step.status == "Succeeded":
         shown = {k: v for k, v in step.outputs.items() if k in ("version", "auc", "logloss", "better")}
-        detail = f"{duration(step.started, step.finished)}" + ("  " + " ".join(f"{k}={v}" for k, v in shown.items()) if shown else "")
+        detail = f"{duration(step.started, step.finished)}" + ("  " + " ".join(f"{k}={_short(v)}" for k, v in shown.items()) if shown else "")
     elif step.status == "Pending" and step.message:
         detail = step.message.splitlines()[0]
     elif step.message:
         detail = step.message.splitlines()[0]
     shown_status = "Retrying" if step.status == "Pending" and step.attempt else step.status
     return f"{stamp}  {key:<28} {shown_status:<10} {detail}".rstrip()
+
+
+def _short(value: str) -> str:
+    """Metrics to four decimals for people; the record keeps every digit."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return value if number.is_integer() else f"{number:.4f}"
 
 
 def _rich_table(record):

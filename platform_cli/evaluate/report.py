@@ -95,7 +95,7 @@ def _segment_figure(evaluation: dict, field: str):
     axes.bar(x - (width / 2 if production else 0), [new[n]["auc"] for n in names], width, color=NEW_COLOUR, label=_label(evaluation, "new"))
     if production:
         axes.bar(x + width / 2, [(production.get(n) or {}).get("auc") or 0 for n in names], width, color=PRODUCTION_COLOUR, label=_label(evaluation, "production"))
-    values = [new[n]["auc"] for n in names] + [(production.get(n) or {}).get("auc") or 1 for n in names]
+    values = [new[n]["auc"] for n in names] + [(production.get(n) or {})["auc"] for n in names if (production.get(n) or {}).get("auc") is not None]
     axes.set_ylim(max(0.0, min(values) - 0.05), min(1.0, max(values) + 0.03))
     axes.set_xticks(x, names, rotation=30, ha="right")
     axes.set(ylabel="AUC", title=f"AUC by {field}")
