@@ -22,8 +22,15 @@ def describe_step(plan: Plan, key: str) -> str:
     if step.retries:
         extras.append(f"retries {step.retries}")
     if step.timeout:
-        extras.append(f"timeout {step.timeout:g}s")
+        extras.append(f"timeout {_seconds(step.timeout)}")
     return what + (f"  [{'; '.join(extras)}]" if extras else "")
+
+
+def _seconds(seconds: float) -> str:
+    for unit, size in (("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def text_graph(plan: Plan) -> str:
@@ -31,13 +38,13 @@ def text_graph(plan: Plan) -> str:
     steps = sum(len(node.steps) for node in spec.nodes.values())
     header = f"flow {spec.name}: {len(spec.nodes)} nodes, {steps} steps" + (f", schedule {spec.schedule!r}" if spec.schedule else "")
     lines = [header]
+    width = max(len(k.split("/")[1]) + len(_after(plan, k)) for k in plan.order)
     for i, node_name in enumerate(plan.node_order):
         node = spec.nodes[node_name]
         last_node = i == len(plan.node_order) - 1
         after = f"  (after {', '.join(node.after)})" if node.after else ""
         lines.append(f"{'└──' if last_node else '├──'} {node_name}{after}")
         keys = [k for k in plan.order if k.startswith(f"{node_name}/")]
-        width = max(len(k.split("/")[1]) + len(_after(plan, k)) for k in keys)
         for j, key in enumerate(keys):
             name = key.split("/")[1] + _after(plan, key)
             lead = "    " if last_node else "│   "

@@ -1,0 +1,195 @@
+"""The flow runner's overhead, against running the same jobs directly one after another.
+
+    .venv/bin/python bench/flow.py              # no-op steps only (~1 minute)
+    .venv/bin/python bench/flow.py --ctr        # also the CTR pipeline, flow vs direct (~6 minutes)
+
+1. No-op steps: a flow of N python steps chained one after another (so the runner cannot win
+   by running them in parallel), each a script that does nothing, vs the same N jobs rendered
+   and submitted through the local target one after another, each waited for before the
+   next, polling as often as the runner does. Overhead per step = (flow - direct) / N.
+2. --ctr: examples/ctr/flow.yaml (tiny data) vs its jobs submitted directly in order, then
+   `plinth model register` and `plinth model evaluate` run by hand, as run.sh would. The
+   promote step is left out of both (it is issue 5's command).
+
+Both sides run in the same throw-away project, interleaved, median of --repeats.
+Results: bench/results-flow.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+BIN = Path(sys.executable).parent
+NOOP = "import sys\n"
+
+
+def log(message: str) -> None:
+    print(f"==> {message}", file=sys.stderr, flush=True)
+
+
+def noop_flow(directory: Path, steps: int) -> Path:
+    (directory / "noop.py").write_text(NOOP)
+    nodes = {"chain": {"steps": {f"s{i}": {"job": {"kind": "python", "name": f"noop{i}", "script": "noop.py"}, **({"after": [f"s{i - 1}"]} if i else {})} for i in range(steps)}}}
+    path = directory / "noop.flow.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump({"kind": "flow", "name": "noop", "nodes": nodes}, sort_keys=False))
+    return path
+
+
+def run_flow(path: Path, params: dict[str, str] | None = None) -> tuple[float, dict]:
+    from platform_cli.flow.plan import plan_flow
+    from platform_cli.flow.run import run_dir, submit_run, wait_run
+    from platform_cli.spec.flow import load_flow
+    from platform_cli.spec.stack import load_stack
+
+    stack = load_stack("local")
+    started = time.perf_counter()
+    record = submit_run(plan_flow(load_flow(path), params), stack)
+    record = wait_run(run_dir(stack, record.id), poll=0.02)
+    elapsed = time.perf_counter() - started
+    if record.status != "Succeeded" and not _only_promote_failed(record):
+        raise SystemExit(f"flow {record.id} {record.status}: {record.message}")
+    return elapsed, record.model_dump(mode="json")
+
+
+def _only_promote_failed(record) -> bool:
+    return [k for k, s in record.steps.items() if s.status != "Succeeded"] == ["release/promote"]
+
+
+def run_direct(jobs: list) -> float:
+    """Each job rendered, submitted and waited for, one after another, as `plinth job submit
+    --wait` would, but in-process (no CLI start-up on this side either)."""
+    from platform_cli.render.job import render_job
+    from platform_cli.spec.stack import load_stack
+    from platform_cli.targets import get_target
+
+    stack = load_stack("local")
+    target = get_target(stack)
+    started = time.perf_counter()
+    for job in jobs:
+        record = target.submit(job, render_job(job, stack, job_id=target.new_job_id(job.spec.name)))
+        record = target.wait(record.id, poll=0.02)
+        if record.status.value != "Succeeded":
+            raise SystemExit(f"job {record.id} {record.status.value}: {record.message}")
+    return time.perf_counter() - started
+
+
+def bench_noop(work: Path, steps: int, repeats: int) -> dict:
+    from platform_cli.flow.plan import plan_flow
+    from platform_cli.spec.flow import load_flow
+
+    path = noop_flow(work, steps)
+    plan = plan_flow(load_flow(path))
+    jobs = [plan.flow.jobs[key] for key in plan.order]
+    flow_times, direct_times = [], []
+    run_direct(jobs[:2])  # warm the page cache for both sides
+    for i in range(repeats):
+        log(f"no-op steps: repeat {i + 1}/{repeats}")
+        direct_times.append(run_direct(jobs))
+        flow_times.append(run_flow(path)[0])
+    flow, direct = statistics.median(flow_times), statistics.median(direct_times)
+    return {
+        "steps": steps,
+        "repeats": repeats,
+        "flow_seconds": round(flow, 3),
+        "direct_seconds": round(direct, 3),
+        "flow_runs": [round(t, 3) for t in flow_times],
+        "direct_runs": [round(t, 3) for t in direct_times],
+        "overhead_ms_per_step": round((flow - direct) / steps * 1000, 1),
+        "direct_ms_per_step": round(direct / steps * 1000, 1),
+    }
+
+
+def bench_ctr(env_root: Path, repeats: int) -> dict:
+    from platform_cli.flow.plan import plan_flow
+    from platform_cli.spec.flow import load_flow
+    from platform_cli.spec.stack import load_stack
+
+    params = {"rows": "20000", "holdout_rows": "4000", "epochs": "2"}
+    path = REPO / "examples" / "ctr" / "flow.yaml"
+    plan = plan_flow(load_flow(path), params)
+    stack = load_stack("local")
+    flow_times, direct_times = [], []
+    for i in range(repeats):
+        log(f"ctr pipeline: repeat {i + 1}/{repeats} (direct)")
+        direct_times.append(_ctr_direct(plan, stack))
+        log(f"ctr pipeline: repeat {i + 1}/{repeats} (flow)")
+        flow_times.append(run_flow(path, params)[0])
+    flow, direct = statistics.median(flow_times), statistics.median(direct_times)
+    return {
+        "params": params,
+        "repeats": repeats,
+        "flow_seconds": round(flow, 2),
+        "direct_seconds": round(direct, 2),
+        "flow_runs": [round(t, 2) for t in flow_times],
+        "direct_runs": [round(t, 2) for t in direct_times],
+        "overhead_percent": round((flow - direct) / direct * 100, 2),
+        "note": "flow time includes its promote step failing fast when issue 5's command is absent",
+    }
+
+
+def _ctr_direct(plan, stack) -> float:
+    """The same work by hand: the three jobs in order, then register and evaluate via the CLI."""
+    from platform_cli.flow.plan import substitute_refs
+
+    jobs = []
+    for key in ("data/generate", "features/preprocess", "train/train"):
+        job = plan.flow.jobs[key]
+        args = [substitute_refs(a, key, plan.params, {}) for a in job.spec.args]
+        jobs.append(job.model_copy(update={"spec": job.spec.model_copy(update={"args": args})}))
+    started = time.perf_counter()
+    run_direct(jobs)
+    from platform_cli.targets import get_target
+
+    train_id = [r for r in get_target(stack).list() if r.name == "ctr-train"][-1].id
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    out = subprocess.run([str(BIN / "plinth"), "model", "register", "ctr", "--job", train_id, "-o", "json"], env=env, capture_output=True, text=True, check=True).stdout
+    version = str(json.loads(out)["version"])
+    subprocess.run([str(BIN / "plinth"), "model", "evaluate", "ctr", version, "--data", f"{stack.storage_root}/ctr/holdout", "--segment", "device", "--segment", "category", "-o", "json"], env=env, capture_output=True, text=True, check=True)
+    return time.perf_counter() - started
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--ctr", action="store_true", help="also the CTR pipeline, flow vs direct")
+    parser.add_argument("--ctr-repeats", type=int, default=1)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="plinth-bench-flow-"))
+    try:
+        shutil.copy(REPO / "Pulumi.yaml", work / "Pulumi.yaml")
+        shutil.copytree(REPO / "stacks", work / "stacks")
+        os.environ["PLINTH_PROJECT_DIR"] = str(work)
+        os.environ.pop("PLINTH_STACK", None)
+        os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ['PATH']}"
+        results = {"machine": f"{os.cpu_count()} cores", "noop": bench_noop(work, args.steps, args.repeats)}
+        if args.ctr:
+            results["ctr"] = bench_ctr(work, args.ctr_repeats)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    (REPO / "bench" / "results-flow.json").write_text(json.dumps(results, indent=2) + "\n")
+    noop = results["noop"]
+    print("| measurement | flow runner | direct, one after another | overhead |")
+    print("|---|---|---|---|")
+    print(f"| {noop['steps']} no-op python steps (median of {noop['repeats']}) | {noop['flow_seconds']:.2f} s | {noop['direct_seconds']:.2f} s | {noop['overhead_ms_per_step']:+.1f} ms per step |")
+    if "ctr" in results:
+        ctr = results["ctr"]
+        print(f"| CTR pipeline, tiny data (median of {ctr['repeats']}) | {ctr['flow_seconds']:.1f} s | {ctr['direct_seconds']:.1f} s | {ctr['overhead_percent']:+.2f} % |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
