@@ -201,12 +201,22 @@ def resume_run(stack: Stack, run_id: str) -> FlowRunRecord:
         raise PlinthError(f"flow run {run_id} is still running", f"cancel it first: plinth flow cancel {run_id}")
     if record.status == "Succeeded":
         raise PlinthError(f"flow run {run_id} already succeeded; there is nothing to resume")
-    steps = {key: step if step.status in STEP_DONE else step.model_copy(update={"status": "Pending", "message": "", "finished": None}) for key, step in record.steps.items()}
+    flow, _ = load_snapshot(directory)
+    # Each resumed step gets its retries afresh, on top of the attempts it has used.
+    steps = {
+        key: step if step.status in STEP_DONE else step.model_copy(update={"status": "Pending", "message": "", "finished": None, "retries": step.attempt + _step(flow, key).retries})
+        for key, step in record.steps.items()
+    }
     record = record.model_copy(update={"status": "Pending", "message": "", "finished": None, "resumed": record.resumed + 1, "steps": steps})
     (directory / "cancel").unlink(missing_ok=True)
     write_state(directory, record)
     start_runner(directory, stack)
     return record
+
+
+def _step(flow: LoadedFlow, key: str):
+    node, step = key.split("/")
+    return flow.spec.nodes[node].steps[step]
 
 
 def cancel_run(stack: Stack, run_id: str, grace: float = 30.0) -> FlowRunRecord:

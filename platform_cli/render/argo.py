@@ -45,10 +45,10 @@ _REF = re.compile(r"\$\$|\$\{([^}]*)\}")
 
 def render_flow(plan: Plan, stack: Stack) -> list[dict]:
     """[Workflow] or [CronWorkflow] for a team stack, schema-validated."""
-    from platform_cli.render.cluster import render_cluster_job, workload_conditions
-
     if stack.config.team is None:
         raise PlinthError(f"stack {stack.name!r} is a {stack.role} stack; Argo workflows run in a team's namespace", "render for a team stack, e.g. --stack team-feed")
+    from platform_cli.render.cluster import render_cluster_job, workload_conditions
+
     spec = plan.spec
     team = stack.config.team
     # Job ids are `<job name>-{{workflow.name}}`. Jobs are rendered (and their names checked)
