@@ -81,9 +81,19 @@ def render_flow(plan: Plan, stack: Stack) -> list[dict]:
                     paths = job_paths(stack.storage_root, job_id.replace(stand_in, WORKFLOW_NAME))
                     static_outputs[key] = {"job_id": job_id.replace(stand_in, WORKFLOW_NAME), **paths, "model_dir": f"{paths['output_dir']}/model"}
                 else:
-                    values = {name: ([_argo_value(key, v, static_outputs, stack.storage_root) for v in value] if isinstance(value, list) else _argo_value(key, str(value), static_outputs, stack.storage_root)) for name, value in step.action.model_dump().items()}
+                    # Outputs of earlier steps are in scope in the node's DAG only: the task
+                    # passes them in as input parameters, the container reads those.
+                    inputs: dict[str, str] = {}
+                    values = {
+                        name: ([_argo_value(key, v, static_outputs, stack.storage_root, inputs=inputs) for v in value] if isinstance(value, list) else _argo_value(key, str(value), static_outputs, stack.storage_root, inputs=inputs))
+                        for name, value in step.action.model_dump().items()
+                    }
                     container = {"image": team.image, "command": ["plinth"], "args": builtin_argv(step.kind, values, stack.name)}
-                    template = {"name": template_name, "container": container}
+                    template = {"name": template_name}
+                    if inputs:
+                        template["inputs"] = {"parameters": [{"name": name} for name in inputs]}
+                        task["arguments"] = {"parameters": [{"name": name, "value": value} for name, value in inputs.items()]}
+                    template["container"] = container
                     if step.retries:
                         template["retryStrategy"] = {"limit": step.retries}
                     if step.timeout:
@@ -102,7 +112,7 @@ def render_flow(plan: Plan, stack: Stack) -> list[dict]:
     names = [t["name"] for t in [*node_templates, *templates]]
     if duplicate := next((n for n in names if names.count(n) > 1 or n == "main"), None):
         raise PlinthError(f"{plan.flow.shown_file}: two Argo templates would be named {duplicate!r}", "rename a node or step")
-    labels = {"app.kubernetes.io/managed-by": "plinth", "plinth.dev/flow": spec.name, "plinth.dev/team": team.name}
+    labels = {"app.kubernetes.io/managed-by": "plinth", "plinth.dev/flow": spec.name, "plinth.dev/team": team.name}  # copied where used: no YAML anchors
     workflow_spec: dict = {
         "entrypoint": "main",
         "serviceAccountName": SERVICE_ACCOUNT,
@@ -111,7 +121,7 @@ def render_flow(plan: Plan, stack: Stack) -> list[dict]:
     }
     if plan.params:
         workflow_spec["arguments"] = {"parameters": [{"name": name, "value": value} for name, value in plan.params.items()]}
-    metadata = {"namespace": team.namespace_name, "labels": labels}
+    metadata = {"namespace": team.namespace_name, "labels": dict(labels)}
     if spec.description:
         metadata["annotations"] = {"plinth.dev/description": spec.description}
     if spec.schedule:
@@ -119,7 +129,7 @@ def render_flow(plan: Plan, stack: Stack) -> list[dict]:
             "apiVersion": API_VERSION,
             "kind": "CronWorkflow",
             "metadata": {"name": spec.name, **metadata},
-            "spec": {"schedules": [spec.schedule], "concurrencyPolicy": "Forbid", "workflowMetadata": {"labels": labels}, "workflowSpec": workflow_spec},
+            "spec": {"schedules": [spec.schedule], "concurrencyPolicy": "Forbid", "workflowMetadata": {"labels": dict(labels)}, "workflowSpec": workflow_spec},
         }
     else:
         obj = {"apiVersion": API_VERSION, "kind": "Workflow", "metadata": {"generateName": f"{spec.name}-", **metadata}, "spec": workflow_spec}
@@ -170,10 +180,11 @@ def _retry(workload: dict, retries: int) -> dict:
     return obj
 
 
-def _argo_value(key: str, text: str, static_outputs: dict[str, dict[str, str]], storage: str, for_job: bool = False) -> str:
+def _argo_value(key: str, text: str, static_outputs: dict[str, dict[str, str]], storage: str, for_job: bool = False, inputs: dict[str, str] | None = None) -> str:
     """A flow value with its references in Argo's terms. For job steps, job variables (${storage}
     and the like) stay for the cluster renderer; for built-in steps `${storage}` is the team
-    stack's storage root."""
+    stack's storage root. With `inputs`, a built-in step's reference to another step's output
+    becomes an input parameter (recorded in `inputs` for the task to pass)."""
     node = key.split("/")[0]
 
     def replace(match: re.Match) -> str:
@@ -196,7 +207,11 @@ def _argo_value(key: str, text: str, static_outputs: dict[str, dict[str, str]], 
             raise PlinthError(f"{ref.text}: a job step on Argo can use parameters and other jobs' outputs only", "pass built-in step outputs to built-in steps")
         if ref.node is not None:
             raise PlinthError(f"{ref.text}: on Argo a built-in step's output is passed within its node only", f"move {ref.step} into node {node}")
-        return "{{=jsonpath(tasks['" + ref.step + "'].outputs.result, '$." + ref.output + "')}}"
+        expression = "{{=jsonpath(tasks['" + ref.step + "'].outputs.result, '$." + ref.output + "')}}"
+        if inputs is None:  # a task's when: the DAG's own scope
+            return expression
+        inputs[f"{ref.step}-{ref.output}"] = expression
+        return "{{inputs.parameters." + ref.step + "-" + ref.output + "}}"
 
     return _REF.sub(replace, text)
 
