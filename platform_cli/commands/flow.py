@@ -70,6 +70,8 @@ def run(
     stack_config = _stack(stack)
     record = submit_run(plan, stack_config)
     typer.echo(f"flow/{record.id} started on stack {stack_config.name} ({len(plan.order)} steps, {stack_config.config.local.flow_slots} slots)")
+    if plan.spec.schedule:
+        typer.echo(f"(schedule {plan.spec.schedule!r} applies on a cluster, plinth flow submit; this runs the flow once, now)")
     if not detach:
         _follow(stack_config, record.id)
 

@@ -173,7 +173,8 @@ class FlowRunner:
         with log_path.open("ab") as log:
             log.write(f"[plinth] {now():%Y-%m-%d %H:%M:%S} attempt {attempt}: plinth {' '.join(argv[3:])}\n".encode())
         stdout = log_path.with_suffix(".out").open("wb")
-        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=log_path.open("ab"), start_new_session=True, env={**os.environ, "PLINTH_STACK": self.stack.name})
+        with log_path.open("ab") as stderr:
+            process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr, start_new_session=True, env={**os.environ, "PLINTH_STACK": self.stack.name})
         self.update(key, pid=process.pid, pid_started=created_at(process.pid))
         return Active(key, deadline, process=process, stdout=stdout)
 
