@@ -96,3 +96,31 @@ def test_local_stack_and_unsupported_references_are_refused(project: Path, tmp_p
     (tmp_path / "m.yaml").write_text(yaml.safe_dump(document))
     with pytest.raises(PlinthError, match=r"nodes.a.steps.u: \$\{steps.t.outputs.auc\}: a job's metrics.json outputs cannot be read by Argo"):
         render_flow(plan_flow(load_flow(tmp_path / "m.yaml")), load_stack("team-feed"))
+
+
+def test_submit_creates_the_rendered_object_through_the_kubernetes_api(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stand-in replaces the Kubernetes API client only. It proves which object is sent where
+    and how a refusal is reported; not that a real API server and Argo accept it."""
+    from kubernetes import client, config
+    from kubernetes.client.exceptions import ApiException
+
+    from platform_cli.render.argo import submit_flow
+
+    sent = []
+
+    class CustomObjectsApi:
+        def create_namespaced_custom_object(self, group, version, namespace, plural, body):
+            sent.append((group, version, namespace, plural, body))
+            if body["metadata"].get("generateName") == "refused-":
+                raise ApiException(status=403, reason="Forbidden")
+            return {"metadata": {"name": body["metadata"].get("name") or body["metadata"]["generateName"] + "x7k2p"}}
+
+    monkeypatch.setattr(config, "load_kube_config", lambda context=None: None)
+    monkeypatch.setattr(client, "CustomObjectsApi", CustomObjectsApi)
+    stack = load_stack("team-feed")
+    cron = {"apiVersion": "argoproj.io/v1alpha1", "kind": "CronWorkflow", "metadata": {"name": "ctr", "namespace": "feed"}, "spec": {}}
+    assert submit_flow([cron], stack) == ["cronworkflow/ctr created in namespace feed"]
+    assert sent[0][:4] == ("argoproj.io", "v1alpha1", "feed", "cronworkflows") and sent[0][4] is cron
+    refused = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"generateName": "refused-", "namespace": "feed"}, "spec": {}}
+    with pytest.raises(PlinthError, match="the cluster refused the Workflow: 403 Forbidden"):
+        submit_flow([refused], stack)
