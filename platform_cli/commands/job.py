@@ -10,7 +10,7 @@ import typer
 from platform_cli.errors import PlinthError
 from platform_cli.output import OutputFormat, OutputOption, StackOption, age, duration, emit
 
-app = typer.Typer(help="Render, submit and follow jobs (spark, horovod, python).", no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(help="Render, submit and follow jobs (spark, horovod, tf-ps, python).", no_args_is_help=True, rich_markup_mode=None)
 
 FileOption = typer.Option(..., "--file", "-f", help="job spec file (YAML)")
 
@@ -42,8 +42,9 @@ def submit(
     file: Path = FileOption,
     stack: str = StackOption,
     wait: bool = typer.Option(False, "--wait", "-w", help="stream the log and wait for the job to end; exit 1 unless it succeeds"),
+    watch: bool = typer.Option(False, "--watch", help="show status changes until the job ends; exit 1 unless it succeeds"),
 ):
-    """Render, validate and start a job."""
+    """Render, validate and start a job (preflight checks refuse it before anything is sent)."""
     from platform_cli.render.job import render_job
     from platform_cli.spec.job import load_job
 
@@ -54,6 +55,8 @@ def submit(
     typer.echo(f"job/{record.id} submitted to stack {stack_config.name}")
     if wait:
         _follow_to_end(target, record.id)
+    elif watch:
+        _watch_to_end(target, record.id)
 
 
 @app.command()
@@ -117,6 +120,23 @@ def cancel(job_id: str, stack: str = StackOption):
     _, target = _target(stack)
     record = target.cancel(job_id)
     typer.echo(f"job/{record.id} {record.status.value.lower()}")
+
+
+def _watch_to_end(target, job_id: str) -> None:
+    """One line per change of status or progress until the job ends (Ctrl-C stops watching)."""
+    from datetime import datetime
+
+    from platform_cli.targets.base import JobStatus, watch
+
+    try:
+        for record in watch(target, job_id):
+            typer.echo(f"{datetime.now():%H:%M:%S}  {record.status.value:<9}  {record.message}".rstrip())
+    except KeyboardInterrupt:
+        typer.echo(f"\nstopped watching; the job goes on (plinth job status {job_id})", err=True)
+        raise typer.Exit(130) from None
+    if record.status is not JobStatus.SUCCEEDED:
+        raise PlinthError(f"job {job_id} {record.status.value}", f"see plinth job logs {job_id}")
+    typer.echo(f"job/{record.id} succeeded in {duration(record.started, record.finished)}")
 
 
 def _follow_to_end(target, job_id: str, from_end: bool = False) -> None:

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from platform_cli.errors import PlinthError
 from platform_cli.render.engine import render_template
-from platform_cli.spec.job import JOB_VARIABLES, HorovodJobSpec, LoadedJob, SparkJobSpec
+from platform_cli.spec.job import JOB_VARIABLES, HorovodJobSpec, LoadedJob, SparkJobSpec, TfPsJobSpec
 from platform_cli.spec.launch import LocalLaunch
 from platform_cli.spec.stack import Stack, describe_validation_error
 
@@ -53,7 +53,19 @@ def substitute(value: str, variables: dict[str, str], field: str) -> str:
 
 
 def render_job(job: LoadedJob, stack: Stack, job_id: str | None = None) -> RenderedJob:
-    """Render `job` for `stack`. Without a job id (a preview), the id reads `<name>-<id>`."""
+    """Render `job` for `stack`. Without a job id (a preview), the id reads `<name>-<id>`
+    locally and `<name>-xxxxx` on a cluster (where it must be a valid object name)."""
+    if stack.config.target == "yarn" and job.spec.kind == "spark":
+        from platform_cli.render.yarn import render_yarn_job
+
+        return render_yarn_job(job, stack, job_id or f"{job.spec.name}-xxxxx")
+    if stack.config.target != "local":
+        from platform_cli.render.cluster import render_cluster_text
+
+        job_id = job_id or f"{job.spec.name}-xxxxx"
+        text, objects, args = render_cluster_text(job, stack, job_id)
+        template = f"{job.spec.kind}/kubernetes.yaml.j2"
+        return RenderedJob(job_id=job_id, template=template, text=text, documents=objects, args=args, data_inputs=_data_inputs(job.spec.args, args))
     job_id = job_id or f"{job.spec.name}-<id>"
     template = f"{job.spec.kind}/{stack.config.target}.yaml.j2"
     variables = job_variables(job, stack, job_id)
@@ -100,6 +112,10 @@ def _local_context(job: LoadedJob, stack: Stack, job_id: str, variables: dict[st
         # Python exceptions still surface. A spec sets TF_CPP_MIN_LOG_LEVEL: 0 to see them all.
         "TF_CPP_MIN_LOG_LEVEL": "3",
     }
+    if isinstance(spec, TfPsJobSpec):
+        # Parameter servers and workers run blocking remote ops (receives, dataset reads) that
+        # deadlock with a single inter-op thread; let TensorFlow size that pool.
+        del env["TF_NUM_INTEROP_THREADS"]
     if isinstance(spec, SparkJobSpec):
         env["PYSPARK_PYTHON"] = "python"  # Spark's Python workers: the Plinth environment's python
     env.update({key: substitute(value, variables, f"env.{key}") for key, value in sorted(spec.env.items())})
@@ -120,7 +136,7 @@ def _local_context(job: LoadedJob, stack: Stack, job_id: str, variables: dict[st
         # Driver and executors share one JVM locally, so the driver gets the whole request.
         # WARN keeps the job log readable (Spark logs every block manager event at INFO);
         # the spec's own conf wins over both defaults.
-        defaults = {"spark.driver.memory": _spark_memory(spec.resources.memory), "spark.log.level": "WARN"}
+        defaults = {"spark.driver.memory": spark_memory(spec.resources.memory), "spark.log.level": "WARN"}
         context["conf"] = {**defaults, **dict(sorted(spec.conf.items()))}
     if isinstance(spec, HorovodJobSpec):
         slots = stack.config.local.horovod_slots
@@ -136,7 +152,7 @@ def _local_context(job: LoadedJob, stack: Stack, job_id: str, variables: dict[st
 _QUANTITY_FACTORS = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
 
-def _spark_memory(quantity: str) -> str:
+def spark_memory(quantity: str) -> str:
     """Kubernetes quantity (2Gi, 1.5G) -> JVM size in MiB (2048m, 1430m); the JVM takes no fractions."""
     number, suffix = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", quantity).groups()
     if suffix == "m":  # milli-bytes: legal in Kubernetes, meaningless for a heap

@@ -1,11 +1,15 @@
 """Job specs: the declarative files users write (`examples/ctr/*.job.yaml`).
 
-    kind: horovod            # spark | horovod | python
+    kind: horovod            # spark | horovod | tf-ps | python
     name: ctr-train
     script: train.py         # relative to this file
     args: [--features, "${storage}/ctr/features", --export-dir, "${output_dir}/model"]
     workers: 2
     resources: {cpu: 1, memory: 2Gi}
+    pool: a100               # cluster stacks: the GPU pool workers run on
+    priorityClass: plinth-batch   # cluster stacks: instead of the team's default
+    retries: 3               # cluster stacks: restarts after a failure before the job fails
+    files: [model.py]        # cluster stacks: more files next to the script to ship with it
 
 `${...}` variables in args and env are filled in per submission from the stack and the job
 (see JOB_VARIABLES); they are plain string substitution, never template syntax, so a value
@@ -40,7 +44,7 @@ ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 
 
 class SpecModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class Resources(SpecModel):
@@ -59,6 +63,11 @@ class JobSpecBase(SpecModel):
     workers: int = Field(1, ge=1)
     resources: Resources = Resources()
     labels: dict[str, str] = {}
+    # Cluster placement; the local target has one machine and ignores them.
+    pool: str | None = Field(None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", description="GPU pool of the platform stack")
+    priority_class: str | None = Field(None, alias="priorityClass", description="defaults to the team's queue.priorityClass")
+    retries: int = Field(3, ge=0, le=20, description="restarts after a failure before the job is Failed")
+    files: list[str] = Field([], description="files next to the script shipped with it (modules it imports)")
 
     @field_validator("name")
     @classmethod
@@ -75,6 +84,15 @@ class JobSpecBase(SpecModel):
             if not re.match(ENV_NAME_PATTERN, key):
                 raise ValueError(f"{key!r} is not an environment variable name (letters, digits, _)")
         return env
+
+    @field_validator("files")
+    @classmethod
+    def _sibling_files(cls, files: list[str]) -> list[str]:
+        # Shipped as flat ConfigMap keys next to the script, so they must be plain file names.
+        for name in files:
+            if not re.match(r"^[A-Za-z0-9_][-A-Za-z0-9_.]*$", name):
+                raise ValueError(f"{name!r} must be a file name next to the job file (no directories)")
+        return files
 
 
 class SparkJobSpec(JobSpecBase):
@@ -94,6 +112,16 @@ class HorovodJobSpec(JobSpecBase):
     kind: Literal["horovod"]
 
 
+class TfPsJobSpec(JobSpecBase):
+    """TensorFlow parameter-server training: one chief (the ClusterCoordinator), `workers`
+    workers and `parameterServers` parameter servers, every one running `script` with its role
+    in TF_CONFIG. The job ends when the chief does; parameter servers and workers are stopped
+    then (they serve forever otherwise). `resources` size every process; GPUs go to workers."""
+
+    kind: Literal["tf-ps"]
+    parameter_servers: int = Field(1, ge=1, le=64, alias="parameterServers")
+
+
 class PythonJobSpec(JobSpecBase):
     """A single Python process: data generation, evaluation, glue steps."""
 
@@ -101,7 +129,7 @@ class PythonJobSpec(JobSpecBase):
     workers: Literal[1] = 1
 
 
-JobSpec = Annotated[Union[SparkJobSpec, HorovodJobSpec, PythonJobSpec], Field(discriminator="kind")]
+JobSpec = Annotated[Union[SparkJobSpec, HorovodJobSpec, TfPsJobSpec, PythonJobSpec], Field(discriminator="kind")]
 _job_adapter: TypeAdapter = TypeAdapter(JobSpec)
 
 
@@ -144,6 +172,9 @@ def load_job(path: str | Path) -> LoadedJob:
     job = LoadedJob(spec=parse_job_spec(document, where=str(path)), file=path.resolve())
     if not job.script_path.is_file():
         raise PlinthError(f"{path}: script: {job.spec.script!r} not found next to the job file")
+    for i, name in enumerate(job.spec.files):
+        if not (job.base_dir / name).is_file():
+            raise PlinthError(f"{path}: files[{i}]: {name!r} not found next to the job file")
     return job
 
 
@@ -151,7 +182,7 @@ def parse_job_spec(document: object, where: str) -> JobSpec:
     if not isinstance(document, dict):
         raise PlinthError(f"{where}: expected a mapping with kind, name and script")
     if "kind" not in document:
-        raise PlinthError(f"{where}: kind: missing", "set kind to one of spark, horovod, python")
+        raise PlinthError(f"{where}: kind: missing", "set kind to one of spark, horovod, tf-ps, python")
     try:
         return _job_adapter.validate_python(document)
     except ValidationError as exc:
@@ -161,8 +192,8 @@ def parse_job_spec(document: object, where: str) -> JobSpec:
 def _strip_kind(message: str) -> str:
     # Pydantic prefixes discriminated-union errors with the tag ("horovod.workers: ..."); the
     # user wrote `workers`, so name that.
-    return re.sub(r"^(spark|horovod|python)\.", "", message)
+    return re.sub(r"^(spark|horovod|tf-ps|python)\.", "", message)
 
 
 def dump_job_spec(spec: JobSpecBase) -> dict:
-    return spec.model_dump(mode="json")
+    return spec.model_dump(mode="json", by_alias=True)

@@ -21,7 +21,7 @@ class LaunchModel(BaseModel):
 class LaunchMetadata(LaunchModel):
     name: str
     job_id: str = Field(alias="jobId")
-    job_kind: Literal["spark", "horovod", "python"] = Field(alias="jobKind")
+    job_kind: Literal["spark", "horovod", "tf-ps", "python"] = Field(alias="jobKind")
     stack: str
     labels: dict[str, str] = {}
 

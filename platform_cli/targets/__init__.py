@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 # Adding a target = one module + one line here.
 TARGETS = {
     "local": "platform_cli.targets.local:LocalTarget",
+    "kubernetes": "platform_cli.targets.kubernetes:KubernetesTarget",
+    "yarn": "platform_cli.targets.yarn:YarnTarget",
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from enum import Enum
@@ -12,6 +14,14 @@ from pydantic import BaseModel
 if TYPE_CHECKING:
     from platform_cli.render.job import RenderedJob
     from platform_cli.spec.job import LoadedJob
+
+
+_ID_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName alphabet: no vowels, no look-alikes
+
+
+def new_job_id(name: str) -> str:
+    """`<name>-<5 random characters>`: a submission's id on every target."""
+    return f"{name}-{''.join(secrets.choice(_ID_ALPHABET) for _ in range(5))}"
 
 
 class JobStatus(str, Enum):
@@ -59,3 +69,20 @@ class Target(Protocol):
     def list(self) -> list[JobRecord]: ...
     def logs(self, job_id: str, follow: bool = False, tail: int | None = None) -> Iterator[str]: ...
     def cancel(self, job_id: str) -> JobRecord: ...
+    def wait(self, job_id: str) -> JobRecord: ...
+
+
+WATCH_POLL_SECONDS = 2.0
+
+
+def watch(target: Target, job_id: str, poll: float | None = None) -> Iterator[JobRecord]:
+    """The job's record each time its status or progress message changes, until it ends."""
+    last = None
+    while True:
+        record = target.status(job_id)
+        if (record.status, record.message) != last:
+            last = (record.status, record.message)
+            yield record
+        if record.status.finished:
+            return
+        time.sleep(WATCH_POLL_SECONDS if poll is None else poll)

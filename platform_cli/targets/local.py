@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import sys
@@ -36,14 +35,13 @@ from platform_cli.lineage import file_sha256, source_revision
 from platform_cli.processes import created_at, read_tail, running, tail_lines, terminate_tree
 from platform_cli.spec.job import dump_job_spec
 from platform_cli.spec.launch import LocalLaunch
-from platform_cli.targets.base import JobRecord, JobStatus
+from platform_cli.targets.base import JobRecord, JobStatus, new_job_id
 
 if TYPE_CHECKING:
     from platform_cli.render.job import RenderedJob
     from platform_cli.spec.job import LoadedJob
     from platform_cli.spec.stack import Stack
 
-_ID_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName alphabet: no vowels, no look-alikes
 CANCEL_GRACE_SECONDS = 10.0
 LOG_TAIL_LINES = 15
 
@@ -80,7 +78,7 @@ class LocalTarget:
     # -- verbs -----------------------------------------------------------------------------
 
     def new_job_id(self, name: str) -> str:
-        return f"{name}-{''.join(secrets.choice(_ID_ALPHABET) for _ in range(5))}"
+        return new_job_id(name)
 
     def submit(self, job: LoadedJob, rendered: RenderedJob) -> JobRecord:
         launch = LocalLaunch.model_validate(rendered.documents[0])

@@ -38,7 +38,7 @@ def test_spark_conf_is_typed(tmp_path: Path) -> None:
     ("text", "expected"),
     [
         ("name: x\nscript: t.py\n", "kind: missing"),
-        ("kind: mpi\nname: x\nscript: t.py\n", "kind: must be one of 'spark', 'horovod', 'python'"),
+        ("kind: mpi\nname: x\nscript: t.py\n", "kind: must be one of 'spark', 'horovod', 'tf-ps', 'python'"),
         ("kind: horovod\nscript: t.py\n", "name: Field required"),
         ("kind: horovod\nname: Ctr_Train\nscript: t.py\n", "name: 'Ctr_Train' must be lowercase letters, digits and '-'"),
         ("kind: horovod\nname: x\nscript: t.py\nworkers: 0\n", "workers: Input should be greater than or equal to 1"),

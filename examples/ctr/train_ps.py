@@ -1,0 +1,145 @@
+"""Train the CTR model with TensorFlow parameter-server training, then export it.
+
+    python -m platform_cli.targets.local_tf_ps --workers 2 --ps 1 -- \\
+        python train_ps.py --features data/features --export-dir model \\
+        --metrics-file metrics.json --checkpoint-dir ckpt
+
+Every process runs this script; TF_CONFIG says which role it has (the local launcher or the
+training operator's TFJob sets it):
+
+- `ps` and `worker`: a tf.distribute.Server that serves until it is stopped. Variables live on
+  the parameter servers; workers run the training steps they are sent.
+- `chief`: ParameterServerStrategy with a ClusterCoordinator. It builds the model (train.py's
+  wide & deep, the same code as the Horovod job), gives every worker its own shuffled, repeated
+  dataset (create_per_worker_dataset), schedules one epoch of steps at a time, checkpoints
+  after every epoch (a restarted job resumes), then evaluates, exports the SavedModel and
+  writes the metrics file exactly as train.py does, and exits - which ends the job.
+
+Same flags as train.py; --batch-size is per step (one step runs on one worker at a time).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import numpy as np
+
+from platform_cli.atomic import write_json
+from platform_cli.features import SPEC_FILE, FeatureSpec
+from train import build_model, evaluate, export, load_split, parse_args
+
+# Keep the job log readable; set TF_CPP_MIN_LOG_LEVEL=0 to see TensorFlow's own logging again.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# A worker's RPC failure surfaces to the coordinator (which retries the step elsewhere) instead
+# of failing fast inside TensorFlow's runtime: TensorFlow's advice for parameter-server training.
+os.environ.setdefault("GRPC_FAIL_FAST", "use_caller")
+
+
+def serve(tf, resolver) -> None:
+    """A parameter server or worker: serve the cluster until stopped."""
+    server = tf.distribute.Server(
+        resolver.cluster_spec(), job_name=resolver.task_type, task_index=resolver.task_id,
+        protocol=resolver.rpc_layer or "grpc", start=True,
+    )
+    print(f"{resolver.task_type} {resolver.task_id} serving at {server.target}", flush=True)
+    server.join()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import tensorflow as tf
+
+    # Intra-op threads as requested; inter-op threads are left to TensorFlow: servers run
+    # blocking remote ops (receives, dataset reads) that deadlock with a single inter-op thread.
+    threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or len(os.sched_getaffinity(0))
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    resolver = tf.distribute.cluster_resolver.TFConfigClusterResolver()
+    if resolver.task_type in ("ps", "worker"):
+        serve(tf, resolver)
+        return 0
+    if resolver.task_type != "chief":
+        raise SystemExit(f"error: TF_CONFIG task type is {resolver.task_type!r}; expected chief, worker or ps")
+    return train(tf, resolver, args)
+
+
+def train(tf, resolver, args) -> int:
+    strategy = tf.distribute.experimental.ParameterServerStrategy(resolver)
+    coordinator = tf.distribute.experimental.coordinator.ClusterCoordinator(strategy)
+    workers = resolver.cluster_spec().num_tasks("worker")
+    servers = resolver.cluster_spec().num_tasks("ps")
+
+    spec = FeatureSpec.load(args.features / SPEC_FILE)
+    cat, num, label = load_split(args.features / "train", spec)
+    steps = len(label) // args.batch_size
+    if steps == 0:
+        raise SystemExit(f"error: {len(label)} train rows is less than one batch of {args.batch_size}")
+    print(f"{workers} worker(s), {servers} parameter server(s), {len(label)} train rows, {steps} steps of {args.batch_size} per epoch", flush=True)
+
+    tf.random.set_seed(args.seed)
+    with strategy.scope():  # variables are created on the parameter servers
+        model = build_model(tf, spec, args.embedding_dim)
+        optimizer = tf.keras.optimizers.Adam(args.lr)
+        epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
+        model({"cat": cat[:1], "num": num[:1]})
+        optimizer.build(model.trainable_variables)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
+    manager = tf.train.CheckpointManager(checkpoint, str(args.checkpoint_dir), max_to_keep=2)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        print(f"resumed from checkpoint: epoch {int(epoch.numpy())} of {args.epochs}", flush=True)
+
+    def dataset_fn():
+        # Each worker reads its own copy, repeated, in its own random order (unseeded: a fixed
+        # seed would give every worker the same batches): the coordinator hands steps to
+        # whichever worker is free, so no worker ever runs out.
+        data = tf.data.Dataset.from_tensor_slices(({"cat": cat, "num": num}, label))
+        return data.shuffle(4096).repeat().batch(args.batch_size, drop_remainder=True).prefetch(2)
+
+    iterator = iter(coordinator.create_per_worker_dataset(dataset_fn))
+
+    @tf.function
+    def train_step(iterator):
+        def step(features, labels):
+            with tf.GradientTape() as tape:
+                logits = model(features)
+                loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+            gradients = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+            return loss
+
+        features, labels = next(iterator)
+        return strategy.run(step, args=(features, labels))
+
+    rates = []
+    for e in range(int(epoch.numpy()), args.epochs):
+        started = time.monotonic()
+        losses = [coordinator.schedule(train_step, args=(iterator,)) for _ in range(steps)]
+        coordinator.join()
+        mean_loss = float(np.mean([loss.fetch() for loss in losses]))
+        rates.append(steps * args.batch_size / (time.monotonic() - started))
+        epoch.assign(e + 1)
+        manager.save(checkpoint_number=e + 1)
+        print(f"epoch {e + 1}/{args.epochs} loss={mean_loss:.4f} examples/s={rates[-1]:.0f}", flush=True)
+
+    # Evaluate and export from a plain (undistributed) copy: the serving signature must not
+    # refer to parameter servers that are gone once the job ends.
+    local = build_model(tf, spec, args.embedding_dim)
+    local({"cat": cat[:1], "num": num[:1]})
+    local.set_weights(model.get_weights())
+    metrics = evaluate(local, load_split(args.features / "eval", spec))
+    print(f"eval auc={metrics['auc']:.4f} logloss={metrics['logloss']:.4f}", flush=True)
+    export(tf, local, spec, args.features / SPEC_FILE, args.export_dir)
+    print(f"exported {args.export_dir}", flush=True)
+    metrics.update(
+        train_examples=len(label), epochs=args.epochs, workers=workers, parameter_servers=servers,
+        examples_per_sec=round(float(np.mean(rates[1:] or rates)), 1) if rates else None,
+    )
+    args.metrics_file.parent.mkdir(parents=True, exist_ok=True)
+    write_json(args.metrics_file, metrics)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
