@@ -1,0 +1,87 @@
+"""The feature transformer: raw request rows -> model inputs, as KServe pre-processing.
+
+On a cluster each version's InferenceService runs this as its transformer container, in front
+of a TensorFlow Serving predictor holding the SavedModel:
+
+    python -m platform_cli.serving.transformer --feature_spec /mnt/models/feature_spec.json
+        (KServe adds --model_name <isvc> --predictor_host <predictor service> --http_port 8080)
+
+A client sends raw fields, {"instances": [{"user_id": "u1", "hour": 21, ...}]}; preprocess()
+applies the model's own feature spec with platform_cli.features.transform, the function the
+Spark job applies offline through mapInPandas, and sends the predictor TensorFlow Serving's
+row format {"instances": [{"cat": [...], "num": [...]}, ...]}. Requests it cannot use get a
+400 with the reason, before the predictor is bothered.
+
+The local model server (serving/server.py) runs the same request_inputs() in-process in front
+of its SavedModel, so both platforms transform requests with one piece of code.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from kserve import Model, ModelServer
+from kserve.errors import InvalidInput
+from kserve.model import PredictorConfig
+
+from platform_cli.features import FeatureSpec, transform
+
+
+def request_inputs(spec: FeatureSpec, payload: Any) -> dict:
+    """{"cat": int64 [N, C], "num": float32 [N, K]} for a v1 request, or InvalidInput (a 400)
+    saying what is wrong with it."""
+    rows = _instances(payload)
+    try:
+        return transform(spec, rows)
+    except ValueError as e:
+        raise InvalidInput(str(e)) from e
+
+
+def _instances(payload: Any) -> list[dict]:
+    if not isinstance(payload, dict) or "instances" not in payload:
+        raise InvalidInput('expected a JSON object {"instances": [{<field>: <value>, ...}, ...]}')
+    rows = payload["instances"]
+    if not isinstance(rows, list) or not rows:
+        raise InvalidInput('"instances" must be a non-empty list of rows')
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise InvalidInput(f"instance {i} must be an object of raw fields, got {row!r:.80}")
+    return rows
+
+
+class FeatureTransformer(Model):
+    """KServe transformer: preprocess() is the shared feature transform; predict() is KServe's
+    own forward to the predictor (v1 REST)."""
+
+    def __init__(self, name: str, spec_path: Path, predictor_host: str | None):
+        config = PredictorConfig(predictor_host=predictor_host, predictor_protocol="v1") if predictor_host else None
+        super().__init__(name, config)
+        self.spec_path = Path(spec_path)
+        self.spec: FeatureSpec | None = None
+
+    def load(self) -> bool:
+        self.spec = FeatureSpec.load(self.spec_path)
+        self.ready = True
+        return self.ready
+
+    def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> dict:
+        inputs = request_inputs(self.spec, payload)
+        return {"instances": [{"cat": cat, "num": num} for cat, num in zip(inputs["cat"].tolist(), inputs["num"].tolist())]}
+
+
+def main(argv: list[str] | None = None) -> None:
+    from kserve import model_server
+
+    # KServe's own flags (--model_name, --predictor_host, --http_port, ...), which its controller
+    # passes to every transformer container, plus where the version's feature spec is.
+    parser = argparse.ArgumentParser(prog="python -m platform_cli.serving.transformer", parents=[model_server.parser])
+    parser.add_argument("--feature_spec", type=Path, default=Path("/mnt/models/feature_spec.json"))
+    args, _ = parser.parse_known_args(argv)
+    model = FeatureTransformer(args.model_name, args.feature_spec, args.predictor_host)
+    model.load()
+    ModelServer(http_port=args.http_port, enable_grpc=False).start([model])
+
+if __name__ == "__main__":
+    main()
