@@ -104,11 +104,20 @@ def stop(stack: Stack, model: str) -> list[str]:
     if (routers_dir(stack) / f"{model}.json").exists():
         local.stop(model, routers_dir(stack))
         stopped.append(f"router {model}")
-    for record in local.list_servers(local.state_dir(stack)):
-        if record.name.startswith(f"{model}-v") and record.name.removeprefix(f"{model}-v").isdigit():
-            local.stop(record.name, local.state_dir(stack))
-            stopped.append(record.name)
+    for version, record in sorted(_version_servers(stack, model).items()):
+        local.stop(record.name, local.state_dir(stack))
+        stopped.append(record.name)
     return stopped
+
+
+def _version_servers(stack: Stack, model: str) -> dict[int, local.ServerRecord]:
+    """The model's version servers on record (live or dead), by version."""
+    prefix = f"{model}-v"
+    return {
+        record.version: record
+        for record in local.list_servers(local.state_dir(stack))
+        if record.name.startswith(prefix) and record.name.removeprefix(prefix).isdigit()
+    }
 
 
 def _change(stack: Stack, registry: ModelRegistry, model: str, change: Callable[[TrafficState], TrafficState]) -> TrafficState:
@@ -138,7 +147,9 @@ def _change(stack: Stack, registry: ModelRegistry, model: str, change: Callable[
                 f"see its log {router.log_path}",
             )
     _sync_aliases(registry, after)
-    _retire(stack, router, model, set(before.weights) - set(after.weights))
+    # Every version server outside the new split: the ones this change dropped, and a canary
+    # the router rolled back on its own since the last change.
+    _retire(stack, router, model, set(_version_servers(stack, model)) - set(after.weights))
     return after
 
 
