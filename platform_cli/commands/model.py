@@ -274,6 +274,40 @@ def history(name: str, stack: str = StackOption, output: OutputFormat = OutputOp
     )
 
 
+@app.command()
+def render(
+    name: str,
+    canary_weight: int = typer.Option(None, "--canary-weight", help="percent for the canary; default: the stack's canaryMax"),
+    stack: str = StackOption,
+    output: OutputFormat = typer.Option(OutputFormat.yaml, "--output", "-o", help="yaml or json"),
+):
+    """Print the KServe objects serving the model's production and canary versions (aliases) on a
+    team stack: an InferenceService per version and the traffic split, validated, nothing applied."""
+    import yaml
+
+    from platform_cli.render.serving import render_release
+    from platform_cli.serving.traffic import TrafficState
+
+    stack_config = _stack(stack)
+    registry = _registry(stack_config)
+    aliases = registry.aliases(name)
+    production, canary = aliases.get("production"), aliases.get("canary")
+    if production is None:
+        raise PlinthError(f"model '{name}' has no production version", f"promote one first: plinth model promote {name} VERSION")
+    weights = {production: 100}
+    if canary is not None:
+        share = canary_weight if canary_weight is not None else stack_config.config.serving.gray_release.canary_max
+        if not 1 <= share <= 99:
+            raise PlinthError(f"--canary-weight {share}: a canary takes 1 to 99 percent of traffic")
+        weights = {production: 100 - share, canary: share}
+    state = TrafficState(model=name, production=production, canary=canary, weights=weights)
+    objects = render_release(stack_config, state, {v: registry.artifact_uri(name, v) for v in weights})
+    if output is OutputFormat.json:
+        typer.echo(json.dumps(objects, indent=2))
+    else:
+        typer.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
+
+
 def _report_change(stack_config, after, output: OutputFormat) -> None:
     from platform_cli.serving import release
 

@@ -177,6 +177,13 @@ class ModelRegistry:
         with _mlflow_errors():
             self._client.set_model_version_tag(name, str(version), key, value)
 
+    def artifact_uri(self, name: str, version: int) -> str:
+        """Where the version's model directory is stored (file://, hdfs://, s3://): what a
+        cluster's storage initializer downloads."""
+        found = self.get(name, version)
+        with _mlflow_errors():
+            return self._client.get_run(found.run_id).info.artifact_uri.rstrip("/") + f"/{_MODEL_ARTIFACT_PATH}"
+
     def model_dir(self, name: str, version: int | None = None) -> Path:
         """Local directory of the version's model (a temporary copy if the store is remote)."""
         found = self.get(name, version)

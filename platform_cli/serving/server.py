@@ -35,7 +35,7 @@ from kserve.model import BaseKServeModel  # noqa: E402
 from kserve.protocol.rest.server import RESTServer  # noqa: E402
 
 from platform_cli.features import SPEC_FILE, FeatureSpec  # noqa: E402
-from platform_cli.serving.transformer import request_inputs  # noqa: E402
+from platform_cli.serving.transformer import request_inputs, tensor_inputs  # noqa: E402
 
 SIGNATURE = "serving_default"
 
@@ -43,9 +43,11 @@ SIGNATURE = "serving_default"
 class SavedModelPredictor(Model):
     """A SavedModel whose serving_default signature maps cat/num tensors to a probability."""
 
-    def __init__(self, name: str, model_dir: Path):
+    def __init__(self, name: str, model_dir: Path, tensor_inputs: bool = False):
         super().__init__(name)
         self.model_dir = Path(model_dir)
+        # True behind a KServe transformer, which has already turned raw rows into model inputs.
+        self.takes_tensors = tensor_inputs
         self._saved_model: Any = None
         self._signature: Any = None
         self._spec: FeatureSpec | None = None
@@ -65,11 +67,14 @@ class SavedModelPredictor(Model):
         # start-up with a traceback in the log, instead of on every request.
         row = {f.name: "warm-up" for f in self._spec.categorical}
         row |= {f.name: 0.0 for f in self._spec.numeric}
-        self.predict(self.preprocess({"instances": [row]}))
+        inputs = request_inputs(self._spec, {"instances": [row]})
+        self.predict(inputs)
 
     # preprocess/predict are deliberately synchronous: each request is a few milliseconds of
     # CPU, so hopping to a thread pool would only add latency in a single-worker server.
     def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> dict:
+        if self.takes_tensors:
+            return tensor_inputs(self._spec, payload)
         return request_inputs(self._spec, payload)
 
     def predict(self, inputs: dict[str, np.ndarray], headers: dict[str, str] | None = None) -> dict:
@@ -137,6 +142,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     parser.add_argument("--http-port", required=True, type=int)
     parser.add_argument("--version", type=int, help="registry version, for the log only")
+    parser.add_argument("--tensor-inputs", action="store_true",
+                        help="take model inputs {\"instances\": [{\"cat\": [...], \"num\": [...]}]} from a transformer instead of raw rows")
     return parser.parse_args(argv)
 
 
@@ -152,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging()
     _quiet_logs()
     _pin_threads()
-    model = SavedModelPredictor(args.model_name, args.model_dir)
+    model = SavedModelPredictor(args.model_name, args.model_dir, tensor_inputs=args.tensor_inputs)
     try:
         model.load()
     except Exception as e:

@@ -1,19 +1,22 @@
 """The feature transformer: raw request rows -> model inputs, as KServe pre-processing.
 
 On a cluster each version's InferenceService runs this as its transformer container, in front
-of a TensorFlow Serving predictor holding the SavedModel:
+of its predictor (Plinth's model server with --tensor-inputs, holding the SavedModel):
 
     python -m platform_cli.serving.transformer --feature_spec /mnt/models/feature_spec.json
         (KServe adds --model_name <isvc> --predictor_host <predictor service> --http_port 8080)
 
 A client sends raw fields, {"instances": [{"user_id": "u1", "hour": 21, ...}]}; preprocess()
 applies the model's own feature spec with platform_cli.features.transform, the function the
-Spark job applies offline through mapInPandas, and sends the predictor TensorFlow Serving's
-row format {"instances": [{"cat": [...], "num": [...]}, ...]}. Requests it cannot use get a
-400 with the reason, before the predictor is bothered.
+Spark job applies offline through mapInPandas, and KServe's predict() forwards the model inputs
+in row format, {"instances": [{"cat": [...], "num": [...]}, ...]}, to the predictor. Requests
+it cannot use get a 400 with the reason, before the predictor is bothered.
 
-The local model server (serving/server.py) runs the same request_inputs() in-process in front
-of its SavedModel, so both platforms transform requests with one piece of code.
+The predictor is not TensorFlow Serving because TF Serving wants the SavedModel under a numeric
+version directory (<base>/1/), and the registry keeps each version's model directory as
+training exported it. The local model server runs the same request_inputs() in-process in front
+of its SavedModel (one process per version, no extra hop), so both platforms transform requests
+with one piece of code.
 """
 
 from __future__ import annotations
@@ -37,6 +40,22 @@ def request_inputs(spec: FeatureSpec, payload: Any) -> dict:
         return transform(spec, rows)
     except ValueError as e:
         raise InvalidInput(str(e)) from e
+
+
+def tensor_inputs(spec: FeatureSpec, payload: Any) -> dict:
+    """The inverse of FeatureTransformer.preprocess, for the predictor behind the transformer:
+    {"instances": [{"cat": [...], "num": [...]}, ...]} -> {"cat": int64 [N, C], "num": float32 [N, K]}."""
+    import numpy as np
+
+    rows = _instances(payload)
+    shapes = {"cat": (np.int64, len(spec.categorical)), "num": (np.float32, len(spec.numeric))}
+    inputs = {}
+    for key, (dtype, width) in shapes.items():
+        try:
+            inputs[key] = np.asarray([row[key] for row in rows], dtype=dtype).reshape(len(rows), width)
+        except (KeyError, TypeError, ValueError) as e:
+            raise InvalidInput(f'every instance needs "{key}": a list of {width} numbers ({e})') from e
+    return inputs
 
 
 def _instances(payload: Any) -> list[dict]:
