@@ -19,7 +19,8 @@ it breaches them, rolls it back itself (recorded in the state's history as auto-
 
 A plain ASGI app on uvicorn (uvloop, httptools) rather than FastAPI or KServe's server: the
 router is on every request's path, and routing one request is a dictionary lookup and a
-forward. The upstream client is aiohttp's pooled connector (TCP_NODELAY, keep-alive).
+forward. The upstream client is serving/upstream.py's keep-alive pool (TCP_NODELAY): aiohttp's
+client cost about 0.3 ms of CPU per forwarded request here (measured, see docs/bench).
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ import os
 import random
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import orjson
 
 from platform_cli.serving import state as traffic_store
 from platform_cli.serving import traffic
 from platform_cli.serving.metrics import VersionMetrics
+from platform_cli.serving.upstream import Pool, UpstreamError
 
 logger = logging.getLogger("plinth.router")
 
@@ -55,10 +58,10 @@ class Router:
         self.ready_path = f"/v1/models/{model}"
         self.state = traffic.TrafficState(model=model)
         self.weights: list[tuple[int, int]] = []
-        self.upstreams: dict[int, str] = {}
+        self.upstreams: dict[int, tuple[str, int]] = {}
         self.metrics: dict[int, VersionMetrics] = {}
         self._mtime = None
-        self._session = None  # aiohttp.ClientSession, created inside the running loop
+        self._pool = Pool(_UPSTREAM_TIMEOUT_S)
 
     # -- state -------------------------------------------------------------------------------
 
@@ -78,7 +81,8 @@ class Router:
         for version, old in self.metrics.items():
             if version not in metrics and old.in_flight:
                 metrics[version] = old  # still draining: keep counting its last answers
-        self.state, self.weights, self.upstreams, self.metrics = loaded, live, dict(loaded.upstreams), metrics
+        upstreams = {v: _host_port(url) for v, url in loaded.upstreams.items()}
+        self.state, self.weights, self.upstreams, self.metrics = loaded, live, upstreams, metrics
         logger.info("generation %d: weights %s", loaded.generation, dict(live))
         return loaded.generation
 
@@ -169,19 +173,16 @@ class Router:
 
     async def _forward(self, version: int, body: bytes) -> tuple[int, bytes]:
         """(status, body) from the version's server; status 0 when it did not answer."""
-        import aiohttp
-
         metrics = self.metrics.setdefault(version, VersionMetrics())
-        url = f"{self.upstreams[version]}/v1/models/{self.model}-v{version}:predict"
+        host, port = self.upstreams[version]
         metrics.in_flight += 1
         started = time.perf_counter()
         status, payload, predictions = 0, b"", None
         try:
-            async with self._session.post(url, data=body, headers={"content-type": "application/json"}) as response:
-                status, payload = response.status, await response.read()
+            status, payload = await self._pool.post(host, port, f"/v1/models/{self.model}-v{version}:predict", body)
             if status == 200:
                 predictions = orjson.loads(payload).get("predictions")
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as e:
+        except UpstreamError as e:
             logger.warning("version %d did not answer: %s", version, e)
         except (orjson.JSONDecodeError, AttributeError):
             pass  # an answer without a predictions list still counts; it just has no mean
@@ -191,22 +192,15 @@ class Router:
         return status, payload
 
     async def _lifespan(self, receive, send) -> None:
-        import aiohttp
-
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                # limit=0: no cap on pooled connections (the model servers cap themselves).
-                connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=60)
-                self._session = aiohttp.ClientSession(
-                    connector=connector, timeout=aiohttp.ClientTimeout(total=_UPSTREAM_TIMEOUT_S), skip_auto_headers=["User-Agent"]
-                )
                 self.reload()
                 self._watcher = asyncio.create_task(self.watch())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self._watcher.cancel()
-                await self._session.close()
+                self._pool.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -226,6 +220,11 @@ async def _respond(send, status: int, data: dict, version: int | None = None) ->
         headers.append((b"x-plinth-version", str(version).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": orjson.dumps(data)})
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    parsed = urlsplit(url)
+    return parsed.hostname, parsed.port or 80
 
 
 def _loopback(scope) -> bool:
