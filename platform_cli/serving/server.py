@@ -41,7 +41,8 @@ SIGNATURE = "serving_default"
 
 
 class SavedModelPredictor(Model):
-    """A SavedModel whose serving_default signature maps cat/num tensors to a probability."""
+    """A SavedModel whose serving_default signature maps cat/num (and tokens, for a spec with
+    text fields) tensors to a probability."""
 
     def __init__(self, name: str, model_dir: Path, tensor_inputs: bool = False):
         super().__init__(name)
@@ -67,6 +68,7 @@ class SavedModelPredictor(Model):
         # start-up with a traceback in the log, instead of on every request.
         row = {f.name: "warm-up" for f in self._spec.categorical}
         row |= {f.name: 0.0 for f in self._spec.numeric}
+        row |= {f.name: "warm up" for f in self._spec.text}
         inputs = request_inputs(self._spec, {"instances": [row]})
         self.predict(inputs)
 
@@ -78,7 +80,7 @@ class SavedModelPredictor(Model):
         return request_inputs(self._spec, payload)
 
     def predict(self, inputs: dict[str, np.ndarray], headers: dict[str, str] | None = None) -> dict:
-        outputs = self._signature(cat=tf.constant(inputs["cat"]), num=tf.constant(inputs["num"]))
+        outputs = self._signature(**{key: tf.constant(value) for key, value in inputs.items()})
         return {"predictions": outputs["probability"].numpy().astype(float).tolist()}
 
 

@@ -44,11 +44,14 @@ def request_inputs(spec: FeatureSpec, payload: Any) -> dict:
 
 def tensor_inputs(spec: FeatureSpec, payload: Any) -> dict:
     """The inverse of FeatureTransformer.preprocess, for the predictor behind the transformer:
-    {"instances": [{"cat": [...], "num": [...]}, ...]} -> {"cat": int64 [N, C], "num": float32 [N, K]}."""
+    {"instances": [{"cat": [...], "num": [...]}, ...]} -> {"cat": int64 [N, C], "num": float32 [N, K]}
+    (and "tokens" for a spec with text fields)."""
     import numpy as np
 
     rows = _instances(payload)
     shapes = {"cat": (np.int64, len(spec.categorical)), "num": (np.float32, len(spec.numeric))}
+    if spec.text:
+        shapes["tokens"] = (np.int64, sum(f.max_tokens for f in spec.text))
     inputs = {}
     for key, (dtype, width) in shapes.items():
         try:
@@ -86,8 +89,8 @@ class FeatureTransformer(Model):
         return self.ready
 
     def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> dict:
-        inputs = request_inputs(self.spec, payload)
-        return {"instances": [{"cat": cat, "num": num} for cat, num in zip(inputs["cat"].tolist(), inputs["num"].tolist())]}
+        inputs = {key: value.tolist() for key, value in request_inputs(self.spec, payload).items()}
+        return {"instances": [dict(zip(inputs, row)) for row in zip(*inputs.values())]}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -94,8 +94,10 @@ def project(tmp_path_factory):
         (broken / "saved_model.pb").write_bytes(b"not a graph")
         SPEC.save(broken / SPEC_FILE)
         registry.register("ctr", broken, {}, {"job_id": "ctr-train-broken"})
+        registry.register("antispam", root / "model-1", {"auc": 0.9}, {"job_id": "antispam-train-1"})
         yield root, stack, registry
-        CliRunner().invoke(app, ["model", "stop", "ctr"])
+        for model in ("ctr", "antispam"):
+            CliRunner().invoke(app, ["model", "stop", model])
 
 
 class Client(threading.Thread):
@@ -222,6 +224,25 @@ def test_the_router_rolls_back_a_canary_whose_server_died(project):
     assert "error rate 1.000 > 0.2" in history[-1]["detail"]
     assert registry.aliases("ctr") == {"production": 1}  # `history` brought the canary alias in step
     assert "auto-rollback: version 2 rolled back" in plinth("model", "compare", "ctr")
+
+
+def test_a_second_model_is_served_side_by_side(project):
+    root, stack, registry = project
+    out = plinth("model", "promote", "antispam", "1")
+    assert "version 1 is production" in out
+    routers = {r.name: r for r in _routers(root)}
+    assert set(routers) == {"ctr", "antispam"}
+    assert routers["ctr"].port == stack.config.serving.port  # the first model took the stack's port
+    assert routers["antispam"].port != routers["ctr"].port
+    assert versions_served(f"{routers['antispam'].url}/v1/models/antispam:predict", 10) == Counter({1: 10})
+    assert versions_served(f"{routers['ctr'].url}/v1/models/ctr:predict", 10) == Counter({1: 10})
+    assert {r.name for r in _servers(root)} >= {"ctr-v1", "antispam-v1"}
+
+
+def _routers(root: Path):
+    from platform_cli.serving import local
+
+    return [r for r in local.list_servers(root / ".plinth" / "local" / "serving" / "routers") if r.status == "live"]
 
 
 def _servers(root: Path):
