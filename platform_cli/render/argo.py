@@ -18,8 +18,9 @@ outputs (job_id, output_dir, ...) are fixed at render time, since its job id is
 steps of one node. What Argo cannot express this way (metrics.json outputs of a job step,
 built-in outputs used in another node) is refused here, naming the reference.
 
-Retries of a job step are the engine's own restarts of the same job (Spark restartPolicy,
-runPolicy/backoffLimit), so a restarted training job finds its checkpoints, as it does locally.
+Retries a job step declares become the engine's own restarts of the same job (Spark
+restartPolicy, runPolicy/backoffLimit), so a restarted training job finds its checkpoints, as
+it does locally; a step that declares none keeps the cluster renderer's default.
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ def render_flow(plan: Plan, stack: Stack) -> list[dict]:
                     env = {k: _argo_value(key, v, static_outputs, stack.storage_root, for_job=True) for k, v in job.spec.env.items()}
                     job = job.model_copy(update={"spec": job.spec.model_copy(update={"args": args, "env": env, "labels": {**job.spec.labels, "plinth.dev/flow": spec.name}})})
                     job_id = f"{job.spec.name}-{stand_in}"
-                    objects = [_retry(obj, step.retries) if i == len(objs) - 1 else obj for objs in [render_cluster_job(job, stack, job_id)] for i, obj in enumerate(objs)]
+                    objects = render_cluster_job(job, stack, job_id)
+                    if "retries" in step.model_fields_set:  # else the job renderer's own default stands
+                        objects[-1] = _retry(objects[-1], step.retries)
                     validate_objects(objects)
                     objects = _replace(objects, stand_in, WORKFLOW_NAME)
                     templates.extend(_job_templates(template_name, objects, workload_conditions(objects[-1]), step.timeout))
@@ -165,8 +168,6 @@ def _job_templates(name: str, objects: list[dict], conditions: tuple[str, str], 
 
 def _retry(workload: dict, retries: int) -> dict:
     """The engine's own restarts of the same job (same name, outputs and checkpoints)."""
-    if not retries:
-        return workload
     obj = {**workload, "spec": dict(workload["spec"])}
     kind = obj["kind"]
     if kind == "SparkApplication":
@@ -176,7 +177,7 @@ def _retry(workload: dict, retries: int) -> dict:
     elif kind == "Job":
         obj["spec"]["backoffLimit"] = retries
     else:
-        obj["spec"]["backoffLimit"] = retries
+        raise PlinthError(f"retries: no restart setting known for a {kind}")
     return obj
 
 
