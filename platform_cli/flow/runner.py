@@ -239,17 +239,13 @@ class FlowRunner:
                         raise PlinthError(f"outputs: {metrics_file} has no key {name!r} (keys: {', '.join(metrics)})")
                     outputs[name] = _text(metrics[name])
             return outputs
+        if step.kind == "promote":  # `plinth model promote` is run exactly as a user would; it prints a sentence
+            return {"model": step.action.model, "version": substitute_refs(step.action.version, key, self.plan.params, self.outputs(), self.variables())}
         try:
             published = json.loads(step_log_path(self.dir, key).with_suffix(".out").read_text() or "{}")
         except ValueError as exc:
-            raise PlinthError(f"plinth {step.kind} printed no JSON ({exc})") from None
-        values = {name: _text(published.get(name)) for name in step_outputs(step) if name in published}
-        if step.kind == "promote":
-            values = {"model": step.action.model, "version": self.substituted_version(key), **values}
-        return values
-
-    def substituted_version(self, key: str) -> str:
-        return substitute_refs(self.plan.step(key).action.version, key, self.plan.params, self.outputs(), self.variables())
+            raise PlinthError(f"plinth model {step.kind} printed no JSON ({exc})") from None
+        return {name: _text(published[name]) for name in step_outputs(step) if name in published}
 
     def outputs(self) -> dict[str, dict[str, str]]:
         return {key: step.outputs for key, step in self.record.steps.items() if step.status == "Succeeded"}

@@ -26,11 +26,14 @@ def plinth(*args: str, ok: bool = True):
     return result
 
 
-def promote_available() -> bool:
-    return "promote" in plinth("model", "--help").output
+@pytest.fixture
+def served(project: Path):
+    """The project, and whatever model servers the flow's promote step starts stopped after."""
+    yield project
+    CliRunner().invoke(app, ["model", "stop", "ctr"])
 
 
-def test_the_example_flow_runs_end_to_end_and_evaluates_against_production(project: Path) -> None:
+def test_the_example_flow_runs_end_to_end_and_evaluates_against_production(served: Path) -> None:
     result = plinth("flow", "run", "-f", str(FLOW), "-p", "rows=20000", "-p", "holdout_rows=4000", "-p", "epochs=2", ok=False)
     run = result.output.split()[0].removeprefix("flow/")
     record = json.loads(plinth("flow", "status", run, "-o", "json").output)
@@ -49,24 +52,18 @@ def test_the_example_flow_runs_end_to_end_and_evaluates_against_production(proje
     assert version["metrics"]["eval_auc"] == pytest.approx(float(evaluation["auc"]))
     assert version["lineage"]["job_id"] == steps["train/train"]["job_id"]
 
-    if promote_available():  # issue 5's `plinth model promote` is the promote step's contract
-        assert steps["release/promote"]["status"] == "Succeeded", steps["release/promote"]["message"]
-        assert record["status"] == "Succeeded"
-        assert "canary" in yaml.safe_load(plinth("model", "show", "ctr", "1").output)["aliases"]
-    else:
-        assert steps["release/promote"]["status"] == "Failed"
-        assert "No such command 'promote'" in steps["release/promote"]["message"]
-        assert record["status"] == "Failed"
-
-    # A second version against production: v1 is made production directly in the registry (what
-    # a full promotion does; the stand-in proves nothing about promote itself), v2 is the same
-    # model registered again, so it cannot beat production and the report says so.
-    from mlflow.tracking import MlflowClient
-
     from platform_cli.spec.stack import load_stack
 
     stack = load_stack("local")
-    MlflowClient(stack.tracking_uri, stack.tracking_uri).set_registered_model_alias("ctr", "production", "1")
+    # promote ran issue 5's `plinth model promote ctr 1 --canary 10`: the first version promoted
+    # becomes production, served behind the local traffic-split router
+    assert steps["release/promote"]["status"] == "Succeeded", steps["release/promote"]["message"]
+    assert record["status"] == "Succeeded"
+    assert "production" in yaml.safe_load(plinth("model", "show", "ctr", "1").output)["aliases"]
+    assert "ctr" in plinth("model", "servers").output
+
+    # A second version against production: v2 is the same model registered again, so it
+    # cannot beat production v1 on the same rows, and the report says so.
     plinth("model", "register", "ctr", "--job", steps["train/train"]["job_id"])
     holdout = f"{stack.storage_root}/ctr/holdout"
     compared = json.loads(plinth("model", "evaluate", "ctr", "2", "--data", holdout, "--segment", "device", "-o", "json").output)
