@@ -247,7 +247,9 @@ def _follow(stack, run_id: str) -> None:
                     time.sleep(0.25)
                 live.update(_rich_table(record))
         else:
-            seen: dict[str, tuple] = {}
+            # What steps were when following started (a resumed run's done steps) is not news;
+            # a step already running is: say which job it runs.
+            seen = {key: (step.status, step.attempt) for key, step in reconciled(directory).steps.items() if step.status != "Running"}
             while True:
                 record = reconciled(directory)
                 for key, step in record.steps.items():
@@ -277,11 +279,9 @@ def _event_line(key: str, step) -> str:
     elif step.status == "Succeeded":
         shown = {k: v for k, v in step.outputs.items() if k in ("version", "auc", "logloss", "better")}
         detail = f"{duration(step.started, step.finished)}" + ("  " + " ".join(f"{k}={_short(v)}" for k, v in shown.items()) if shown else "")
-    elif step.status == "Pending" and step.message:
-        detail = step.message.splitlines()[0]
     elif step.message:
         detail = step.message.splitlines()[0]
-    shown_status = "Retrying" if step.status == "Pending" and step.attempt else step.status
+    shown_status = "Retrying" if step.status == "Pending" and step.message.startswith("attempt ") else step.status
     return f"{stamp}  {key:<28} {shown_status:<10} {detail}".rstrip()
 
 

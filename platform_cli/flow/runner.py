@@ -37,6 +37,7 @@ class Active:
     process: subprocess.Popen | None = None
     stdout: IO | None = None
     slots: int = 1
+    adopted: bool = False
 
 
 class FlowRunner:
@@ -136,6 +137,8 @@ class FlowRunner:
             self.update(key, status="Failed", message=str(exc), finished=now(), attempt=record.attempt + 1)
             return
         self.active[key] = active
+        if active.adopted:  # a resumed run picking up a job that is still running: same attempt
+            attempt = record.attempt
         self.update(key, status="Running", attempt=attempt, started=record.started or now(), job_id=active.job_id, message="")
 
     def start_job(self, key: str, record: StepRecord, deadline: float | None) -> Active:
@@ -144,7 +147,7 @@ class FlowRunner:
         if record.job_id:  # resumed, or retried: the same job again, so training resumes from its checkpoints
             job_record = self.target.status(record.job_id)
             if not job_record.status.finished:
-                return Active(key, deadline, job_id=record.job_id, slots=self.weight(key))
+                return Active(key, deadline, job_id=record.job_id, slots=self.weight(key), adopted=True)
             self.target.restart(record.job_id)
             return Active(key, deadline, job_id=record.job_id, slots=self.weight(key))
         job = self.plan.flow.jobs[key]
