@@ -228,17 +228,14 @@ def _replace(value, old: str, new: str):
 
 
 def submit_flow(objects: list[dict], stack: Stack) -> list[str]:
-    """Create the rendered Workflow/CronWorkflow with the Kubernetes API (kubeconfig context of
-    the stack). Returns one line per object created."""
-    from kubernetes import client, config
+    """Create the rendered Workflow/CronWorkflow with the Kubernetes API (the stack's kubeconfig
+    context, as the Kubernetes target connects). Returns one line per object created."""
+    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
-    from kubernetes.config.config_exception import ConfigException
 
-    try:
-        config.load_kube_config(context=stack.config.kubernetes.context)
-    except (ConfigException, FileNotFoundError, TypeError) as exc:
-        raise PlinthError(f"cannot reach the cluster of stack {stack.name!r}: {' '.join(str(exc).split())[:200]}", "set kubernetes:context in the stack file or a valid ~/.kube/config; plinth flow render prints what would be created") from None
-    api = client.CustomObjectsApi()
+    from platform_cli.targets.kubernetes import connect
+
+    api = client.CustomObjectsApi(connect(stack))
     lines = []
     for obj in objects:
         plural = {"Workflow": "workflows", "CronWorkflow": "cronworkflows"}[obj["kind"]]

@@ -101,21 +101,25 @@ def test_local_stack_and_unsupported_references_are_refused(project: Path, tmp_p
 def test_submit_creates_the_rendered_object_through_the_kubernetes_api(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A stand-in replaces the Kubernetes API client only. It proves which object is sent where
     and how a refusal is reported; not that a real API server and Argo accept it."""
-    from kubernetes import client, config
+    from kubernetes import client
     from kubernetes.client.exceptions import ApiException
 
     from platform_cli.render.argo import submit_flow
+    from platform_cli.targets import kubernetes as kubernetes_target
 
     sent = []
 
     class CustomObjectsApi:
+        def __init__(self, api_client):
+            assert api_client == "client for team-feed"
+
         def create_namespaced_custom_object(self, group, version, namespace, plural, body):
             sent.append((group, version, namespace, plural, body))
             if body["metadata"].get("generateName") == "refused-":
                 raise ApiException(status=403, reason="Forbidden")
             return {"metadata": {"name": body["metadata"].get("name") or body["metadata"]["generateName"] + "x7k2p"}}
 
-    monkeypatch.setattr(config, "load_kube_config", lambda context=None: None)
+    monkeypatch.setattr(kubernetes_target, "connect", lambda stack: f"client for {stack.name}")
     monkeypatch.setattr(client, "CustomObjectsApi", CustomObjectsApi)
     stack = load_stack("team-feed")
     cron = {"apiVersion": "argoproj.io/v1alpha1", "kind": "CronWorkflow", "metadata": {"name": "ctr", "namespace": "feed"}, "spec": {}}
