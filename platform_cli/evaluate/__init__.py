@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from platform_cli.atomic import staged_dir, write_json
 from platform_cli.errors import PlinthError
 
 if TYPE_CHECKING:
@@ -51,12 +52,15 @@ def evaluate_version(stack: Stack, name: str, version: int | None, data: str, se
         for field in segments:
             evaluation["segments"][field]["production"] = segment_scores(labels, production_p, frame[field].to_numpy(dtype=object))
     evaluation["better"], evaluation["reason"] = _verdict(evaluation)
-    directory = report_dir or stack.home / "reports" / name / f"v{found.version}"
-    report = write_report(evaluation, Path(directory))
-    _write_json(Path(directory) / "evaluation.json", evaluation)
+    directory = Path(report_dir or stack.home / "reports" / name / f"v{found.version}")
+    # A new evaluation replaces the last one whole: no figure of an earlier run is left behind.
+    with staged_dir(directory) as staging:
+        write_report(evaluation, staging)
+        write_json(staging / "evaluation.json", evaluation)
+    report = directory / "report.html"
     metrics = {k: evaluation["new"][k] for k in ("auc", "logloss", "calibration_ratio", "ece") if evaluation["new"].get(k) is not None}
     tags = {"data": data, "production_version": production_version or "none", "better": str(evaluation["better"]).lower(), "report": str(report)}
-    registry.record_evaluation(name, found.version, metrics, tags, Path(directory))
+    registry.record_evaluation(name, found.version, metrics, tags, directory)
     return summary(evaluation, report)
 
 
@@ -130,9 +134,3 @@ def _predict(name: str, model_dir: Path, frame):
             raise PlinthError(f"--data: rows from {start}: {exc.reason}", "evaluate on raw rows with the fields of the model's feature_spec.json") from None
         predictions.extend(predictor.predict(inputs)["predictions"])
     return np.asarray(predictions), label
-
-
-def _write_json(path: Path, data: dict) -> None:
-    from platform_cli.atomic import write_json
-
-    write_json(path, data)
