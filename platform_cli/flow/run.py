@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 _ID_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 FINISHED = ("Succeeded", "Failed", "Cancelled")
-# Step states: Pending, Running, Retrying, Succeeded, Failed, Skipped (its `when` was false),
+# Step states: Pending (also between retries), Running, Succeeded, Failed, Skipped (its `when` was false),
 # Omitted (something it waits for failed), Cancelled.
 STEP_DONE = ("Succeeded", "Skipped")
 

@@ -263,7 +263,7 @@ class FlowRunner:
                 terminate_tree(step.pid, step.pid, CANCEL_GRACE_SECONDS)
             if step.pid:
                 self.update(key, pid=None)
-            if step.status == "Running" or step.status == "Retrying":
+            if step.status == "Running":
                 self.update(key, status="Pending")
 
     def cancel_all(self) -> int:
@@ -290,7 +290,7 @@ def cancel_leftovers(directory: Path, stack, record: FlowRunRecord) -> FlowRunRe
     target = get_target(stack)
     steps = {}
     for key, step in record.steps.items():
-        if step.status in ("Running", "Pending", "Retrying"):
+        if step.status in ("Running", "Pending"):
             if step.job_id:
                 target.cancel(step.job_id)
             if step.pid and running(step.pid, step.pid_started):
