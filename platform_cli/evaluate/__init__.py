@@ -27,14 +27,14 @@ def evaluate_version(stack: Stack, name: str, version: int | None, data: str, se
     from platform_cli.evaluate.report import write_report
     from platform_cli.registry import ModelRegistry
 
-    registry = ModelRegistry(stack.tracking_uri, stack.artifact_root)
-    found = registry.get(name, version)
-    production_version = registry.alias_version(name, PRODUCTION_ALIAS)
     frame = _read_rows(data)
-    new_p, label = _predict(name, registry.model_dir(name, found.version), frame)
     for field in segments:
         if field not in frame.columns:
             raise PlinthError(f"--segment {field!r}: the data has no such column", f"columns: {', '.join(map(str, frame.columns))}")
+    registry = ModelRegistry(stack.tracking_uri, stack.artifact_root)
+    found = registry.get(name, version)
+    production_version = registry.alias_version(name, PRODUCTION_ALIAS)
+    new_p, label = _predict(name, registry.model_dir(name, found.version), frame)
     labels = frame[label].to_numpy(dtype="float64")
     evaluation: dict = {
         "model": name,

@@ -159,3 +159,17 @@ def test_cancel_from_another_shell_then_resume_reruns_only_what_did_not_finish(p
     assert [record["steps"][k]["status"] for k in ("one/a", "one/long", "one/z")] == ["Succeeded", "Cancelled", "Cancelled"]
     job = json.loads(plinth("job", "status", record["steps"]["one/long"]["job_id"], "-o", "json").output)
     assert job["status"] == "Cancelled"  # the job itself was stopped, not only the run record
+
+
+def test_cancel_after_the_runner_died_stops_the_jobs_it_left(project: Path) -> None:
+    run = run_id(plinth("flow", "run", "-f", str(write_flow(project, {"n": {"steps": {"long": step("long", 30)}}})), "-d").output.split("flow/")[1])
+    wait_for(lambda: state(project, run)["steps"]["n/long"]["status"] == "Running", what="long to start")
+    run_dir = project / ".plinth" / "local" / "flows" / run
+    os.kill(json.loads((run_dir / "process.json").read_text())["runner_pid"], signal.SIGKILL)
+    job_id = state(project, run)["steps"]["n/long"]["job_id"]
+    # orphaned, and still going
+    wait_for(lambda: json.loads(plinth("job", "status", job_id, "-o", "json").output)["status"] == "Running", what="the job to run")
+
+    assert "cancelled" in plinth("flow", "cancel", run).output
+    assert state(project, run)["status"] == "Cancelled"
+    assert json.loads(plinth("job", "status", job_id, "-o", "json").output)["status"] == "Cancelled"
