@@ -61,6 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--items", type=int, default=500)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, required=True, help="output directory (replaced)")
+    parser.add_argument("--holdout", type=Path, help="also write --holdout-rows more impressions of the same users and items here, never trained on (for evaluation)")
+    parser.add_argument("--holdout-rows", type=int, default=0)
     args = parser.parse_args(argv)
     for name in ("rows", "users", "items"):
         if getattr(args, name) < 1:
@@ -169,8 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     started = time.monotonic()
     print(f"generating {args.rows} impressions for {args.users} users and {args.items} items (seed {args.seed})")
-    frame = generate(args.rows, args.users, args.items, args.seed)
+    holdout_rows = args.holdout_rows if args.holdout else 0
+    frame = generate(args.rows + holdout_rows, args.users, args.items, args.seed)
     print(f"ctr={frame[LABEL].mean():.3f} oracle_auc={frame.attrs['oracle_auc']:.4f} (the hidden model's own AUC)")
+    if holdout_rows:
+        # Drawn together, split by position: the same world, rows the model never sees.
+        write(frame.iloc[args.rows :].reset_index(drop=True), args.holdout)
+        print(f"wrote {holdout_rows} holdout rows to {args.holdout}")
+        frame = frame.iloc[: args.rows]
     write(frame, args.out)
     print(f"wrote {len(frame)} rows to {args.out} in {time.monotonic() - started:.1f}s")
     return 0

@@ -86,6 +86,39 @@ def show(name: str, version: int = typer.Argument(None, help="default: latest"),
 
 
 @app.command()
+def evaluate(
+    name: str = typer.Argument(..., help="model name, e.g. ctr"),
+    version: int = typer.Argument(None, help="default: latest"),
+    data: str = typer.Option(..., "--data", "-d", help="labelled raw rows (Parquet file or directory)"),
+    segment: list[str] = typer.Option(None, "--segment", help="a field to break the metrics down by; repeatable"),
+    report_dir: Path = typer.Option(None, "--report-dir", help="default: <local.home>/reports/NAME/vVERSION"),
+    stack: str = StackOption,
+    output: OutputFormat = OutputOption,
+):
+    """Evaluate a version (AUC, log loss, calibration, per segment) against production; keep the
+    metrics with the version and write an HTML report with ROC and calibration curves."""
+    from rich.console import Console
+
+    from platform_cli.evaluate import evaluate_version
+
+    with Console(stderr=True).status(f"evaluating {name} v{version or 'latest'} ..."):
+        result = evaluate_version(_stack(stack), name, version, data, segment or [], report_dir)
+    if output is not OutputFormat.table:
+        emit(result, output, lambda: ([], []))
+        return
+    production = f"v{result['production_version']}" if result["production_version"] is not None else "none"
+    emit(
+        result,
+        output,
+        lambda: (
+            ["version", "rows", "auc", "logloss", "calibration", "production", "production auc", "better"],
+            [(result["version"], result["rows"], _number(result["auc"], 4), _number(result["logloss"], 4), _number(result["calibration_ratio"], 3), production, _number(result["production_auc"], 4), str(result["better"]).lower())],
+        ),
+    )
+    typer.echo(f"\n{result['reason']}\nreport: {result['report']}")
+
+
+@app.command()
 def serve(
     name: str,
     version: int = typer.Option(None, "--version", "-v", help="default: latest"),
@@ -113,34 +146,218 @@ def predict(
     data: str = typer.Option(..., "--data", "-d", help="request JSON, or @file"),
     stack: str = StackOption,
 ):
-    """Send a KServe v1 request ({"instances": [...]}) to a served model; print the response."""
+    """Send a KServe v1 request ({"instances": [...]}) to a served model; print the response.
+
+    Goes through the model's traffic-split router when it has one."""
     from platform_cli.serving import local as serving
+    from platform_cli.serving import release
 
     payload = _read_payload(data)
-    record = serving.find(serving.state_dir(_stack(stack)), name)
+    stack_config = _stack(stack)
+    record = release.find_router(stack_config, name) or serving.find(serving.state_dir(stack_config), name)
     typer.echo(json.dumps(serving.predict(record, payload)))
 
 
 @app.command()
 def stop(name: str, stack: str = StackOption):
-    """Stop a model server."""
+    """Stop a model's server, or its router and every version server of its traffic split."""
     from platform_cli.serving import local as serving
+    from platform_cli.serving import release
 
-    serving.stop(name, serving.state_dir(_stack(stack)))
+    stack_config = _stack(stack)
+    stopped = release.stop(stack_config, name)
+    if stopped:
+        typer.echo(f"model/{name} stopped: {', '.join(stopped)}")
+        return
+    serving.stop(name, serving.state_dir(stack_config))
     typer.echo(f"model/{name} server stopped")
 
 
 @app.command()
 def servers(stack: str = StackOption, output: OutputFormat = OutputOption):
-    """List model servers on this machine."""
+    """List model servers and traffic-split routers on this machine."""
     from platform_cli.serving import local as serving
+    from platform_cli.serving import release
 
-    records = serving.list_servers(serving.state_dir(_stack(stack)))
+    stack_config = _stack(stack)
+    records = serving.list_servers(serving.state_dir(stack_config)) + serving.list_servers(release.routers_dir(stack_config))
     emit(
         [r.model_dump(mode="json") for r in records],
         output,
-        lambda: (["model", "version", "url", "status", "age"], [(r.name, r.version, r.url, r.status, age(r.started)) for r in records]),
+        lambda: (
+            ["model", "version", "url", "status", "age"],
+            [(r.name, "router" if r.version is None else r.version, r.url, r.status, age(r.started)) for r in records],
+        ),
     )
+
+
+# -- gray release ---------------------------------------------------------------------------
+
+
+@app.command()
+def promote(
+    name: str,
+    version: int = typer.Argument(..., help="registered version to promote"),
+    canary: int = typer.Option(None, "--canary", help="percent of traffic for the new version; default: the stack's canaryMax"),
+    stack: str = StackOption,
+    output: OutputFormat = OutputOption,
+):
+    """Start serving a version as the canary next to production (the first version: production).
+
+    Exit 0 once the canary takes its share; otherwise one line saying why, and traffic as it was."""
+    from rich.console import Console
+
+    from platform_cli.serving import release
+
+    stack_config = _stack(stack)
+    with Console(stderr=True).status(f"promoting {name} v{version} ..."):
+        after = release.promote(stack_config, _registry(stack_config), name, version, canary)
+    _report_change(stack_config, after, output)
+
+
+@app.command()
+def rollout(
+    name: str,
+    weight: int = typer.Option(None, "--weight", "-w", help="percent of traffic for the canary"),
+    full: bool = typer.Option(False, "--full", help="make the canary production with all traffic"),
+    stack: str = StackOption,
+    output: OutputFormat = OutputOption,
+):
+    """Move the canary's share of traffic, or (--full) make it production."""
+    from platform_cli.serving import release
+
+    if (weight is None) == (not full):
+        raise PlinthError("pass either --weight PERCENT or --full")
+    stack_config = _stack(stack)
+    after = release.rollout(stack_config, _registry(stack_config), name, None if full else weight)
+    _report_change(stack_config, after, output)
+
+
+@app.command()
+def approve(
+    name: str,
+    version: int = typer.Argument(None, help="the canary's version (default: the current canary)"),
+    stack: str = StackOption,
+    output: OutputFormat = OutputOption,
+):
+    """Approve the canary to take more than the stack's canaryMax share (plinth:serving.grayRelease)."""
+    import getpass
+
+    from platform_cli.serving import release
+
+    stack_config = _stack(stack)
+    after = release.approve(stack_config, _registry(stack_config), name, version, by=getpass.getuser())
+    _report_change(stack_config, after, output)
+
+
+@app.command()
+def rollback(name: str, stack: str = StackOption, output: OutputFormat = OutputOption):
+    """All traffic back to production (dropping the canary), or to the previous production version."""
+    from platform_cli.serving import release
+
+    stack_config = _stack(stack)
+    after = release.rollback(stack_config, _registry(stack_config), name)
+    _report_change(stack_config, after, output)
+
+
+@app.command()
+def compare(name: str, stack: str = StackOption, output: OutputFormat = OutputOption):
+    """Live versions side by side: weight, requests, error rate, latency p50/p99, mean prediction."""
+    from platform_cli.serving import release
+
+    stack_config = _stack(stack)
+    live = release.router_state(stack_config, name)
+    saved = release.current(stack_config, _registry(stack_config), name)
+    rows = []
+    for version, metrics in live["metrics"].items():
+        rows.append({"version": int(version), "stage": saved.stage(int(version)), "weight": live["weights"].get(version, 0), **metrics})
+    limits = stack_config.config.serving.gray_release.auto_rollback
+    data = {"model": name, "generation": live["generation"], "versions": rows,
+            "auto_rollback": limits.model_dump(mode="json") if limits else None}
+    emit(
+        data,
+        output,
+        lambda: (
+            ["version", "stage", "weight", "requests", "errors", "error rate", "p50 ms", "p99 ms", "mean prediction"],
+            [
+                (r["version"], r["stage"], f"{r['weight']}%", r["requests"], r["errors"], f"{r['error_rate']:.4f}",
+                 _number(r["p50_ms"], 2), _number(r["p99_ms"], 2), _number(r["mean_prediction"], 4))
+                for r in rows
+            ],
+        ),
+    )
+    if output is OutputFormat.table and saved.history and saved.history[-1].action == "auto-rollback":
+        typer.echo(f"auto-rollback: {saved.history[-1].detail}")
+
+
+@app.command()
+def history(name: str, stack: str = StackOption, output: OutputFormat = OutputOption):
+    """Gray-release events of a model: promotions, rollouts, approvals, rollbacks."""
+    from platform_cli.serving import release
+
+    stack_config = _stack(stack)
+    saved = release.current(stack_config, _registry(stack_config), name)
+    emit(
+        [e.model_dump(mode="json") for e in saved.history],
+        output,
+        lambda: (
+            ["age", "action", "version", "weights", "detail"],
+            [(age(e.at), e.action, e.version, _weights(e.weights), e.detail) for e in saved.history],
+        ),
+    )
+
+
+@app.command()
+def render(
+    name: str,
+    canary_weight: int = typer.Option(None, "--canary-weight", help="percent for the canary; default: the stack's canaryMax"),
+    stack: str = StackOption,
+    output: OutputFormat = typer.Option(OutputFormat.yaml, "--output", "-o", help="yaml or json"),
+):
+    """Print the KServe objects serving the model's production and canary versions (aliases) on a
+    team stack: an InferenceService per version and the traffic split, validated, nothing applied."""
+    import yaml
+
+    from platform_cli.render.serving import render_release
+    from platform_cli.serving.traffic import TrafficState
+
+    stack_config = _stack(stack)
+    registry = _registry(stack_config)
+    aliases = registry.aliases(name)
+    production, canary = aliases.get("production"), aliases.get("canary")
+    if production is None:
+        raise PlinthError(f"model '{name}' has no production version", f"promote one first: plinth model promote {name} VERSION")
+    weights = {production: 100}
+    if canary is not None:
+        share = canary_weight if canary_weight is not None else stack_config.config.serving.gray_release.canary_max
+        if not 1 <= share <= 99:
+            raise PlinthError(f"--canary-weight {share}: a canary takes 1 to 99 percent of traffic")
+        weights = {production: 100 - share, canary: share}
+    state = TrafficState(model=name, production=production, canary=canary, weights=weights)
+    objects = render_release(stack_config, state, {v: registry.artifact_uri(name, v) for v in weights})
+    if output is OutputFormat.json:
+        typer.echo(json.dumps(objects, indent=2))
+    else:
+        typer.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
+
+
+def _report_change(stack_config, after, output: OutputFormat) -> None:
+    from platform_cli.serving import release
+
+    if output is not OutputFormat.table:
+        emit(after.model_dump(mode="json", exclude={"history"}), output, lambda: ([], []))
+        return
+    router = release.find_router(stack_config, after.model)
+    where = f" at {router.url}/v1/models/{after.model}:predict" if router else ""
+    typer.echo(f"model/{after.model}: {after.history[-1].detail}; traffic {_weights(after.weights)}{where}")
+
+
+def _weights(weights: dict[int, int]) -> str:
+    return ", ".join(f"v{v} {w}%" for v, w in sorted(weights.items())) or "-"
+
+
+def _number(value, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 def _metric(metrics: dict[str, float], key: str) -> str:

@@ -11,7 +11,7 @@ it to raw request rows, so training data and served requests go through the same
 Importing this package loads only pydantic; numpy and pandas load on the first transform.
 """
 
-from platform_cli.features.spec import SPEC_FILE, CategoricalFeature, FeatureSpec, NumericFeature
+from platform_cli.features.spec import SPEC_FILE, CategoricalFeature, FeatureSpec, NumericFeature, TextFeature
 from platform_cli.features.transform import HASH_KEY, MISSING_TOKEN, transform
 
 __all__ = [
@@ -21,5 +21,6 @@ __all__ = [
     "CategoricalFeature",
     "FeatureSpec",
     "NumericFeature",
+    "TextFeature",
     "transform",
 ]

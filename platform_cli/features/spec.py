@@ -45,18 +45,32 @@ class NumericFeature(BaseModel):
     required: bool = True
 
 
+class TextFeature(BaseModel):
+    """Free text, split into lower-case word tokens, each hashed into [1, buckets); the first
+    max_tokens tokens are kept and the rest of the row is padded with 0 (no token)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    buckets: int = Field(ge=2)
+    max_tokens: int = Field(ge=1, le=4096)
+    required: bool = True
+
+
 class FeatureSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     categorical: list[CategoricalFeature]
     numeric: list[NumericFeature]
+    # Models with text fields take a third input, "tokens"; specs without any leave it out.
+    text: list[TextFeature] = Field(default_factory=list)
     label: str = Field(min_length=1)
 
     @model_validator(mode="after")
     def _names_are_unique(self) -> FeatureSpec:
-        names = [f.name for f in self.categorical] + [f.name for f in self.numeric]
+        names = [f.name for f in [*self.categorical, *self.numeric, *self.text]]
         if not names:
-            raise ValueError("a feature spec needs at least one categorical or numeric field")
+            raise ValueError("a feature spec needs at least one categorical, numeric or text field")
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"feature names must be unique, repeated: {', '.join(duplicates)}")
@@ -70,4 +84,5 @@ class FeatureSpec(BaseModel):
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the spec as JSON, atomically: readers never see a half-written file."""
-        write_text(Path(path), self.model_dump_json(indent=2) + "\n")
+        # Without text fields the file is exactly what it was before they existed.
+        write_text(Path(path), self.model_dump_json(indent=2, exclude=set() if self.text else {"text"}) + "\n")

@@ -7,16 +7,20 @@ Rules, which the trained model depends on, so changing any of them needs a retra
   Integral floats matter: a nullable integer column arrives from Spark/Arrow as float64.
 - missing categorical values (None/NaN, or an absent optional field) become MISSING_TOKEN;
 - numeric values are optionally log1p'd, missing ones take the fitted mean, then
-  (x - mean) / std.
+  (x - mean) / std;
+- text values are lower-cased and split into word tokens (runs of letters, digits, '_' and
+  apostrophes); each token is hashed like a categorical value into [1, buckets), the first
+  max_tokens are kept, and 0 pads the rest (also for a missing text).
 numpy and pandas are imported inside the functions so that importing this package stays cheap.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from platform_cli.features.spec import CategoricalFeature, FeatureSpec, NumericFeature
+from platform_cli.features.spec import CategoricalFeature, FeatureSpec, NumericFeature, TextFeature
 
 if TYPE_CHECKING:
     import numpy as np
@@ -30,7 +34,8 @@ _NUMERIC_KINDS = {"integer", "floating", "mixed-integer-float", "integer-na", "d
 
 
 def transform(spec: FeatureSpec, rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
-    """Return {"cat": int64 [N, n_categorical], "num": float32 [N, n_numeric]} for `rows`.
+    """Return {"cat": int64 [N, n_categorical], "num": float32 [N, n_numeric]} for `rows`, and
+    "tokens": int64 [N, sum of max_tokens] when the spec has text fields.
 
     Raises ValueError naming the field when a required field is absent or a value has the wrong
     type; extra fields (the label, ids the model does not use) are ignored.
@@ -45,13 +50,16 @@ def transform(spec: FeatureSpec, rows: pd.DataFrame | Sequence[Mapping[str, Any]
     num = np.empty((n, len(spec.numeric)), dtype=np.float32)
     for j, feature in enumerate(spec.numeric):
         num[:, j] = _standardise(feature, frame.get(feature.name), n)
-    return {"cat": cat, "num": num}
+    inputs = {"cat": cat, "num": num}
+    if spec.text:
+        inputs["tokens"] = np.concatenate([_token_ids(f, frame.get(f.name), n) for f in spec.text], axis=1)
+    return inputs
 
 
 def _as_frame(spec: FeatureSpec, rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     import pandas as pd
 
-    required = [f.name for f in [*spec.categorical, *spec.numeric] if f.required]
+    required = [f.name for f in [*spec.categorical, *spec.numeric, *spec.text] if f.required]
     if isinstance(rows, pd.DataFrame):
         for name in required:
             if name not in rows.columns:
@@ -67,7 +75,7 @@ def _as_frame(spec: FeatureSpec, rows: pd.DataFrame | Sequence[Mapping[str, Any]
                 raise ValueError(f"row {i}: missing required field {name!r}")
     # Only the columns the spec uses, built column by column so pandas infers each dtype the
     # same way it does for a DataFrame read from Parquet (ints with None become float64 + NaN).
-    names = [f.name for f in [*spec.categorical, *spec.numeric]]
+    names = [f.name for f in [*spec.categorical, *spec.numeric, *spec.text]]
     present = [n for n in names if any(n in row for row in rows)]
     columns = {n: pd.Series([row.get(n) for row in rows]) for n in present}
     return pd.DataFrame(columns, index=range(len(rows)))
@@ -91,6 +99,32 @@ def _hash_ids(feature: CategoricalFeature, column: pd.Series | None, n: int) -> 
         tokens[missing] = MISSING_TOKEN
     hashes = pd.util.hash_array(tokens, encoding="utf8", hash_key=HASH_KEY, categorize=False)
     return (hashes % np.uint64(feature.buckets)).astype(np.int64)
+
+
+_WORD = re.compile(r"[\w']+")
+
+
+def _token_ids(feature: TextFeature, column: pd.Series | None, n: int) -> np.ndarray:
+    import numpy as np
+    import pandas as pd
+
+    ids = np.zeros((n, feature.max_tokens), dtype=np.int64)
+    if column is None:
+        return ids
+    rows, positions, words = [], [], []
+    for i, value in enumerate(column.to_numpy(dtype=object)):
+        if value is None or (isinstance(value, float) and value != value):  # None or NaN: no tokens
+            continue
+        if not isinstance(value, str):
+            raise ValueError(f"field {feature.name!r}: expected text, got {_show(value)}")
+        for position, word in enumerate(_WORD.findall(value.lower())[: feature.max_tokens]):
+            rows.append(i)
+            positions.append(position)
+            words.append(word)
+    if words:
+        hashes = pd.util.hash_array(np.array(words, dtype=object), encoding="utf8", hash_key=HASH_KEY, categorize=False)
+        ids[rows, positions] = (hashes % np.uint64(feature.buckets - 1)).astype(np.int64) + 1
+    return ids
 
 
 def _token(name: str, value: Any) -> str:

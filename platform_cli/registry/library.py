@@ -153,6 +153,37 @@ class ModelRegistry:
             fix="versions: " + ", ".join(str(v.version) for v in existing),
         )
 
+    def aliases(self, name: str) -> dict[str, int]:
+        """The model's aliases (production, canary, ...) and the versions they point at."""
+        self._require_model(name)
+        with _mlflow_errors():
+            return {alias: int(v) for alias, v in self._client.get_registered_model(name).aliases.items()}
+
+    def set_aliases(self, name: str, wanted: dict[str, int | None]) -> None:
+        """Point each alias at its version, or remove it (None); aliases not named are kept.
+
+        Aliases are how other tools find a stage (e.g. an evaluation step asks MLflow for the
+        `production` version), so the release commands keep them in step with the traffic.
+        """
+        current = self.aliases(name)
+        with _mlflow_errors():
+            for alias, version in sorted(wanted.items()):
+                if version is None and alias in current:
+                    self._client.delete_registered_model_alias(name, alias)
+                elif version is not None and current.get(alias) != version:
+                    self._client.set_registered_model_alias(name, alias, str(version))
+
+    def tag_version(self, name: str, version: int, key: str, value: str) -> None:
+        with _mlflow_errors():
+            self._client.set_model_version_tag(name, str(version), key, value)
+
+    def artifact_uri(self, name: str, version: int) -> str:
+        """Where the version's model directory is stored (file://, hdfs://, s3://): what a
+        cluster's storage initializer downloads."""
+        found = self.get(name, version)
+        with _mlflow_errors():
+            return self._client.get_run(found.run_id).info.artifact_uri.rstrip("/") + f"/{_MODEL_ARTIFACT_PATH}"
+
     def model_dir(self, name: str, version: int | None = None) -> Path:
         """Local directory of the version's model (a temporary copy if the store is remote)."""
         found = self.get(name, version)
@@ -163,6 +194,30 @@ class ModelRegistry:
                 return Path(local_file_uri_to_path(artifact_uri)) / _MODEL_ARTIFACT_PATH
             dst = tempfile.mkdtemp(prefix=f"plinth-{name}-v{found.version}-")
             return Path(self._client.download_artifacts(found.run_id, _MODEL_ARTIFACT_PATH, dst))
+
+    def alias_version(self, name: str, alias: str) -> int | None:
+        """The version `alias` (production, canary) points at, or None if it is not set."""
+        self._require_model(name)
+        with _mlflow_errors():
+            aliases = self._client.get_registered_model(name).aliases
+            if alias not in aliases:
+                return None
+            return int(self._client.get_model_version_by_alias(name, alias).version)
+
+    def record_evaluation(self, name: str, version: int, metrics: dict[str, float], tags: dict[str, str], report_dir: Path) -> None:
+        """Keep an evaluation with the version: metrics as `metric.eval_*` version tags (so they
+        read back with the version's metrics) and run metrics, the rest as `eval.*` tags, and
+        the report as artifacts of the version's run under evaluation/."""
+        found = self.get(name, version)
+        with _mlflow_errors():
+            for key, value in metrics.items():
+                self._client.set_model_version_tag(name, str(version), f"{_METRIC_TAG}eval_{key}", repr(float(value)))
+            for key, value in tags.items():
+                self._client.set_model_version_tag(name, str(version), f"eval.{key}", str(value))
+            if found.run_id:
+                now = get_current_time_millis()
+                self._client.log_batch(found.run_id, metrics=[Metric(f"eval_{k}", float(v), now, 0) for k, v in metrics.items()])
+                self._client.log_artifacts(found.run_id, str(report_dir), "evaluation")
 
     def _log_run(
         self, name: str, model_dir: Path, metrics: dict[str, float], lineage: dict[str, str]

@@ -53,7 +53,7 @@ _MAX_LOG_LINE = 300
 
 class ServerRecord(BaseModel):
     name: str
-    version: int
+    version: int | None  # None: a traffic-split router, which serves several versions
     pid: int
     # psutil's creation time of pid; tells our server apart from a later process with its pid.
     pid_created: float
@@ -110,11 +110,35 @@ def start(
     ready_timeout: float = READY_TIMEOUT_S,
 ) -> ServerRecord:
     """Start a server for one model version on host:port and return once it answers as ready."""
-    state_dir, log_path, model_dir = Path(state_dir), Path(log_path), Path(model_dir).resolve()
+    model_dir = Path(model_dir).resolve()
     _check_model_dir(model_dir)
+    argv = [
+        sys.executable, "-m", "platform_cli.serving.server",
+        "--model-name", name,
+        "--model-dir", str(model_dir),
+        "--host", host,
+        "--http-port", str(port),
+        "--version", str(version),
+    ]
+    return launch(name, version, argv, host, port, state_dir, log_path, ready_timeout)
+
+
+def launch(
+    name: str,
+    version: int | None,
+    argv: list[str],
+    host: str,
+    port: int,
+    state_dir: Path,
+    log_path: Path,
+    ready_timeout: float = READY_TIMEOUT_S,
+) -> ServerRecord:
+    """Run argv (a server that answers GET /v1/models/<name> once ready) detached on host:port,
+    record it under state_dir, and return once it is ready. On failure nothing is left running."""
+    state_dir, log_path = Path(state_dir), Path(log_path)
     _refuse_if_running(name, state_dir)
     _refuse_if_port_busy(host, port)
-    process = _spawn(name, version, model_dir, host, port, log_path)
+    process = _spawn(argv, log_path)
     record = ServerRecord(
         name=name,
         version=version,
@@ -191,15 +215,7 @@ def predict(record: ServerRecord, payload: dict) -> dict:
         ) from None
 
 
-def _spawn(name: str, version: int, model_dir: Path, host: str, port: int, log_path: Path) -> subprocess.Popen:
-    argv = [
-        sys.executable, "-m", "platform_cli.serving.server",
-        "--model-name", name,
-        "--model-dir", str(model_dir),
-        "--host", host,
-        "--http-port", str(port),
-        "--version", str(version),
-    ]
+def _spawn(argv: list[str], log_path: Path) -> subprocess.Popen:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as log:
         # A new session: the server survives the CLI's exit and Ctrl-C, and stop() can signal
@@ -229,7 +245,8 @@ def _wait_ready(record: ServerRecord, process: subprocess.Popen, timeout: float)
 def _start_failure(record: ServerRecord, what: str) -> PlinthError:
     line = _telling_line(record.log_path)
     return PlinthError(
-        f"model server '{record.name}' version {record.version} {what}" + (f": {line}" if line else ""),
+        f"model server '{record.name}'" + (f" version {record.version}" if record.version is not None else "")
+        + f" {what}" + (f": {line}" if line else ""),
         fix=f"full log: {record.log_path}",
     )
 

@@ -3,7 +3,8 @@
     python -m platform_cli.serving.server --model-name ctr --model-dir DIR --host 127.0.0.1 --http-port 8080
 
 A request carries raw rows, {"instances": [{<raw field>: value, ...}, ...]}; the server applies
-the model's own feature spec (the one it was trained with) and answers
+the model's own feature spec (the one it was trained with) with the transformer's code
+(serving/transformer.py: on a cluster the same step runs as the KServe transformer) and answers
 {"predictions": [<click probability>, ...]}. Requests it cannot use get a 400 with the reason.
 
 The server listens on --host only. The model has no authentication, so the default is loopback;
@@ -29,22 +30,25 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from kserve import Model, ModelServer  # noqa: E402
 from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING  # noqa: E402
-from kserve.errors import InvalidInput  # noqa: E402
 from kserve.logging import configure_logging, logger, trace_logger  # noqa: E402
 from kserve.model import BaseKServeModel  # noqa: E402
 from kserve.protocol.rest.server import RESTServer  # noqa: E402
 
-from platform_cli.features import SPEC_FILE, FeatureSpec, transform  # noqa: E402
+from platform_cli.features import SPEC_FILE, FeatureSpec  # noqa: E402
+from platform_cli.serving.transformer import request_inputs, tensor_inputs  # noqa: E402
 
 SIGNATURE = "serving_default"
 
 
 class SavedModelPredictor(Model):
-    """A SavedModel whose serving_default signature maps cat/num tensors to a probability."""
+    """A SavedModel whose serving_default signature maps cat/num (and tokens, for a spec with
+    text fields) tensors to a probability."""
 
-    def __init__(self, name: str, model_dir: Path):
+    def __init__(self, name: str, model_dir: Path, tensor_inputs: bool = False):
         super().__init__(name)
         self.model_dir = Path(model_dir)
+        # True behind a KServe transformer, which has already turned raw rows into model inputs.
+        self.takes_tensors = tensor_inputs
         self._saved_model: Any = None
         self._signature: Any = None
         self._spec: FeatureSpec | None = None
@@ -64,33 +68,20 @@ class SavedModelPredictor(Model):
         # start-up with a traceback in the log, instead of on every request.
         row = {f.name: "warm-up" for f in self._spec.categorical}
         row |= {f.name: 0.0 for f in self._spec.numeric}
-        self.predict(self.preprocess({"instances": [row]}))
+        row |= {f.name: "warm up" for f in self._spec.text}
+        inputs = request_inputs(self._spec, {"instances": [row]})
+        self.predict(inputs)
 
     # preprocess/predict are deliberately synchronous: each request is a few milliseconds of
     # CPU, so hopping to a thread pool would only add latency in a single-worker server.
     def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> dict:
-        rows = _instances(payload)
-        try:
-            return transform(self._spec, rows)
-        except ValueError as e:
-            raise InvalidInput(str(e)) from e
+        if self.takes_tensors:
+            return tensor_inputs(self._spec, payload)
+        return request_inputs(self._spec, payload)
 
     def predict(self, inputs: dict[str, np.ndarray], headers: dict[str, str] | None = None) -> dict:
-        outputs = self._signature(cat=tf.constant(inputs["cat"]), num=tf.constant(inputs["num"]))
+        outputs = self._signature(**{key: tf.constant(value) for key, value in inputs.items()})
         return {"predictions": outputs["probability"].numpy().astype(float).tolist()}
-
-
-def _instances(payload: Any) -> list[dict]:
-    """The raw rows of a v1 request, or InvalidInput (a 400) saying what is wrong with it."""
-    if not isinstance(payload, dict) or "instances" not in payload:
-        raise InvalidInput('expected a JSON object {"instances": [{<field>: <value>, ...}, ...]}')
-    rows = payload["instances"]
-    if not isinstance(rows, list) or not rows:
-        raise InvalidInput('"instances" must be a non-empty list of rows')
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise InvalidInput(f"instance {i} must be an object of raw fields, got {row!r:.80}")
-    return rows
 
 
 class _RESTServer(RESTServer):
@@ -153,6 +144,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     parser.add_argument("--http-port", required=True, type=int)
     parser.add_argument("--version", type=int, help="registry version, for the log only")
+    parser.add_argument("--tensor-inputs", action="store_true",
+                        help="take model inputs {\"instances\": [{\"cat\": [...], \"num\": [...]}]} from a transformer instead of raw rows")
     return parser.parse_args(argv)
 
 
@@ -168,7 +161,7 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging()
     _quiet_logs()
     _pin_threads()
-    model = SavedModelPredictor(args.model_name, args.model_dir)
+    model = SavedModelPredictor(args.model_name, args.model_dir, tensor_inputs=args.tensor_inputs)
     try:
         model.load()
     except Exception as e:

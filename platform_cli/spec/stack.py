@@ -41,6 +41,9 @@ class LocalConfig(ConfigModel):
     home: str = Field(".plinth/local", description="job records, logs, registry and storage of the local platform")
     spark_cores: int = Field(2, ge=1, description="N in spark-submit --master local[N]")
     horovod_slots: int = Field(2, ge=1, description="most Horovod workers (-np) on localhost")
+    # Slots, not steps: a step takes as many as it has workers, so a 2-worker Horovod step does
+    # not share a 2-core machine with a Spark step. Built-in steps (register, evaluate) take one.
+    flow_slots: int = Field(2, ge=1, description="worker slots a flow run fills at once on this machine")
 
 
 class StorageConfig(ConfigModel):
@@ -53,9 +56,27 @@ class RegistryConfig(ConfigModel):
     artifact_root: str | None = Field(None, description="where model versions are stored; defaults under local.home")
 
 
+class AutoRollbackConfig(ConfigModel):
+    """Limits a canary must stay within once it has served min_requests; breaching one (and doing
+    worse than production on it) sends all traffic back to production."""
+
+    max_error_rate: float = Field(0.02, ge=0, le=1, description="share of requests answered 5xx or not at all")
+    max_p99_ms: float | None = Field(None, gt=0, description="99th percentile latency through the router, ms")
+    min_requests: int = Field(200, ge=1, description="canary requests before the limits are judged")
+
+
+class GrayReleaseConfig(ConfigModel):
+    """How new model versions take traffic (plinth model promote / rollout / approve / rollback)."""
+
+    require_approval: bool = Field(False, description="a version needs `plinth model approve` before it takes more than canaryMax percent")
+    canary_max: int = Field(10, ge=1, le=99, description="the largest traffic share, in percent, of an unapproved canary")
+    auto_rollback: AutoRollbackConfig | None = Field(None, description="limits that roll a worse canary back automatically")
+
+
 class ServingConfig(ConfigModel):
     host: str = "127.0.0.1"
     port: int = Field(8500, ge=1024, le=65535, description="HTTP port of the first model server")
+    gray_release: GrayReleaseConfig = GrayReleaseConfig()
 
 
 # ---------------------------------------------------------------------------------------------

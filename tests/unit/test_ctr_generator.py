@@ -50,3 +50,13 @@ def test_write_replaces_the_directory_whole(generate, tmp_path):
     assert [p.name for p in out.iterdir()] == ["part-00000.parquet"]
     assert [p.name for p in tmp_path.iterdir()] == ["raw"]
     pd.testing.assert_frame_equal(pd.read_parquet(out), frame, check_like=True)
+
+
+def test_holdout_rows_are_fresh_impressions_of_the_same_world(generate, tmp_path):
+    generate.main(["--rows", "1500", "--users", "100", "--items", "50", "--seed", "4", "--out", str(tmp_path / "raw"), "--holdout", str(tmp_path / "holdout"), "--holdout-rows", "500"])
+    raw, holdout = pd.read_parquet(tmp_path / "raw"), pd.read_parquet(tmp_path / "holdout")
+    assert (len(raw), len(holdout)) == (1500, 500)
+    assert set(raw["impression_id"]).isdisjoint(holdout["impression_id"])  # never trained on
+    # drawn together with the training rows, so from the same hidden users, items and effects
+    together = generate.generate(rows=2000, users=100, items=50, seed=4)
+    pd.testing.assert_frame_equal(holdout, together.iloc[1500:].reset_index(drop=True), check_dtype=False)

@@ -1,0 +1,260 @@
+"""Gray release on the local platform: version servers, one router per model, the split on disk.
+
+Every version taking traffic runs in its own KServe model server process, recorded as
+`<model>-v<version>` (so `plinth model servers` lists them); one router per model listens on
+the stack's serving port for that model and splits requests by weight (serving/router.py).
+
+A change (promote, rollout, approve, rollback) is one sequence, under the state file's lock:
+
+1. the pure transition (serving/traffic.py) decides the new split, or refuses with the reason;
+2. every version in the new split gets a live server (a version that fails to load stops the
+   change here: the saved split, the router and the aliases are as they were);
+3. the new split is written atomically and the router told to reload; it confirms the
+   generation it now routes;
+4. the MLflow aliases `production` and `canary` are set to match;
+5. servers of versions that left the split are stopped once the router has no request in
+   flight to them, so the switch drops nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from platform_cli.errors import PlinthError
+from platform_cli.serving import local, traffic
+from platform_cli.serving import state as store
+from platform_cli.serving.traffic import TrafficState
+
+if TYPE_CHECKING:
+    from platform_cli.registry import ModelRegistry
+    from platform_cli.spec.stack import Stack
+
+ALIASES = ("production", "canary")
+DRAIN_TIMEOUT_S = 30.0
+_ADMIN_TIMEOUT_S = 5.0
+
+
+def server_name(model: str, version: int) -> str:
+    return f"{model}-v{version}"
+
+
+def routers_dir(stack: Stack) -> Path:
+    return local.state_dir(stack) / "routers"
+
+
+def state_path(stack: Stack, model: str) -> Path:
+    return store.traffic_path(local.state_dir(stack), model)
+
+
+def promote(stack: Stack, registry: ModelRegistry, model: str, version: int, percent: int | None) -> TrafficState:
+    registry.get(model, version)  # an unknown version is refused before anything starts
+    policy = stack.config.serving.gray_release
+    return _change(stack, registry, model, lambda s: traffic.promote(s, version, percent, policy))
+
+
+def rollout(stack: Stack, registry: ModelRegistry, model: str, percent: int | None) -> TrafficState:
+    policy = stack.config.serving.gray_release
+    return _change(stack, registry, model, lambda s: traffic.rollout(s, percent, policy))
+
+
+def approve(stack: Stack, registry: ModelRegistry, model: str, version: int | None, by: str) -> TrafficState:
+    after = _change(stack, registry, model, lambda s: traffic.approve(s, version))
+    registry.tag_version(model, after.canary, "plinth.approved", f"{by} {datetime.now(timezone.utc).isoformat(timespec='seconds')}")
+    return after
+
+
+def rollback(stack: Stack, registry: ModelRegistry, model: str) -> TrafficState:
+    return _change(stack, registry, model, traffic.rollback)
+
+
+def current(stack: Stack, registry: ModelRegistry, model: str) -> TrafficState:
+    """The saved split, with the aliases brought in step (the router may have rolled back a
+    canary on its own since the last command)."""
+    saved = store.load(state_path(stack, model), model)
+    if saved.production is not None:
+        _sync_aliases(registry, saved)
+    return saved
+
+
+def router_state(stack: Stack, model: str) -> dict:
+    """What the model's router routes now: generation, weights, per-version metrics."""
+    record = _live_router(stack, model)
+    if record is None:
+        raise PlinthError(f"model '{model}' has no traffic-split router running", f"start one with plinth model promote {model} VERSION")
+    return _admin(record, "GET", "/plinth/state")
+
+
+def find_router(stack: Stack, model: str) -> local.ServerRecord | None:
+    return _live_router(stack, model)
+
+
+def stop(stack: Stack, model: str) -> list[str]:
+    """Stop the model's router and version servers; the saved split stays for the next promote.
+    Returns the names of what was stopped."""
+    stopped = []
+    if (routers_dir(stack) / f"{model}.json").exists():
+        local.stop(model, routers_dir(stack))
+        stopped.append(f"router {model}")
+    for version, record in sorted(_version_servers(stack, model).items()):
+        local.stop(record.name, local.state_dir(stack))
+        stopped.append(record.name)
+    return stopped
+
+
+def _version_servers(stack: Stack, model: str) -> dict[int, local.ServerRecord]:
+    """The model's version servers on record (live or dead), by version."""
+    prefix = f"{model}-v"
+    return {
+        record.version: record
+        for record in local.list_servers(local.state_dir(stack))
+        if record.name.startswith(prefix) and record.name.removeprefix(prefix).isdigit()
+    }
+
+
+def _change(stack: Stack, registry: ModelRegistry, model: str, change: Callable[[TrafficState], TrafficState]) -> TrafficState:
+    path = state_path(stack, model)
+    with store.locked(path):
+        before = _seeded(store.load(path, model), registry)
+        after = change(before)
+        if after is before:
+            return after
+        after = after.model_copy(update={"auto_rollback": stack.config.serving.gray_release.auto_rollback})
+        started: list[str] = []
+        try:
+            upstreams = {v: _ensure_server(stack, registry, model, v, started).url for v in after.weights}
+            router = _ensure_router(stack, model, path)
+        except BaseException as failure:
+            for name in started:  # what this change started, nothing that was already serving
+                local.stop(name, local.state_dir(stack))
+            if isinstance(failure, PlinthError):
+                raise PlinthError(f"{failure.message} (traffic unchanged)", failure.fix) from failure
+            raise
+        after = after.model_copy(update={"upstreams": upstreams})
+        store.save(path, after)
+        applied = _admin(router, "POST", "/plinth/reload")["generation"]
+        if applied != after.generation:
+            raise PlinthError(
+                f"router of '{model}' routes generation {applied}, not the saved {after.generation}",
+                f"see its log {router.log_path}",
+            )
+    _sync_aliases(registry, after)
+    # Every version server outside the new split: the ones this change dropped, and a canary
+    # the router rolled back on its own since the last change.
+    _retire(stack, router, model, set(_version_servers(stack, model)) - set(after.weights))
+    return after
+
+
+def _seeded(state: TrafficState, registry: ModelRegistry) -> TrafficState:
+    """A model with no saved split starts from its `production` alias, if it has one: promoting
+    a new version then makes it a canary next to the production version, as it should."""
+    if state.production is not None:
+        return state
+    production = registry.aliases(state.model).get("production")
+    if production is None:
+        return state
+    return state.model_copy(update={"production": production, "weights": {production: 100}})
+
+
+def _sync_aliases(registry: ModelRegistry, state: TrafficState) -> None:
+    registry.set_aliases(state.model, {"production": state.production, "canary": state.canary})
+
+
+def _ensure_server(stack: Stack, registry: ModelRegistry, model: str, version: int, started: list[str]) -> local.ServerRecord:
+    """The version's live model server, started if it is not running."""
+    directory, name = local.state_dir(stack), server_name(model, version)
+    try:
+        record = local.find(directory, name)
+    except PlinthError:
+        record = None
+    if record is not None and record.status == "live":
+        return record
+    if record is not None:  # crashed or killed: forget it and start afresh
+        local.stop(name, directory)
+    model_dir = registry.model_dir(model, version)
+    record = local.start(name, version, model_dir, stack.config.serving.host, _free_port(), directory, local.log_path(stack, name))
+    started.append(name)
+    return record
+
+
+def _ensure_router(stack: Stack, model: str, path: Path) -> local.ServerRecord:
+    record = _live_router(stack, model)
+    if record is not None:
+        return record
+    directory = routers_dir(stack)
+    if (directory / f"{model}.json").exists():
+        local.stop(model, directory)  # a dead router's record
+    host = stack.config.serving.host
+    port = _router_port(stack)
+    argv = [sys.executable, "-m", "platform_cli.serving.router", "--model", model, "--state", str(path), "--host", host, "--port", str(port)]
+    return local.launch(model, None, argv, host, port, directory, directory / f"{model}.log")
+
+
+def _live_router(stack: Stack, model: str) -> local.ServerRecord | None:
+    try:
+        record = local.find(routers_dir(stack), model)
+    except PlinthError:
+        return None
+    return record if record.status == "live" else None
+
+
+def _router_port(stack: Stack) -> int:
+    """The stack's serving port, or the first one above it that nothing listens on: routers are
+    the models' stable endpoints, so they take the stack's ports; version servers take any."""
+    taken = {r.port for d in (local.state_dir(stack), routers_dir(stack)) for r in local.list_servers(d) if r.status == "live"}
+    port = stack.config.serving.port
+    while port in taken or not _bindable(stack.config.serving.host, port):
+        port += 1
+    return port
+
+
+def _bindable(host: str, port: int) -> bool:
+    try:
+        local._refuse_if_port_busy(host, port)
+    except PlinthError:
+        return False
+    return True
+
+
+def _free_port() -> int:
+    # Version servers are reached only through the router, so any free port will do.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _retire(stack: Stack, router: local.ServerRecord, model: str, versions: set[int]) -> None:
+    """Stop the servers of versions that left the split, once no request to them is in flight."""
+    deadline = time.monotonic() + DRAIN_TIMEOUT_S
+    pending = set(versions)
+    while pending and time.monotonic() < deadline:
+        metrics = _admin(router, "GET", "/plinth/state")["metrics"]
+        for version in sorted(pending):
+            if not metrics.get(str(version), {}).get("in_flight"):
+                try:
+                    local.stop(server_name(model, version), local.state_dir(stack))
+                except PlinthError:
+                    pass  # already gone
+                pending.discard(version)
+        if pending:
+            time.sleep(0.1)
+    for version in pending:  # still busy after the grace period: stop it anyway
+        local.stop(server_name(model, version), local.state_dir(stack))
+
+
+def _admin(record: local.ServerRecord, method: str, path: str) -> dict:
+    request = urllib.request.Request(f"{record.url}{path}", method=method, data=b"" if method == "POST" else None)
+    try:
+        with urllib.request.urlopen(request, timeout=_ADMIN_TIMEOUT_S) as response:
+            return json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        raise PlinthError(f"router of '{record.name}' at {record.url} did not answer {path} ({getattr(e, 'reason', e)})",
+                          f"see its log {record.log_path}") from None
