@@ -133,8 +133,10 @@ def _change(stack: Stack, registry: ModelRegistry, model: str, change: Callable[
     with store.locked(path):
         before = _seeded(store.load(path, model), registry)
         after = change(before)
-        if after is before:
+        if after is before and not before.weights:
             return after
+        # Unchanged (e.g. promote of the production version): the split is re-served as it is,
+        # which restarts servers that were stopped or crashed.
         after = after.model_copy(update={"auto_rollback": stack.config.serving.gray_release.auto_rollback})
         started: list[str] = []
         try:

@@ -70,7 +70,9 @@ def promote(state: TrafficState, version: int, percent: int | None, policy: Gray
         return _changed(state, "promote", version, f"version {version} is production (no earlier production version)",
                         production=version, canary=None, weights={version: 100})
     if version == state.production:
-        raise PlinthError(f"version {version} of {state.model} is already production", "promote a newer version")
+        if state.canary is None:
+            return state  # already all there is: nothing to change (re-running a promote is safe)
+        raise PlinthError(f"version {version} of {state.model} is already production", f"roll the canary (version {state.canary}) out or back instead")
     if state.canary is not None and state.canary != version:
         raise PlinthError(
             f"version {state.canary} of {state.model} is already the canary",
