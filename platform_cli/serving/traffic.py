@@ -116,12 +116,14 @@ def rollback(state: TrafficState, reason: str | None = None) -> TrafficState:
     production version before the last full rollout."""
     action: Action = "auto-rollback" if reason else "rollback"
     why = f": {reason}" if reason else ""
+    # A version that was rolled back needs a fresh approval before it takes a large share again.
     if state.canary is not None:
         return _changed(state, action, state.canary, f"version {state.canary} rolled back, version {state.production} has 100%{why}",
-                        canary=None, weights={state.production: 100})
+                        canary=None, weights={state.production: 100}, approved=[v for v in state.approved if v != state.canary])
     if state.previous is not None and state.production is not None:
         return _changed(state, action, state.production, f"version {state.production} rolled back to version {state.previous}{why}",
-                        production=state.previous, previous=None, weights={state.previous: 100})
+                        production=state.previous, previous=None, weights={state.previous: 100},
+                        approved=[v for v in state.approved if v != state.production])
     raise PlinthError(f"{state.model} has no canary and no earlier production version to roll back to")
 
 

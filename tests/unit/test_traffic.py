@@ -84,8 +84,11 @@ def test_approve_and_rollout_need_a_canary():
 
 def test_rollback_drops_the_canary_then_returns_to_the_previous_production():
     canary = traffic.promote(serving(2), 3, 10, OPEN)
-    back = traffic.rollback(canary)
+    back = traffic.rollback(traffic.approve(canary, 3))
     assert (back.production, back.canary, back.weights) == (2, None, {2: 100})
+    assert back.approved == []  # rolled back: approval must be given again
+    with pytest.raises(PlinthError, match="run plinth model approve ctr 3"):
+        traffic.promote(back, 3, 50, GATED)
 
     full = traffic.rollout(canary, None, OPEN)
     undone = traffic.rollback(full)
