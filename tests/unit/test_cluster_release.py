@@ -19,6 +19,14 @@ from platform_cli.features import SPEC_FILE, CategoricalFeature, FeatureSpec
 from platform_cli.serving import cluster, release
 
 
+def gated(stack):
+    """The stack with requireApproval on (team-feed's file leaves the gate off)."""
+    serving = stack.config.serving
+    policy = serving.gray_release.model_copy(update={"require_approval": True})
+    config = stack.config.model_copy(update={"serving": serving.model_copy(update={"gray_release": policy})})
+    return stack.model_copy(update={"config": config})
+
+
 class StandInCustomObjects:
     def __init__(self, not_ready: set[str] = frozenset()):
         self.calls: list[tuple] = []
@@ -79,9 +87,9 @@ def test_promote_rollout_rollback_apply_services_then_the_split(team):
     assert api.objects["ctr-v2"]["spec"]["predictor"]["containers"][0]["env"][0]["value"] == registry.artifact_uri("ctr", 2)
     assert registry.aliases("ctr") == {"production": 1, "canary": 2}
 
-    with pytest.raises(PlinthError, match="needs approval"):  # team-feed's default policy has no gate; the local one does
-        release.rollout(stack.model_copy(update={"config": stack.config.model_copy(update={"serving": stack.config.serving.model_copy(
-            update={"gray_release": stack.config.serving.gray_release.model_copy(update={"require_approval": True})})})}), registry, "ctr", 50)
+    with pytest.raises(PlinthError, match="needs approval"):  # the same gate as on the local platform
+        release.rollout(gated(stack), registry, "ctr", 50)
+    assert api.calls[-1] == ("apply", "InferenceGraph", "ctr") and len(api.calls) == 3  # refused: nothing applied
 
     api.calls.clear()
     release.rollback(stack, registry, "ctr")
