@@ -1,14 +1,15 @@
 """Serving through the gray-release traffic split vs straight to the model server vs in-process.
 
-    .venv/bin/python bench/serving_split.py            # ~3 minutes on 2 cores
-    .venv/bin/python bench/serving_split.py --duration 5
+    .venv/bin/python bench/serving_split.py            # ~4 minutes on 2 cores
+    .venv/bin/python bench/serving_split.py --duration 4 --rounds 3
 
 Same model, same one-row request (examples/ctr/request.json's first row), same run:
 
 - in-process:   the model server's own preprocess + predict called in this process (no HTTP)
 - direct:       wrk -> the version's KServe model server
 - split 100:    wrk -> the model's router -> the same model server (router overhead alone)
-- split 90/10:  wrk -> the router -> two version servers, 90% / 10% (a live canary)
+- split 90/10:  wrk -> the router -> two version servers, 90% / 10% (a live canary),
+                alternating with direct again (two servers now share the cores)
 
 at concurrency 1, 8 and 32 (wrk connections; in-process is one caller). wrk is a compiled load
 generator (Debian package `wrk`), so the client does not compete for the cores the way a Python
@@ -90,6 +91,20 @@ def wrk(url: str, body: dict, connections: int, duration: int, script_dir: Path)
     return _wrk_figures(out)
 
 
+def interleaved(routes: dict[str, str], body: dict, args, root: Path) -> list[dict]:
+    """{concurrency: median figures} per route, the routes' runs alternating round by round."""
+    figures = {name: {} for name in routes}
+    for c in CONCURRENCY:
+        runs = {name: [] for name in routes}
+        for _ in range(args.rounds):
+            for name, url in routes.items():
+                runs[name].append(wrk(url, body, c, args.duration, root))
+        for name, samples in runs.items():
+            figures[name][f"c{c}"] = {key: statistics.median(s[key] for s in samples) for key in samples[0]}
+            log(f"{name} c{c}: {figures[name][f'c{c}']} (median of {args.rounds})")
+    return list(figures.values())
+
+
 def in_process(model_dir: Path, body: dict, calls: int = 3000) -> dict:
     from platform_cli.serving.server import SavedModelPredictor
 
@@ -113,7 +128,8 @@ def in_process(model_dir: Path, body: dict, calls: int = 3000) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=int, default=8, help="seconds per wrk run")
+    parser.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
+    parser.add_argument("--rounds", type=int, default=3, help="runs per path and concurrency (the median is kept)")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk not found (apt-get install wrk)")
@@ -139,39 +155,32 @@ def main() -> int:
     body = {"instances": json.loads((REPO / "examples" / "ctr" / "request.json").read_text())["instances"][:1]}
     results: dict = {"conditions": {
         "machine": f"{os.cpu_count()} cores, {platform.machine()}, load average before the run {os.getloadavg()[0]:.2f}",
-        "client": "wrk 4.1, 1 thread", "duration_s": args.duration, "request": "1 row",
+        "client": "wrk 4.1, 1 thread", "duration_s": args.duration, "rounds (median kept)": args.rounds, "request": "1 row",
     }}
     try:
         log("promoting version 1 (router + model server)")
         release.promote(stack, registry, "ctr", 1, None)
         router = release.find_router(stack, "ctr")
         server = local.find(local.state_dir(stack), "ctr-v1")
-        routes = {
-            "direct": f"{server.url}/v1/models/ctr-v1:predict",
-            "split 100": f"{router.url}/v1/models/ctr:predict",
-        }
+        direct, split = f"{server.url}/v1/models/ctr-v1:predict", f"{router.url}/v1/models/ctr:predict"
         results["in-process"] = {"c1": in_process(registry.model_dir("ctr", 1), body)}
         log(f"in-process: {results['in-process']['c1']}")
-        for name, url in routes.items():
-            results[name] = {}
-            for c in CONCURRENCY:
-                results[name][f"c{c}"] = wrk(url, body, c, args.duration, root)
-                log(f"{name} c{c}: {results[name][f'c{c}']}")
+        # Direct and split runs alternate, `rounds` times each, and each figure is the median
+        # over its rounds: other work on the machine then weighs on both paths alike.
+        results["direct"], results["split 100"] = interleaved({"direct": direct, "split 100": split}, body, args, root)
         log("promoting version 2 as a 10% canary")
         release.promote(stack, registry, "ctr", 2, 10)
-        results["split 90/10"] = {}
-        for c in CONCURRENCY:
-            results["split 90/10"][f"c{c}"] = wrk(routes["split 100"], body, c, args.duration, root)
-            log(f"split 90/10 c{c}: {results['split 90/10'][f'c{c}']}")
+        results["split 90/10"], results["direct (again)"] = interleaved({"split 90/10": split, "direct (again)": direct}, body, args, root)
         results["router metrics after the run"] = release.router_state(stack, "ctr")["metrics"]
     finally:
         release.stop(stack, "ctr")
         shutil.rmtree(root, ignore_errors=True)
+    results["conditions"]["load average after the run"] = round(os.getloadavg()[0], 2)
 
     (REPO / "bench" / "results-serving.json").write_text(json.dumps(results, indent=2) + "\n")
     print("| path | concurrency | p50 ms | p99 ms | req/s | errors |")
     print("|---|---|---|---|---|---|")
-    for name in ("in-process", "direct", "split 100", "split 90/10"):
+    for name in ("in-process", "direct", "split 100", "split 90/10", "direct (again)"):
         for key, figures in results[name].items():
             print(f"| {name} | {key[1:]} | {figures['p50 (ms)']} | {figures['p99 (ms)']} | {figures['req/s']} | {figures['errors']} |")
     return 0

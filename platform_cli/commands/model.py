@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import typer
@@ -209,10 +210,11 @@ def promote(
 
     from platform_cli.serving import release
 
+    started = datetime.now(timezone.utc)
     stack_config = _stack(stack)
     with Console(stderr=True).status(f"promoting {name} v{version} ..."):
         after = release.promote(stack_config, _registry(stack_config), name, version, canary)
-    _report_change(stack_config, after, output)
+    _report_change(stack_config, after, output, started)
 
 
 @app.command()
@@ -228,9 +230,10 @@ def rollout(
 
     if (weight is None) == (not full):
         raise PlinthError("pass either --weight PERCENT or --full")
+    started = datetime.now(timezone.utc)
     stack_config = _stack(stack)
     after = release.rollout(stack_config, _registry(stack_config), name, None if full else weight)
-    _report_change(stack_config, after, output)
+    _report_change(stack_config, after, output, started)
 
 
 @app.command()
@@ -245,9 +248,10 @@ def approve(
 
     from platform_cli.serving import release
 
+    started = datetime.now(timezone.utc)
     stack_config = _stack(stack)
     after = release.approve(stack_config, _registry(stack_config), name, version, by=getpass.getuser())
-    _report_change(stack_config, after, output)
+    _report_change(stack_config, after, output, started)
 
 
 @app.command()
@@ -255,9 +259,10 @@ def rollback(name: str, stack: str = StackOption, output: OutputFormat = OutputO
     """All traffic back to production (dropping the canary), or to the previous production version."""
     from platform_cli.serving import release
 
+    started = datetime.now(timezone.utc)
     stack_config = _stack(stack)
     after = release.rollback(stack_config, _registry(stack_config), name)
-    _report_change(stack_config, after, output)
+    _report_change(stack_config, after, output, started)
 
 
 @app.command()
@@ -341,7 +346,7 @@ def render(
         typer.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
 
 
-def _report_change(stack_config, after, output: OutputFormat) -> None:
+def _report_change(stack_config, after, output: OutputFormat, started) -> None:
     from platform_cli.serving import release
 
     if output is not OutputFormat.table:
@@ -349,7 +354,9 @@ def _report_change(stack_config, after, output: OutputFormat) -> None:
         return
     router = release.find_router(stack_config, after.model)
     where = f" at {router.url}/v1/models/{after.model}:predict" if router else ""
-    typer.echo(f"model/{after.model}: {after.history[-1].detail}; traffic {_weights(after.weights)}{where}")
+    # The event this command added; a command that changed nothing reports the split as it is.
+    detail = f"{after.history[-1].detail}; " if after.history and after.history[-1].at >= started else ""
+    typer.echo(f"model/{after.model}: {detail}traffic {_weights(after.weights)}{where}")
 
 
 def _weights(weights: dict[int, int]) -> str:

@@ -52,7 +52,10 @@ def routers_dir(stack: Stack) -> Path:
 
 
 def state_path(stack: Stack, model: str) -> Path:
-    return store.traffic_path(local.state_dir(stack), model)
+    if stack.config.target == "local":
+        return store.traffic_path(local.state_dir(stack), model)
+    # A cluster stack's split, as this machine last applied it (the cluster's objects carry it too).
+    return store.traffic_path(local.state_dir(stack) / stack.name, model)
 
 
 def promote(stack: Stack, registry: ModelRegistry, model: str, version: int, percent: int | None) -> TrafficState:
@@ -87,6 +90,9 @@ def current(stack: Stack, registry: ModelRegistry, model: str) -> TrafficState:
 
 def router_state(stack: Stack, model: str) -> dict:
     """What the model's router routes now: generation, weights, per-version metrics."""
+    if stack.config.target != "local":
+        raise PlinthError(f"compare reads the local router's metrics; stack {stack.name} serves on a cluster",
+                          "use KServe's Prometheus metrics there (request count, latency per revision)")
     record = _live_router(stack, model)
     if record is None:
         raise PlinthError(f"model '{model}' has no traffic-split router running", f"start one with plinth model promote {model} VERSION")
@@ -121,12 +127,16 @@ def _version_servers(stack: Stack, model: str) -> dict[int, local.ServerRecord]:
 
 
 def _change(stack: Stack, registry: ModelRegistry, model: str, change: Callable[[TrafficState], TrafficState]) -> TrafficState:
+    if stack.config.target != "local":
+        return _change_on_cluster(stack, registry, model, change)
     path = state_path(stack, model)
     with store.locked(path):
         before = _seeded(store.load(path, model), registry)
         after = change(before)
-        if after is before:
+        if after is before and not before.weights:
             return after
+        # Unchanged (e.g. promote of the production version): the split is re-served as it is,
+        # which restarts servers that were stopped or crashed.
         after = after.model_copy(update={"auto_rollback": stack.config.serving.gray_release.auto_rollback})
         started: list[str] = []
         try:
@@ -151,6 +161,40 @@ def _change(stack: Stack, registry: ModelRegistry, model: str, change: Callable[
     # the router rolled back on its own since the last change.
     _retire(stack, router, model, set(_version_servers(stack, model)) - set(after.weights))
     return after
+
+
+def _change_on_cluster(stack: Stack, registry: ModelRegistry, model: str, change: Callable[[TrafficState], TrafficState]) -> TrafficState:
+    """The same transition, rendered to KServe objects and applied to the team's namespace
+    (serving/cluster.py waits for a new version to be Ready before it takes traffic)."""
+    from platform_cli.render.serving import render_release
+    from platform_cli.serving import cluster
+
+    path = state_path(stack, model)
+    with store.locked(path):
+        before = _seeded(store.load(path, model), registry)
+        after = change(before)
+        if after is before:
+            return after
+        objects = render_release(stack, after, {v: registry.artifact_uri(model, v) for v in after.weights})
+        split_by_graph = any(o["kind"] == "InferenceGraph" for o in objects)
+        if split_by_graph:  # RawDeployment: a service per version
+            new = {server_name(model, v) for v in set(after.weights) - set(before.weights)}
+            retired = [server_name(model, v) for v in sorted(set(before.weights) - set(after.weights))]
+        else:  # Serverless: one service whose newest revision is the canary (or production)
+            newest = lambda s: s.canary if s.canary is not None else s.production  # noqa: E731
+            new, retired = ({model} if newest(after) != newest(before) else set()), []
+        cluster.apply_release(objects, _cluster_api(stack), new, retired)
+        store.save(path, after)
+    _sync_aliases(registry, after)
+    return after
+
+
+def _cluster_api(stack: Stack):
+    from kubernetes import client
+
+    from platform_cli.serving import cluster
+
+    return client.CustomObjectsApi(cluster.connect(stack))
 
 
 def _seeded(state: TrafficState, registry: ModelRegistry) -> TrafficState:

@@ -73,8 +73,8 @@ class Router:
             return self.state.generation
         loaded = traffic_store.load(self.state_path, self.model)
         self._mtime = mtime
-        if loaded.generation == self.state.generation and self.weights:
-            return loaded.generation
+        if loaded == self.state and self.weights:
+            return loaded.generation  # e.g. only the mtime changed; a re-served split may differ in upstreams only
         live = [(v, w) for v, w in sorted(loaded.weights.items()) if w > 0 and v in loaded.upstreams]
         # A version that (re)joins the split starts with fresh metrics; one that stays keeps its own.
         metrics = {v: self.metrics.get(v) or VersionMetrics() for v in loaded.weights}

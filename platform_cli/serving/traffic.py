@@ -70,7 +70,9 @@ def promote(state: TrafficState, version: int, percent: int | None, policy: Gray
         return _changed(state, "promote", version, f"version {version} is production (no earlier production version)",
                         production=version, canary=None, weights={version: 100})
     if version == state.production:
-        raise PlinthError(f"version {version} of {state.model} is already production", "promote a newer version")
+        if state.canary is None:
+            return state  # already all there is: nothing to change (re-running a promote is safe)
+        raise PlinthError(f"version {version} of {state.model} is already production", f"roll the canary (version {state.canary}) out or back instead")
     if state.canary is not None and state.canary != version:
         raise PlinthError(
             f"version {state.canary} of {state.model} is already the canary",
@@ -114,12 +116,14 @@ def rollback(state: TrafficState, reason: str | None = None) -> TrafficState:
     production version before the last full rollout."""
     action: Action = "auto-rollback" if reason else "rollback"
     why = f": {reason}" if reason else ""
+    # A version that was rolled back needs a fresh approval before it takes a large share again.
     if state.canary is not None:
         return _changed(state, action, state.canary, f"version {state.canary} rolled back, version {state.production} has 100%{why}",
-                        canary=None, weights={state.production: 100})
+                        canary=None, weights={state.production: 100}, approved=[v for v in state.approved if v != state.canary])
     if state.previous is not None and state.production is not None:
         return _changed(state, action, state.production, f"version {state.production} rolled back to version {state.previous}{why}",
-                        production=state.previous, previous=None, weights={state.previous: 100})
+                        production=state.previous, previous=None, weights={state.previous: 100},
+                        approved=[v for v in state.approved if v != state.production])
     raise PlinthError(f"{state.model} has no canary and no earlier production version to roll back to")
 
 

@@ -57,10 +57,14 @@ class _Connection(asyncio.Protocol):
         if self.answer is not None and not self.answer.done():
             self.answer.set_exception(error)
 
-    def send(self, head: bytes, body: bytes) -> asyncio.Future:
+    def send(self, head: bytes, body: bytes, timeout: float) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
         self.body = []
         self.parser = httptools.HttpResponseParser(self)
-        self.answer = asyncio.get_running_loop().create_future()
+        self.answer = loop.create_future()
+        # A timer handle rather than asyncio.wait_for, which costs a task per request.
+        timer = loop.call_later(timeout, self._fail, UpstreamError(f"no answer within {timeout:.0f} s"))
+        self.answer.add_done_callback(lambda _: timer.cancel())
         self.transport.write(head + body)
         return self.answer
 
@@ -96,10 +100,7 @@ class Pool:
 
     async def _exchange(self, connection: _Connection, idle: list, head: bytes, body: bytes) -> tuple[int, bytes]:
         try:
-            status, payload, keep_alive = await asyncio.wait_for(connection.send(head, body), self.timeout)
-        except asyncio.TimeoutError:
-            connection.transport.close()
-            raise UpstreamError(f"no answer within {self.timeout:.0f} s") from None
+            status, payload, keep_alive = await connection.send(head, body, self.timeout)
         except UpstreamError:
             connection.transport.close()
             raise

@@ -95,3 +95,37 @@ def test_serve_rejects_a_port_that_is_no_port(in_project: Path) -> None:
     model_dir.mkdir()
     with pytest.raises(PlinthError, match="port 0 is not a TCP port"):
         local.serve(load_stack("local"), "ctr", 1, model_dir, port=0)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["model", "rollout", "ctr"], "pass either --weight PERCENT or --full"),
+        (["model", "rollout", "ctr", "--weight", "20", "--full"], "pass either --weight PERCENT or --full"),
+        (["model", "promote", "nope", "1"], "no model named 'nope' in the registry"),
+        (["model", "rollback", "nope"], "no model named 'nope' in the registry"),
+        (["model", "compare", "ctr"], "model 'ctr' has no traffic-split router running; start one with plinth model promote ctr VERSION"),
+    ],
+)
+def test_gray_release_user_errors(in_project: Path, args: list[str], message: str) -> None:
+    assert_one_line_error(plinth(*args), message)
+
+
+def test_gray_release_refusals_start_nothing(in_project: Path) -> None:
+    from platform_cli.registry import ModelRegistry
+    from platform_cli.spec.stack import load_stack
+
+    stack = load_stack("local")
+    model_dir = in_project / "fake-model"
+    model_dir.mkdir()
+    (model_dir / "saved_model.pb").write_bytes(b"not a graph")
+    FeatureSpec(categorical=[CategoricalFeature(name="user_id", buckets=4)], numeric=[], label="clicked").save(model_dir / SPEC_FILE)
+    registry = ModelRegistry(stack.tracking_uri, stack.artifact_root)
+    registry.register("ctr", model_dir, {}, {})
+
+    assert_one_line_error(plinth("model", "promote", "ctr", "7"), "model 'ctr' has no version 7; versions: 1")
+    assert_one_line_error(plinth("model", "rollout", "ctr", "--weight", "50"), "ctr has no canary to roll out; promote a version first")
+    assert_one_line_error(plinth("model", "approve", "ctr"), "ctr has no canary to approve")
+    assert_one_line_error(plinth("model", "rollback", "ctr"), "ctr has no canary and no earlier production version to roll back to")
+    serving = in_project / ".plinth" / "local" / "serving"
+    assert not (serving / "traffic" / "ctr.json").exists() and not (serving / "routers").exists()

@@ -34,7 +34,6 @@ def test_promote_splits_traffic_and_every_change_is_recorded():
 
 
 @pytest.mark.parametrize(("version", "percent", "message"), [
-    (2, 10, "version 2 of ctr is already production"),
     (3, 0, "--canary 0: a canary takes 1 to 99 percent"),
     (3, 100, "--canary 100: a canary takes 1 to 99 percent"),
     (3, 20, "version 3 of ctr needs approval before it takes more than 10% of traffic; run plinth model approve ctr 3"),
@@ -43,6 +42,13 @@ def test_promote_refusals(version, percent, message):
     with pytest.raises(PlinthError) as error:
         traffic.promote(serving(2), version, percent, GATED)
     assert str(error.value).startswith(message)
+
+
+def test_promoting_production_again_changes_nothing_unless_a_canary_is_live():
+    state = serving(2)
+    assert traffic.promote(state, 2, 10, GATED) is state
+    with pytest.raises(PlinthError, match="version 2 of ctr is already production; roll the canary"):
+        traffic.promote(traffic.promote(state, 3, 10, GATED), 2, 10, GATED)
 
 
 def test_a_second_canary_is_refused_until_the_first_is_resolved():
@@ -78,8 +84,11 @@ def test_approve_and_rollout_need_a_canary():
 
 def test_rollback_drops_the_canary_then_returns_to_the_previous_production():
     canary = traffic.promote(serving(2), 3, 10, OPEN)
-    back = traffic.rollback(canary)
+    back = traffic.rollback(traffic.approve(canary, 3))
     assert (back.production, back.canary, back.weights) == (2, None, {2: 100})
+    assert back.approved == []  # rolled back: approval must be given again
+    with pytest.raises(PlinthError, match="run plinth model approve ctr 3"):
+        traffic.promote(back, 3, 50, GATED)
 
     full = traffic.rollout(canary, None, OPEN)
     undone = traffic.rollback(full)
