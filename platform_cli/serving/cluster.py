@@ -12,32 +12,12 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING
 
 from platform_cli.errors import PlinthError
+from platform_cli.targets.kubernetes import APPLY_PATCH, FIELD_MANAGER
 
-if TYPE_CHECKING:
-    from platform_cli.spec.stack import Stack
-
-FIELD_MANAGER = "plinth"
-APPLY_PATCH = "application/apply-patch+yaml"
 READY_TIMEOUT_S = 600.0
 _PLURALS = {"InferenceService": "inferenceservices", "InferenceGraph": "inferencegraphs"}
-
-
-def connect(stack: Stack):
-    """An ApiClient for the stack's kubeconfig context (kubernetes:context or plinth:kubernetes.context)."""
-    from kubernetes import config
-
-    import yaml
-
-    document = yaml.safe_load(stack.file.read_text()) or {}
-    context = stack.config.kubernetes.context or (document.get("config") or {}).get("kubernetes:context")
-    try:
-        return config.new_client_from_config(context=context)
-    except (config.ConfigException, OSError) as exc:
-        raise PlinthError(f"cannot use kubeconfig context {context!r} for stack {stack.name!r}: {' '.join(str(exc).split())}",
-                          "check KUBECONFIG / ~/.kube/config, or set kubernetes:context in the stack file") from None
 
 
 def apply_release(objects: list[dict], api, new_versions: set[str], retired: list[str]) -> None:

@@ -192,9 +192,9 @@ def _change_on_cluster(stack: Stack, registry: ModelRegistry, model: str, change
 def _cluster_api(stack: Stack):
     from kubernetes import client
 
-    from platform_cli.serving import cluster
+    from platform_cli.targets.kubernetes import connect
 
-    return client.CustomObjectsApi(cluster.connect(stack))
+    return client.CustomObjectsApi(connect(stack))
 
 
 def _seeded(state: TrafficState, registry: ModelRegistry) -> TrafficState:
