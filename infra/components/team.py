@@ -28,6 +28,7 @@ from platform_cli.spec.team_objects import (
     REGISTRY_SECRET,
     STORAGE_SECRET,
     TEAM_CONFIG_MAP,
+    WORKFLOW_SERVICE_ACCOUNT,
 )
 
 HDFS = f"{HADOOP_HOME}/bin/hdfs"
@@ -55,6 +56,17 @@ TEAM_RULES = [
 JOB_RULES = [
     {"apiGroups": [""], "resources": ["pods", "services", "configmaps", "persistentvolumeclaims"], "verbs": [*OPERATE, "deletecollection"]},
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": READ},
+    {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]},
+]
+# What Argo's workflow pods need to run a flow's steps: create the workloads of
+# render/cluster.py (with their code ConfigMaps) and follow them until their success or failure
+# condition holds; report step results.
+WORKFLOW_RULES = [
+    {"apiGroups": [""], "resources": ["configmaps"], "verbs": OPERATE},
+    {"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": READ},
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": OPERATE},
+    {"apiGroups": ["sparkoperator.k8s.io"], "resources": ["sparkapplications"], "verbs": OPERATE},
+    {"apiGroups": ["kubeflow.org"], "resources": ["mpijobs", "tfjobs"], "verbs": OPERATE},
     {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]},
 ]
 
@@ -170,6 +182,10 @@ class TeamEnvironment(pulumi.ComponentResource):
 
         self._role("team", "plinth-team", ns, labels, TEAM_RULES, {"kind": "Group", "name": team.group, "apiGroup": "rbac.authorization.k8s.io"}, in_ns)
         self._role("jobs", JOBS_SERVICE_ACCOUNT, ns, labels, JOB_RULES, {"kind": "ServiceAccount", "name": JOBS_SERVICE_ACCOUNT, "namespace": team.namespace_name}, in_ns)
+        k8s.core.v1.ServiceAccount(
+            "workflows", metadata=metadata(WORKFLOW_SERVICE_ACCOUNT, ns, labels), image_pull_secrets=pull_secrets or None, opts=in_ns,
+        )
+        self._role("workflows", WORKFLOW_SERVICE_ACCOUNT, ns, labels, WORKFLOW_RULES, {"kind": "ServiceAccount", "name": WORKFLOW_SERVICE_ACCOUNT, "namespace": team.namespace_name}, in_ns)
 
         for name, spec in network_policies(team, platform).items():
             k8s.networking.v1.NetworkPolicy(f"netpol-{name}", metadata=metadata(name, ns, labels), spec=spec, opts=in_ns)

@@ -32,15 +32,16 @@ from platform_cli.errors import PlinthError
 from platform_cli.flow.plan import Plan, builtin_argv, parse_ref, step_key
 from platform_cli.render.job import job_paths
 from platform_cli.render.validate import validate_objects
+from platform_cli.spec.team_objects import WORKFLOW_SERVICE_ACCOUNT
 
 if TYPE_CHECKING:
     from platform_cli.spec.stack import Stack
 
 API_VERSION = "argoproj.io/v1alpha1"
 WORKFLOW_NAME = "{{workflow.name}}"
-# Argo runs workflow pods as this service account; the team namespace must grant it create,
-# get, watch and patch on the workloads (and create on ConfigMaps).
-SERVICE_ACCOUNT = "plinth-workflow"
+# Argo runs workflow pods as this service account; the team stack creates it with the rights
+# to create and follow the team's workloads (infra/components/team.py).
+SERVICE_ACCOUNT = WORKFLOW_SERVICE_ACCOUNT
 _REF = re.compile(r"\$\$|\$\{([^}]*)\}")
 
 

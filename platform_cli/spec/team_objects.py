@@ -6,6 +6,7 @@ and both sides follow.
 """
 
 JOBS_SERVICE_ACCOUNT = "plinth-jobs"            # every job pod; Spark drivers create executors with it
+WORKFLOW_SERVICE_ACCOUNT = "plinth-workflow"  # Argo workflow pods: create the team's workloads, report results
 TEAM_CONFIG_MAP = "plinth-team"                 # storage root, tracking URI, queue, image
 STORAGE_SECRET = "plinth-storage-credentials"   # S3 keys (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)
 REGISTRY_SECRET = "plinth-image-registry"       # pull secret for a private image registry

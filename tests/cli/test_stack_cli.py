@@ -76,7 +76,7 @@ def test_render_prints_the_objects_pulumi_up_would_create(project: Path) -> None
     result = plinth("stack", "render", "team-feed")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0] == "# stack team-feed: 19 Kubernetes objects, 0 Helm releases (rendered by plinth stack render)"
+    assert lines[0] == "# stack team-feed: 22 Kubernetes objects, 0 Helm releases (rendered by plinth stack render)"
     objects = list(yaml.safe_load_all(result.stdout))
     assert [obj["kind"] for obj in objects][:3] == ["Namespace", "Queue", "ResourceQuota"]
     assert {(obj["kind"], obj["metadata"]["name"]) for obj in objects} >= {("Queue", "feed"), ("NetworkPolicy", "default-deny"), ("RoleBinding", "plinth-team")}

@@ -87,10 +87,10 @@ EXPECTED_TYPES = {
         "kubernetes:core/v1:Namespace": 1,
         "kubernetes:core/v1:ResourceQuota": 1,
         "kubernetes:core/v1:LimitRange": 1,
-        "kubernetes:core/v1:ServiceAccount": 1,
+        "kubernetes:core/v1:ServiceAccount": 2,                  # plinth-jobs, plinth-workflow
         "kubernetes:core/v1:ConfigMap": 2,                      # plinth-team, plinth-hdfs-config
-        "kubernetes:rbac.authorization.k8s.io/v1:Role": 2,      # the team's group, the jobs' service account
-        "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 2,
+        "kubernetes:rbac.authorization.k8s.io/v1:Role": 3,      # the team's group, the jobs' and the workflows' service accounts
+        "kubernetes:rbac.authorization.k8s.io/v1:RoleBinding": 3,
         "kubernetes:networking.k8s.io/v1:NetworkPolicy": 7,
         "kubernetes:scheduling.volcano.sh/v1beta1:Queue": 1,
         "kubernetes:batch/v1:Job": 1,                           # the team's HDFS directory
