@@ -33,7 +33,7 @@ import yaml
 
 from platform_cli.errors import PlinthError
 from platform_cli.render.engine import render_template
-from platform_cli.render.job import job_variables, spark_memory, substitute
+from platform_cli.render.job import job_variables, plinth_env, spark_memory, substitute
 from platform_cli.render.validate import validate_objects
 from platform_cli.spec.team_objects import HDFS_CONFIG_MAP, JOBS_SERVICE_ACCOUNT, STORAGE_SECRET
 from platform_cli.spec.job import HorovodJobSpec, PythonJobSpec, SparkJobSpec, TfPsJobSpec
@@ -306,12 +306,7 @@ def _context(job, stack, job_id, placement: Placement, variables: dict, args: li
 
     threads = str(max(1, math.floor(spec.resources.cpu)))
     container_env = {
-        "PLINTH_STACK": stack.name,
-        "PLINTH_JOB_NAME": spec.name,
-        "PLINTH_JOB_ID": job_id,
-        "PLINTH_STORAGE": variables["storage"],
-        "PLINTH_OUTPUT_DIR": variables["output_dir"],
-        "PLINTH_CHECKPOINT_DIR": variables["checkpoint_dir"],
+        **plinth_env(job, stack, job_id, variables),
         "OMP_NUM_THREADS": threads,
         "TF_NUM_INTRAOP_THREADS": threads,
         "TF_NUM_INTEROP_THREADS": "1",

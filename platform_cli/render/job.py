@@ -94,16 +94,23 @@ def validate_local(documents: list[dict], template: str) -> None:
         raise PlinthError(f"template {template} rendered an invalid LocalLaunch: {describe_validation_error(exc)}") from None
 
 
-def _local_context(job: LoadedJob, stack: Stack, job_id: str, variables: dict[str, str], args: list[str]) -> dict:
-    spec = job.spec
-    threads = max(1, math.floor(spec.resources.cpu))
-    env = {
+def plinth_env(job: LoadedJob, stack: Stack, job_id: str, variables: dict[str, str]) -> dict[str, str]:
+    """What every job process is told about itself, on every target."""
+    return {
         "PLINTH_STACK": stack.name,
-        "PLINTH_JOB_NAME": spec.name,
+        "PLINTH_JOB_NAME": job.spec.name,
         "PLINTH_JOB_ID": job_id,
         "PLINTH_STORAGE": variables["storage"],
         "PLINTH_OUTPUT_DIR": variables["output_dir"],
         "PLINTH_CHECKPOINT_DIR": variables["checkpoint_dir"],
+    }
+
+
+def _local_context(job: LoadedJob, stack: Stack, job_id: str, variables: dict[str, str], args: list[str]) -> dict:
+    spec = job.spec
+    threads = max(1, math.floor(spec.resources.cpu))
+    env = {
+        **plinth_env(job, stack, job_id, variables),
         # Local workers share this machine's cores: size every thread pool to the request.
         "OMP_NUM_THREADS": str(threads),
         "TF_NUM_INTRAOP_THREADS": str(threads),

@@ -20,7 +20,7 @@ import yaml
 
 from platform_cli.errors import PlinthError
 from platform_cli.render.engine import render_template
-from platform_cli.render.job import RenderedJob, job_variables, spark_memory, substitute, validate_local
+from platform_cli.render.job import RenderedJob, job_variables, plinth_env, spark_memory, substitute, validate_local
 
 if TYPE_CHECKING:
     from platform_cli.spec.job import LoadedJob, SparkJobSpec
@@ -97,12 +97,7 @@ def render_yarn_job(job: LoadedJob, stack: Stack, job_id: str) -> RenderedJob:
         variables = job_variables(job, stack, job_id)
         args = [substitute(arg, variables, f"args[{i}]") for i, arg in enumerate(spec.args)]
         env = {
-            "PLINTH_STACK": stack.name,
-            "PLINTH_JOB_NAME": spec.name,
-            "PLINTH_JOB_ID": job_id,
-            "PLINTH_STORAGE": variables["storage"],
-            "PLINTH_OUTPUT_DIR": variables["output_dir"],
-            "PLINTH_CHECKPOINT_DIR": variables["checkpoint_dir"],
+            **plinth_env(job, stack, job_id, variables),
             **{key: substitute(value, variables, f"env.{key}") for key, value in sorted(spec.env.items())},
         }
         command = spark_submit_argv(job, stack, job_id, args, env)
