@@ -13,6 +13,12 @@
   with feature_spec.json next to saved_model.pb, and writes the metrics JSON. The export is built
   in a temporary directory and renamed into place, so a crash never leaves a half model.
 
+Every path may be a local path or a URI (what ${storage} is on a cluster stack). Features, the
+feature spec and the metrics file go through platform_cli.storage (pyarrow: file://, hdfs://,
+s3://); checkpoints and the SavedModel through TensorFlow's own filesystems: local and file://,
+hdfs:// (libhdfs, in TensorFlow's Linux build), but s3:// only with tensorflow-io installed in
+the image - the script checks before training and stops with that message otherwise.
+
 TensorFlow uses OMP_NUM_THREADS threads per worker if set, else the cores divided among the
 workers on this host: several workers each using every core just thrash.
 """
@@ -21,14 +27,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-from platform_cli.atomic import staged_dir, write_json
+from platform_cli import storage
 from platform_cli.features import SPEC_FILE, FeatureSpec
 
 # Keep the job log readable; set TF_CPP_MIN_LOG_LEVEL=0 to see TensorFlow's own logging again.
@@ -39,10 +43,11 @@ EVAL_BATCH = 8192
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--features", type=Path, required=True, help="preprocess.py output directory")
-    parser.add_argument("--export-dir", type=Path, required=True, help="SavedModel directory (replaced)")
-    parser.add_argument("--metrics-file", type=Path, required=True)
-    parser.add_argument("--checkpoint-dir", type=Path, required=True, help="resumes from here if it has a checkpoint")
+    # Strings, not pathlib paths: Path("hdfs://nn:8020/x") would collapse the "//".
+    parser.add_argument("--features", required=True, help="preprocess.py output directory or URI")
+    parser.add_argument("--export-dir", required=True, help="SavedModel directory or URI (replaced)")
+    parser.add_argument("--metrics-file", required=True)
+    parser.add_argument("--checkpoint-dir", required=True, help="resumes from here if it has a checkpoint")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=512, help="per worker")
     parser.add_argument("--lr", type=float, default=0.002, help="for one worker; scaled by the worker count")
@@ -55,17 +60,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def load_split(path: Path, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def load_split(path: str, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(cat int64 [N, C], num float32 [N, K], label float32 [N]) from a preprocess.py split."""
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path, columns=["cat", "num", "label"])
+    table = storage.read_parquet(path, columns=["cat", "num", "label"])
     cat = _matrix(table.column("cat"), len(spec.categorical), np.int64, path)
     num = _matrix(table.column("num"), len(spec.numeric), np.float32, path)
     return cat, num, table.column("label").to_numpy().astype(np.float32)
 
 
-def _matrix(column, width: int, dtype, path: Path) -> np.ndarray:
+def _matrix(column, width: int, dtype, path: str) -> np.ndarray:
     values = column.combine_chunks().flatten().to_numpy()
     if values.size != len(column) * width:
         raise SystemExit(f"error: {path} does not match {SPEC_FILE}: expected {width} values per row")
@@ -107,6 +110,24 @@ def build_model(tf, spec: FeatureSpec, embedding_dim: int):
     return WideAndDeep()
 
 
+def check_tf_filesystems(tf, checkpoint_dir: str, export_dir: str) -> None:
+    """Fail before training, not after it, when TensorFlow cannot reach a URI checkpoint or
+    export location. TensorFlow 2.15 has file://, hdfs:// and gs:// built in; s3:// moved to
+    tensorflow-io, whose import registers it. Plain local paths need no check."""
+    uris = [loc for loc in (checkpoint_dir, export_dir) if storage.is_uri(loc)]
+    if any(loc.split("://", 1)[0].lower() in ("s3", "s3a") for loc in uris):
+        try:
+            import tensorflow_io  # noqa: F401 - registers s3:// with tf.io.gfile
+        except ImportError:
+            raise SystemExit("error: TensorFlow needs tensorflow-io for s3:// checkpoints and exports; "
+                             "install it in the job's image (or use an hdfs:// storage)") from None
+    try:
+        for location in uris:
+            tf.io.gfile.exists(location)  # raises when no filesystem is registered for the scheme
+    except tf.errors.OpError as error:
+        raise SystemExit(f"error: TensorFlow cannot open {location}: {error.message.splitlines()[0]}") from None
+
+
 def configure_threads(tf, local_size: int) -> None:
     threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or max(1, len(os.sched_getaffinity(0)) // local_size)
     tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -123,8 +144,11 @@ def main(argv: list[str] | None = None) -> int:
     rank, size = hvd.rank(), hvd.size()
     log = print if rank == 0 else (lambda *a, **k: None)
 
-    spec = FeatureSpec.load(args.features / SPEC_FILE)
-    train_all = load_split(args.features / "train", spec)
+    storage.require_complete(args.features)
+    if rank == 0:
+        check_tf_filesystems(tf, args.checkpoint_dir, args.export_dir)
+    spec = FeatureSpec.load(storage.join(args.features, SPEC_FILE))
+    train_all = load_split(storage.join(args.features, "train"), spec)
     cat, num, label = shard(train_all, rank, size)
     steps = len(label) // args.batch_size
     if steps == 0:
@@ -141,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     model({"cat": cat[:1], "num": num[:1]})
     optimizer.build(model.trainable_variables)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
-    manager = tf.train.CheckpointManager(checkpoint, str(args.checkpoint_dir), max_to_keep=2) if rank == 0 else None
+    manager = tf.train.CheckpointManager(checkpoint, args.checkpoint_dir, max_to_keep=2) if rank == 0 else None
     if manager and manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         log(f"resumed from checkpoint: epoch {int(epoch.numpy())} of {args.epochs}", flush=True)
@@ -180,9 +204,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"epoch {e + 1}/{args.epochs} loss={mean_loss:.4f} examples/s={rates[-1]:.0f}", flush=True)
 
     if rank == 0:
-        metrics = evaluate(model, load_split(args.features / "eval", spec))
+        metrics = evaluate(model, load_split(storage.join(args.features, "eval"), spec))
         print(f"eval auc={metrics['auc']:.4f} logloss={metrics['logloss']:.4f}", flush=True)
-        export(tf, model, spec, args.features / SPEC_FILE, args.export_dir)
+        export(tf, model, spec, storage.join(args.features, SPEC_FILE), args.export_dir)
         print(f"exported {args.export_dir}", flush=True)
         metrics.update(
             train_examples=len(train_all[2]),
@@ -191,8 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             # Steady state: the first epoch of a process also pays for tracing the step function.
             examples_per_sec=round(float(np.mean(rates[1:] or rates)), 1) if rates else None,
         )
-        args.metrics_file.parent.mkdir(parents=True, exist_ok=True)
-        write_json(args.metrics_file, metrics)
+        storage.write_json(args.metrics_file, metrics)
     return 0
 
 
@@ -212,7 +235,7 @@ def evaluate(model, split) -> dict:
     }
 
 
-def export(tf, model, spec: FeatureSpec, spec_path: Path, export_dir: Path) -> None:
+def export(tf, model, spec: FeatureSpec, spec_path: str, export_dir: str) -> None:
     """SavedModel with the serving signature and the feature spec, moved into place when complete."""
 
     @tf.function(
@@ -224,9 +247,11 @@ def export(tf, model, spec: FeatureSpec, spec_path: Path, export_dir: Path) -> N
     def serve(cat, num):
         return {"probability": tf.sigmoid(model({"cat": cat, "num": num}))}
 
-    with staged_dir(export_dir) as tmp:
+    # TensorFlow writes the SavedModel (local, file://, hdfs://; s3:// with tensorflow-io);
+    # platform_cli.storage stages it and moves it into place, or marks it _SUCCESS last.
+    with storage.staged_dir(export_dir) as tmp:
         tf.saved_model.save(model, str(tmp), signatures={"serving_default": serve})
-        shutil.copyfile(spec_path, tmp / SPEC_FILE)
+        storage.copy_file(spec_path, storage.join(tmp, SPEC_FILE))
 
 
 
