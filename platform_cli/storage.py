@@ -105,7 +105,7 @@ def exists(location: Location) -> bool:
 
 def open_input(location: Location) -> BinaryIO:
     if not is_uri(location):
-        return open(location, "rb")  # noqa: SIM115 - the caller closes it
+        return open(location, "rb")  # the caller closes it
     filesystem_, path = filesystem(location)
     return filesystem_.open_input_file(path)
 
@@ -115,7 +115,7 @@ def open_output(location: Location) -> BinaryIO:
     `staged_dir`, or use write_text/write_bytes for a single file."""
     if not is_uri(location):
         Path(location).parent.mkdir(parents=True, exist_ok=True)
-        return open(location, "wb")  # noqa: SIM115 - the caller closes it
+        return open(location, "wb")  # the caller closes it
     filesystem_, path = filesystem(location)
     filesystem_.create_dir(_parent(path), recursive=True)
     return filesystem_.open_output_stream(path)

@@ -136,6 +136,7 @@ def configure_threads(tf, local_size: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    storage.require_complete(args.features)  # before TensorFlow starts: refuse half-written features
     import horovod.tensorflow as hvd
     import tensorflow as tf
 
@@ -144,7 +145,6 @@ def main(argv: list[str] | None = None) -> int:
     rank, size = hvd.rank(), hvd.size()
     log = print if rank == 0 else (lambda *a, **k: None)
 
-    storage.require_complete(args.features)
     if rank == 0:
         check_tf_filesystems(tf, args.checkpoint_dir, args.export_dir)
     spec = FeatureSpec.load(storage.join(args.features, SPEC_FILE))
@@ -256,4 +256,7 @@ def export(tf, model, spec: FeatureSpec, spec_path: str, export_dir: str) -> Non
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except storage.StorageError as error:  # a missing or unreachable location: one line, not a traceback
+        sys.exit(f"error: {error}")

@@ -144,4 +144,7 @@ def train(tf, resolver, args) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except storage.StorageError as error:  # a missing or unreachable location: one line, not a traceback
+        sys.exit(f"error: {error}")
