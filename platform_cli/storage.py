@@ -5,12 +5,14 @@ On the local platform a job's paths are plain directories; on a cluster stack th
 FeatureSpec read and write through these functions so one job spec runs in both places:
 
 - plain paths keep the exact local behaviour they had (pathlib, platform_cli.atomic);
-- URIs (file://, hdfs://, s3://; s3a:// is read as s3://) go through pyarrow.fs, which reaches
+- URIs (file://, hdfs://, s3://; s3a://, which is what an s3 platform stack renders for Spark's
+  S3A connector, is read as s3://) go through pyarrow.fs, which reaches
   HDFS through libhdfs (the image needs Java, HADOOP_HOME or ARROW_LIBHDFS_DIR, and CLASSPATH
   from `hadoop classpath --glob`) and S3 through the AWS SDK (credentials from the environment).
 
 Spark and TensorFlow open URIs themselves: pass them `join(...)` strings, not pathlib paths
-(pathlib turns "hdfs://nn/x" into "hdfs:/nn/x").
+(pathlib turns "hdfs://nn/x" into "hdfs:/nn/x"); TensorFlow gets `native(...)`, which spells
+s3a:// as s3://.
 
 Whole-or-nothing output directories (`staged_dir`):
 - plain paths: built in a sibling directory and renamed into place (platform_cli.atomic);
@@ -69,6 +71,14 @@ def join(location: Location, *parts: str) -> str:
     return "/".join([os.fspath(location).rstrip("/"), *(p.strip("/") for p in parts)])
 
 
+def native(location: Location) -> str:
+    """`location` as libraries outside Hadoop (pyarrow, TensorFlow) name it: s3a:// -> s3://."""
+    location = os.fspath(location)
+    match = _URI.match(location)
+    scheme = match.group(1).lower() if match else ""
+    return _SCHEME_ALIASES[scheme] + location[len(scheme):] if scheme in _SCHEME_ALIASES else location
+
+
 def filesystem(location: Location) -> tuple[pyarrow.fs.FileSystem, str]:
     """The pyarrow filesystem for `location` and the path inside it."""
     from pyarrow import fs
@@ -77,9 +87,8 @@ def filesystem(location: Location) -> tuple[pyarrow.fs.FileSystem, str]:
     if not is_uri(location):
         return fs.LocalFileSystem(), os.path.abspath(location)
     scheme = _URI.match(location).group(1).lower()
-    uri = _SCHEME_ALIASES[scheme] + location[len(scheme):] if scheme in _SCHEME_ALIASES else location
     try:
-        return fs.FileSystem.from_uri(uri)
+        return fs.FileSystem.from_uri(native(location))
     except (ValueError, OSError) as error:  # ArrowInvalid is a ValueError
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         raise StorageError(f"cannot open {location}: {first_line}", _fix_for(scheme)) from None

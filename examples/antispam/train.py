@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         return {"probability": model({"cat": cat, "num": num, "tokens": tokens}, training=False)[:, 0]}
 
     with storage.staged_dir(args.export_dir) as tmp:
-        tf.saved_model.save(model, str(tmp), signatures={"serving_default": serve})
+        tf.saved_model.save(model, storage.native(tmp), signatures={"serving_default": serve})
         spec.save(storage.join(tmp, SPEC_FILE))
     storage.write_json(args.metrics_file, metrics)
     print(f"exported {args.export_dir} in {time.monotonic() - started:.1f}s")

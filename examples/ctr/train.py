@@ -114,8 +114,8 @@ def check_tf_filesystems(tf, checkpoint_dir: str, export_dir: str) -> None:
     """Fail before training, not after it, when TensorFlow cannot reach a URI checkpoint or
     export location. TensorFlow 2.15 has file://, hdfs:// and gs:// built in; s3:// moved to
     tensorflow-io, whose import registers it. Plain local paths need no check."""
-    uris = [loc for loc in (checkpoint_dir, export_dir) if storage.is_uri(loc)]
-    if any(loc.split("://", 1)[0].lower() in ("s3", "s3a") for loc in uris):
+    uris = [storage.native(loc) for loc in (checkpoint_dir, export_dir) if storage.is_uri(loc)]
+    if any(loc.split("://", 1)[0].lower() == "s3" for loc in uris):
         try:
             import tensorflow_io  # noqa: F401 - registers s3:// with tf.io.gfile
         except ImportError:
@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     model({"cat": cat[:1], "num": num[:1]})
     optimizer.build(model.trainable_variables)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
-    manager = tf.train.CheckpointManager(checkpoint, args.checkpoint_dir, max_to_keep=2) if rank == 0 else None
+    manager = tf.train.CheckpointManager(checkpoint, storage.native(args.checkpoint_dir), max_to_keep=2) if rank == 0 else None
     if manager and manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         log(f"resumed from checkpoint: epoch {int(epoch.numpy())} of {args.epochs}", flush=True)
@@ -250,7 +250,7 @@ def export(tf, model, spec: FeatureSpec, spec_path: str, export_dir: str) -> Non
     # TensorFlow writes the SavedModel (local, file://, hdfs://; s3:// with tensorflow-io);
     # platform_cli.storage stages it and moves it into place, or marks it _SUCCESS last.
     with storage.staged_dir(export_dir) as tmp:
-        tf.saved_model.save(model, str(tmp), signatures={"serving_default": serve})
+        tf.saved_model.save(model, storage.native(tmp), signatures={"serving_default": serve})
         storage.copy_file(spec_path, storage.join(tmp, SPEC_FILE))
 
 

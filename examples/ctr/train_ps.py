@@ -88,7 +88,7 @@ def train(tf, resolver, args) -> int:
         model({"cat": cat[:1], "num": num[:1]})
         optimizer.build(model.trainable_variables)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
-    manager = tf.train.CheckpointManager(checkpoint, args.checkpoint_dir, max_to_keep=2)
+    manager = tf.train.CheckpointManager(checkpoint, storage.native(args.checkpoint_dir), max_to_keep=2)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         print(f"resumed from checkpoint: epoch {int(epoch.numpy())} of {args.epochs}", flush=True)

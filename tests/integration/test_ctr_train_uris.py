@@ -95,3 +95,17 @@ def test_train_refuses_features_without_the_success_marker(tmp_path):
     assert result.returncode != 0
     assert result.stderr.strip().splitlines()[-1].startswith(f"error: {base}/features has no _SUCCESS marker; ")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["features"]  # nothing written
+
+
+def test_train_stops_before_training_when_tensorflow_cannot_write_s3(tmp_path):
+    """TensorFlow 2.15 has no s3:// without tensorflow-io (not installed here): the job must say
+    so before it trains, not after. The s3a:// spelling is what an s3 platform stack renders."""
+    base = f"file://{tmp_path}"
+    write_features(f"{base}/features", rows=128)
+    result = train(tmp_path, "--features", f"{base}/features", "--export-dir", "s3a://plinth-prod/teams/feed/model",
+                   "--metrics-file", f"{base}/metrics.json", "--checkpoint-dir", "s3a://plinth-prod/teams/feed/ckpt",
+                   "--epochs", "1")
+    assert result.returncode != 0
+    assert "TensorFlow needs tensorflow-io for s3:// checkpoints and exports" in result.stderr
+    assert "epoch" not in result.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features"]

@@ -30,6 +30,13 @@ def test_plain_paths_and_uris_are_told_apart_and_joined_without_losing_the_autho
     assert storage.join("s3://bucket/teams/feed", "feature_spec.json") == "s3://bucket/teams/feed/feature_spec.json"
 
 
+def test_native_spells_hadoops_s3a_as_s3_for_pyarrow_and_tensorflow():
+    # an s3 platform stack renders ${storage} as s3a://bucket/... for Spark's S3A connector
+    assert storage.native("s3a://plinth-prod/teams/feed") == "s3://plinth-prod/teams/feed"
+    assert storage.native("hdfs://nn:8020/x") == "hdfs://nn:8020/x"
+    assert storage.native("data/s3a://odd") == "data/s3a://odd"  # a plain path is left alone
+
+
 def test_filesystem_resolves_plain_paths_and_file_uris_to_the_local_disk(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     local, path = storage.filesystem("data/raw")
