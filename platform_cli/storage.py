@@ -10,9 +10,10 @@ FeatureSpec read and write through these functions so one job spec runs in both 
   HDFS through libhdfs (the image needs Java, HADOOP_HOME or ARROW_LIBHDFS_DIR, and CLASSPATH
   from `hadoop classpath --glob`) and S3 through the AWS SDK (credentials from the environment).
 
-Spark and TensorFlow open URIs themselves: pass them `join(...)` strings, not pathlib paths
-(pathlib turns "hdfs://nn/x" into "hdfs:/nn/x"); TensorFlow gets `native(...)`, which spells
-s3a:// as s3://.
+Spark opens URIs itself: pass it `join(...)` strings, not pathlib paths (pathlib turns
+"hdfs://nn/x" into "hdfs:/nn/x"). TensorFlow's checkpoints and SavedModels go through
+`tf_checkpoint_dir` and `tf_save_model`: TensorFlow writes the URI itself where it has a
+filesystem for it, else a local copy is moved through pyarrow (see there).
 
 Whole-or-nothing output directories (`staged_dir`):
 - plain paths: built in a sibling directory and renamed into place (platform_cli.atomic);
@@ -32,7 +33,7 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Union
@@ -153,7 +154,7 @@ def write_bytes(location: Location, data: bytes) -> None:
         with filesystem_.open_output_stream(path) as stream:
             stream.write(data)
         return
-    tmp = _sibling(path, "tmp")
+    tmp = _sibling(path, f"tmp-{uuid.uuid4().hex[:8]}")  # one per writer
     try:
         with filesystem_.open_output_stream(tmp) as stream:
             stream.write(data)
@@ -177,6 +178,86 @@ def write_json(location: Location, data: object) -> None:
 
 def copy_file(source: Location, destination: Location) -> None:
     write_bytes(destination, read_bytes(source))
+
+
+def download_dir(location: Location, local_dir: Location) -> bool:
+    """Copy the files under `location` into `local_dir`; False when `location` does not exist."""
+    from pyarrow import fs
+
+    if not exists(location):
+        return False
+    filesystem_, path = filesystem(location)
+    fs.copy_files(path, os.fspath(local_dir), source_filesystem=filesystem_, destination_filesystem=fs.LocalFileSystem())
+    return True
+
+
+def upload_dir(local_dir: Location, location: Location, last: str | None = None) -> None:
+    """Make `location` hold `local_dir`'s files: copy each (file `last` after all the others, so
+    a reader that goes by it never sees it before what it names), then delete files that are no
+    longer in `local_dir`."""
+    from pyarrow import fs
+
+    local_dir = Path(local_dir)
+    names = sorted(p.relative_to(local_dir).as_posix() for p in local_dir.rglob("*") if p.is_file())
+    for name in sorted(names, key=lambda n: n == last):
+        write_bytes(join(location, name), (local_dir / name).read_bytes())
+    filesystem_, path = filesystem(location)
+    for info in filesystem_.get_file_info(fs.FileSelector(path, recursive=True)):
+        if info.type == fs.FileType.File and info.path[len(path):].lstrip("/") not in names:
+            filesystem_.delete_file(info.path)
+
+
+# TensorFlow writes checkpoints and SavedModels itself, through its own filesystems: the pip
+# build of TensorFlow 2.15 has local and file:// (and gs://), while hdfs:// and s3:// live in
+# tensorflow-io. Where TensorFlow cannot open a location it writes to the local disk and the
+# files are copied through pyarrow, which reaches HDFS through libhdfs and S3 by itself.
+
+
+def tf_can_open(tf, location: Location) -> bool:
+    """Whether TensorFlow has a filesystem for `location` (importing tensorflow-io if present)."""
+    if not is_uri(location):
+        return True
+    location = native(location)
+    if location.split("://", 1)[0].lower() in ("hdfs", "s3"):
+        try:
+            import tensorflow_io  # noqa: F401 - registers hdfs:// and s3:// with tf.io.gfile
+        except ImportError:
+            pass
+    try:
+        tf.io.gfile.exists(location)
+    except tf.errors.UnimplementedError:  # "File system scheme '...' not implemented"
+        return False
+    return True
+
+
+def tf_save_model(tf, obj, location: Location, **kwargs) -> None:
+    """tf.saved_model.save to a local path or a URI (through a local copy where TensorFlow has
+    no filesystem for it). Use inside staged_dir: the copy itself is not atomic."""
+    if tf_can_open(tf, location):
+        tf.saved_model.save(obj, native(location), **kwargs)
+        return
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="plinth-savedmodel-") as local:
+        tf.saved_model.save(obj, local, **kwargs)
+        upload_dir(local, location)
+
+
+def tf_checkpoint_dir(tf, location: Location) -> tuple[str, Callable[[], None]]:
+    """The directory to give tf.train.CheckpointManager for `location`, and what to call after
+    each save. Where TensorFlow has no filesystem for it, that is a local directory first filled
+    from `location` (so a restarted job resumes) and copied back after each save, the
+    "checkpoint" state file last, so `location` always names a complete checkpoint."""
+    if tf_can_open(tf, location):
+        return native(location), lambda: None
+    import atexit
+    import shutil
+    import tempfile
+
+    local = tempfile.mkdtemp(prefix="plinth-checkpoints-")
+    atexit.register(shutil.rmtree, local, True)
+    download_dir(location, local)
+    return local, lambda: upload_dir(local, location, last="checkpoint")
 
 
 def read_parquet(location: Location, columns: list[str] | None = None) -> pyarrow.Table:

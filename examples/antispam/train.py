@@ -9,9 +9,8 @@ region embedding and the numbers, and outputs P(spam). It trains in a few second
 
 The export's serving_default signature maps cat int64 [None, 1], num float32 [None, 2] and
 tokens int64 [None, MAX_TOKENS] to {"probability": float32 [None]}, with feature_spec.json next
-to saved_model.pb; metrics.json holds eval auc and logloss. Paths may be local or URIs:
-Parquet, the spec and metrics go through platform_cli.storage, the SavedModel through
-TensorFlow's filesystems (file://, hdfs://; s3:// needs tensorflow-io), as in examples/ctr/train.py.
+to saved_model.pb; metrics.json holds eval auc and logloss. Paths may be local or URIs, all
+opened through platform_cli.storage, as in examples/ctr/train.py.
 """
 
 from __future__ import annotations
@@ -101,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         return {"probability": model({"cat": cat, "num": num, "tokens": tokens}, training=False)[:, 0]}
 
     with storage.staged_dir(args.export_dir) as tmp:
-        tf.saved_model.save(model, storage.native(tmp), signatures={"serving_default": serve})
+        storage.tf_save_model(tf, model, tmp, signatures={"serving_default": serve})
         spec.save(storage.join(tmp, SPEC_FILE))
     storage.write_json(args.metrics_file, metrics)
     print(f"exported {args.export_dir} in {time.monotonic() - started:.1f}s")

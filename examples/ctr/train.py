@@ -15,9 +15,9 @@
 
 Every path may be a local path or a URI (what ${storage} is on a cluster stack). Features, the
 feature spec and the metrics file go through platform_cli.storage (pyarrow: file://, hdfs://,
-s3://); checkpoints and the SavedModel through TensorFlow's own filesystems: local and file://,
-hdfs:// (libhdfs, in TensorFlow's Linux build), but s3:// only with tensorflow-io installed in
-the image - the script checks before training and stops with that message otherwise.
+s3://). TensorFlow writes checkpoints and the SavedModel itself where it has a filesystem for
+the location (local, file://; hdfs:// and s3:// only with tensorflow-io); otherwise it writes
+them to the local disk and platform_cli.storage copies them there (and back, to resume).
 
 TensorFlow uses OMP_NUM_THREADS threads per worker if set, else the cores divided among the
 workers on this host: several workers each using every core just thrash.
@@ -110,24 +110,6 @@ def build_model(tf, spec: FeatureSpec, embedding_dim: int):
     return WideAndDeep()
 
 
-def check_tf_filesystems(tf, checkpoint_dir: str, export_dir: str) -> None:
-    """Fail before training, not after it, when TensorFlow cannot reach a URI checkpoint or
-    export location. TensorFlow 2.15 has file://, hdfs:// and gs:// built in; s3:// moved to
-    tensorflow-io, whose import registers it. Plain local paths need no check."""
-    uris = [storage.native(loc) for loc in (checkpoint_dir, export_dir) if storage.is_uri(loc)]
-    if any(loc.split("://", 1)[0].lower() == "s3" for loc in uris):
-        try:
-            import tensorflow_io  # noqa: F401 - registers s3:// with tf.io.gfile
-        except ImportError:
-            raise SystemExit("error: TensorFlow needs tensorflow-io for s3:// checkpoints and exports; "
-                             "install it in the job's image (or use an hdfs:// storage)") from None
-    try:
-        for location in uris:
-            tf.io.gfile.exists(location)  # raises when no filesystem is registered for the scheme
-    except tf.errors.OpError as error:
-        raise SystemExit(f"error: TensorFlow cannot open {location}: {error.message.splitlines()[0]}") from None
-
-
 def configure_threads(tf, local_size: int) -> None:
     threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or max(1, len(os.sched_getaffinity(0)) // local_size)
     tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -145,8 +127,6 @@ def main(argv: list[str] | None = None) -> int:
     rank, size = hvd.rank(), hvd.size()
     log = print if rank == 0 else (lambda *a, **k: None)
 
-    if rank == 0:
-        check_tf_filesystems(tf, args.checkpoint_dir, args.export_dir)
     spec = FeatureSpec.load(storage.join(args.features, SPEC_FILE))
     train_all = load_split(storage.join(args.features, "train"), spec)
     cat, num, label = shard(train_all, rank, size)
@@ -165,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     model({"cat": cat[:1], "num": num[:1]})
     optimizer.build(model.trainable_variables)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
-    manager = tf.train.CheckpointManager(checkpoint, storage.native(args.checkpoint_dir), max_to_keep=2) if rank == 0 else None
+    manager, after_save = None, None
+    if rank == 0:
+        checkpoint_dir, after_save = storage.tf_checkpoint_dir(tf, args.checkpoint_dir)
+        manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=2)
     if manager and manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         log(f"resumed from checkpoint: epoch {int(epoch.numpy())} of {args.epochs}", flush=True)
@@ -201,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
         epoch.assign(e + 1)
         if manager:
             manager.save(checkpoint_number=e + 1)
+            after_save()  # copies it to --checkpoint-dir where TensorFlow could not write there
         log(f"epoch {e + 1}/{args.epochs} loss={mean_loss:.4f} examples/s={rates[-1]:.0f}", flush=True)
 
     if rank == 0:
@@ -247,10 +231,9 @@ def export(tf, model, spec: FeatureSpec, spec_path: str, export_dir: str) -> Non
     def serve(cat, num):
         return {"probability": tf.sigmoid(model({"cat": cat, "num": num}))}
 
-    # TensorFlow writes the SavedModel (local, file://, hdfs://; s3:// with tensorflow-io);
-    # platform_cli.storage stages it and moves it into place, or marks it _SUCCESS last.
+    # Staged and moved into place (or marked _SUCCESS last on an object store) by storage.
     with storage.staged_dir(export_dir) as tmp:
-        tf.saved_model.save(model, storage.native(tmp), signatures={"serving_default": serve})
+        storage.tf_save_model(tf, model, tmp, signatures={"serving_default": serve})
         storage.copy_file(spec_path, storage.join(tmp, SPEC_FILE))
 
 

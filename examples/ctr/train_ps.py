@@ -29,7 +29,7 @@ import numpy as np
 
 from platform_cli import storage
 from platform_cli.features import SPEC_FILE, FeatureSpec
-from train import build_model, check_tf_filesystems, evaluate, export, load_split, parse_args
+from train import build_model, evaluate, export, load_split, parse_args
 
 # Keep the job log readable; set TF_CPP_MIN_LOG_LEVEL=0 to see TensorFlow's own logging again.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -72,7 +72,6 @@ def train(tf, resolver, args) -> int:
     servers = resolver.cluster_spec().num_tasks("ps")
 
     storage.require_complete(args.features)
-    check_tf_filesystems(tf, args.checkpoint_dir, args.export_dir)
     spec = FeatureSpec.load(storage.join(args.features, SPEC_FILE))
     cat, num, label = load_split(storage.join(args.features, "train"), spec)
     steps = len(label) // args.batch_size
@@ -88,7 +87,8 @@ def train(tf, resolver, args) -> int:
         model({"cat": cat[:1], "num": num[:1]})
         optimizer.build(model.trainable_variables)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
-    manager = tf.train.CheckpointManager(checkpoint, storage.native(args.checkpoint_dir), max_to_keep=2)
+    checkpoint_dir, after_save = storage.tf_checkpoint_dir(tf, args.checkpoint_dir)
+    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=2)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         print(f"resumed from checkpoint: epoch {int(epoch.numpy())} of {args.epochs}", flush=True)
@@ -124,6 +124,7 @@ def train(tf, resolver, args) -> int:
         rates.append(steps * args.batch_size / (time.monotonic() - started))
         epoch.assign(e + 1)
         manager.save(checkpoint_number=e + 1)
+        after_save()  # copies it to --checkpoint-dir where TensorFlow could not write there
         print(f"epoch {e + 1}/{args.epochs} loss={mean_loss:.4f} examples/s={rates[-1]:.0f}", flush=True)
 
     # Evaluate and export from a plain (undistributed) copy: the serving signature must not
