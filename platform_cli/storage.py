@@ -100,7 +100,8 @@ def _fix_for(scheme: str) -> str:
         return ("the job's image needs Java and libhdfs: set JAVA_HOME, HADOOP_HOME (or ARROW_LIBHDFS_DIR) "
                 "and CLASSPATH=$(hadoop classpath --glob)")
     if scheme in ("s3", "s3a"):
-        return "give the job AWS credentials and region in its environment (AWS_ACCESS_KEY_ID, AWS_DEFAULT_REGION, ...)"
+        return ("give the job S3 credentials and endpoint in its environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, "
+                "AWS_REGION, AWS_ENDPOINT_URL)")
     return "use a local path or a file://, hdfs:// or s3:// URI"
 
 
