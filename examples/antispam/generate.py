@@ -6,6 +6,7 @@ Spam is drawn from templates with promotional words, links and new accounts; ham
 phrases. Some words appear in both (and some spam is written like ham), so the task is
 learnable but not trivial. Output: OUT/part-00000.parquet with columns
     text (str), sender_region (str or null), sender_age_days (int), links (int), spam (0/1)
+OUT is replaced whole; it may be a local path or a URI (see platform_cli.storage).
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from platform_cli.atomic import staged_dir
+from platform_cli import storage
 
 LABEL = "spam"
 HAM_WORDS = ("today weather lunch friends movie great match team coffee weekend photo family news game "
@@ -51,17 +51,20 @@ def generate(rows: int, seed: int) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", required=True, help="output directory or URI (replaced)")
     parser.add_argument("--rows", type=int, default=6000)
     parser.add_argument("--seed", type=int, default=3)
     args = parser.parse_args(argv)
     started = time.monotonic()
     frame = generate(args.rows, args.seed)
-    with staged_dir(args.out) as tmp:
-        frame.to_parquet(tmp / "part-00000.parquet", index=False)
+    with storage.staged_dir(args.out) as tmp, storage.open_output(storage.join(tmp, "part-00000.parquet")) as stream:
+        frame.to_parquet(stream, index=False)
     print(f"wrote {len(frame)} comments ({frame[LABEL].mean():.0%} spam) to {args.out} in {time.monotonic() - started:.1f}s")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except storage.StorageError as error:  # a missing or unreachable location: one line, not a traceback
+        sys.exit(f"error: {error}")

@@ -9,7 +9,8 @@ region embedding and the numbers, and outputs P(spam). It trains in a few second
 
 The export's serving_default signature maps cat int64 [None, 1], num float32 [None, 2] and
 tokens int64 [None, MAX_TOKENS] to {"probability": float32 [None]}, with feature_spec.json next
-to saved_model.pb; metrics.json holds eval auc and logloss.
+to saved_model.pb; metrics.json holds eval auc and logloss. Paths may be local or URIs, all
+opened through platform_cli.storage, as in examples/ctr/train.py.
 """
 
 from __future__ import annotations
@@ -18,12 +19,11 @@ import argparse
 import os
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from platform_cli.atomic import staged_dir, write_json
+from platform_cli import storage
 from platform_cli.features import SPEC_FILE, CategoricalFeature, FeatureSpec, NumericFeature, TextFeature, transform
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -62,9 +62,9 @@ def build_model(tf, spec: FeatureSpec):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--raw", type=Path, required=True)
-    parser.add_argument("--export-dir", type=Path, required=True)
-    parser.add_argument("--metrics-file", type=Path, required=True)
+    parser.add_argument("--raw", required=True, help="generate.py's output directory or URI")
+    parser.add_argument("--export-dir", required=True, help="SavedModel directory or URI (replaced)")
+    parser.add_argument("--metrics-file", required=True)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--seed", type=int, default=3)
     args = parser.parse_args(argv)
@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     tf.keras.utils.set_random_seed(args.seed)
     tf.config.threading.set_intra_op_parallelism_threads(1)
-    frame = pd.read_parquet(args.raw)
+    storage.require_complete(args.raw)
+    frame = storage.read_parquet(args.raw).to_pandas()
     # A split seed of its own: the generator drew the labels from a generator seeded with --seed.
     is_eval = np.random.default_rng([args.seed, 1]).random(len(frame)) < 0.2
     train, evaluation = frame[~is_eval].reset_index(drop=True), frame[is_eval].reset_index(drop=True)
@@ -98,14 +99,16 @@ def main(argv: list[str] | None = None) -> int:
     def serve(cat, num, tokens):
         return {"probability": model({"cat": cat, "num": num, "tokens": tokens}, training=False)[:, 0]}
 
-    with staged_dir(args.export_dir) as tmp:
-        tf.saved_model.save(model, str(tmp), signatures={"serving_default": serve})
-        spec.save(tmp / SPEC_FILE)
-    args.metrics_file.parent.mkdir(parents=True, exist_ok=True)
-    write_json(args.metrics_file, metrics)
+    with storage.staged_dir(args.export_dir) as tmp:
+        storage.tf_save_model(tf, model, tmp, signatures={"serving_default": serve})
+        spec.save(storage.join(tmp, SPEC_FILE))
+    storage.write_json(args.metrics_file, metrics)
     print(f"exported {args.export_dir} in {time.monotonic() - started:.1f}s")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except storage.StorageError as error:  # a missing or unreachable location: one line, not a traceback
+        sys.exit(f"error: {error}")

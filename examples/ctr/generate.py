@@ -10,7 +10,9 @@ popularity, as in a real feed, and a few values are missing.
     python generate.py --rows 40000 --out data/raw
 
 writes data/raw/part-00000.parquet (columns: RAW_FIELDS plus LABEL). The directory is built next
-to --out and renamed into place, so an interrupted run leaves no half-written dataset.
+to --out and renamed into place, so an interrupted run leaves no half-written dataset. --out may
+also be a URI (file://, hdfs://, s3://: what ${storage} is on a cluster stack); there the
+directory also gets a _SUCCESS marker, written last (see platform_cli.storage).
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,7 @@ from scipy.optimize import brentq
 from scipy.special import expit
 from sklearn.metrics import roc_auc_score
 
-from platform_cli.atomic import staged_dir
+from platform_cli import storage
 
 LABEL = "clicked"
 RAW_FIELDS = [
@@ -60,8 +61,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--users", type=int, default=1_000)
     parser.add_argument("--items", type=int, default=500)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--out", type=Path, required=True, help="output directory (replaced)")
-    parser.add_argument("--holdout", type=Path, help="also write --holdout-rows more impressions of the same users and items here, never trained on (for evaluation)")
+    parser.add_argument("--out", required=True, help="output directory or URI (replaced)")
+    parser.add_argument("--holdout", help="also write --holdout-rows more impressions of the same users and items here, never trained on (for evaluation)")
     parser.add_argument("--holdout-rows", type=int, default=0)
     args = parser.parse_args(argv)
     for name in ("rows", "users", "items"):
@@ -160,11 +161,10 @@ def _calibrate_base(logit: np.ndarray, ctr: float) -> float:
     return brentq(lambda offset: expit(logit + offset).mean() - ctr, -20.0, 20.0)
 
 
-def write(frame: pd.DataFrame, out: Path) -> None:
+def write(frame: pd.DataFrame, out: str) -> None:
     """Write `frame` as out/part-00000.parquet, replacing `out` only once the file is complete."""
-    with staged_dir(out) as tmp:
-        frame.to_parquet(tmp / "part-00000.parquet", engine="pyarrow", index=False)
-
+    with storage.staged_dir(out) as tmp, storage.open_output(storage.join(tmp, "part-00000.parquet")) as stream:
+        frame.to_parquet(stream, engine="pyarrow", index=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,4 +185,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except storage.StorageError as error:  # a missing or unreachable location: one line, not a traceback
+        sys.exit(f"error: {error}")

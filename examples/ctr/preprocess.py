@@ -8,13 +8,18 @@
 3. applies platform_cli.features.transform to both splits with mapInPandas: the same function
    the model server runs on requests, so offline and online features match by construction.
 
-Output (built in a temporary directory next to --out, then renamed into place):
+Output (built in a temporary directory next to --out, then renamed into place; on an object
+store written in place with a _SUCCESS marker last, see platform_cli.storage):
     OUT/train/, OUT/eval/   Parquet with columns
                               cat   array<bigint>  hashed ids, one per FeatureSpec.categorical
                               num   array<float>   standardised values, one per FeatureSpec.numeric
                               label float          1.0 clicked, 0.0 not
                             i.e. exactly the inputs of the model's serving signature, plus the label
     OUT/feature_spec.json   the fitted FeatureSpec
+
+--raw and --out are local paths or URIs (hdfs:// or s3:// on a cluster stack): Spark reads and
+writes them itself (s3:// needs Hadoop's S3A connector mapped to it, fs.s3.impl); a URI --raw
+must carry the generator's _SUCCESS marker.
 
 Executors import platform_cli, so they must run a Python that has it installed: PYSPARK_PYTHON,
 defaulting to the interpreter running this driver.
@@ -27,9 +32,8 @@ import os
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
-from platform_cli.atomic import staged_dir
+from platform_cli import storage
 from platform_cli.features import SPEC_FILE, CategoricalFeature, FeatureSpec, NumericFeature, transform
 
 LABEL = "clicked"
@@ -45,8 +49,8 @@ SPLIT_RESOLUTION = 10_000
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--raw", required=True, help="directory of raw impressions (Parquet)")
-    parser.add_argument("--out", type=Path, required=True, help="output directory (replaced)")
+    parser.add_argument("--raw", required=True, help="directory or URI of raw impressions (Parquet)")
+    parser.add_argument("--out", required=True, help="output directory or URI (replaced)")
     parser.add_argument("--eval-fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=7, help="seeds the train/eval split")
     parser.add_argument("--buckets", type=int, default=50_000, help="hash buckets per id field")
@@ -121,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     from pyspark.sql import functions as F
 
     started = time.monotonic()
+    storage.require_complete(args.raw)  # before Spark starts: a half-written URI dataset is refused
     spark = SparkSession.builder.appName("plinth-ctr-preprocess").getOrCreate()
     spark.sparkContext.setLogLevel("WARN")
     try:
@@ -134,11 +139,11 @@ def main(argv: list[str] | None = None) -> int:
         splits = {"train": raw.where(~is_eval), "eval": raw.where(is_eval)}
 
         spec = fit_spec(splits["train"], args.buckets)
-        with staged_dir(args.out) as tmp:
+        with storage.staged_dir(args.out) as tmp:
             for name, split in splits.items():
-                featurize(split, spec).write.parquet(str(tmp / name))
-            spec.save(tmp / SPEC_FILE)
-            counts = {name: spark.read.parquet(str(tmp / name)).count() for name in splits}
+                featurize(split, spec).write.parquet(storage.join(tmp, name))
+            spec.save(storage.join(tmp, SPEC_FILE))
+            counts = {name: spark.read.parquet(storage.join(tmp, name)).count() for name in splits}
     finally:
         spark.stop()
     print(f"train rows={counts['train']} eval rows={counts['eval']}")
@@ -149,4 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except storage.StorageError as error:  # a missing or unreachable location: one line, not a traceback
+        sys.exit(f"error: {error}")

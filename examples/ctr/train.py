@@ -13,6 +13,12 @@
   with feature_spec.json next to saved_model.pb, and writes the metrics JSON. The export is built
   in a temporary directory and renamed into place, so a crash never leaves a half model.
 
+Every path may be a local path or a URI (what ${storage} is on a cluster stack). Features, the
+feature spec and the metrics file go through platform_cli.storage (pyarrow: file://, hdfs://,
+s3://). TensorFlow writes checkpoints and the SavedModel itself where it has a filesystem for
+the location (local, file://; hdfs:// and s3:// only with tensorflow-io); otherwise it writes
+them to the local disk and platform_cli.storage copies them there (and back, to resume).
+
 TensorFlow uses OMP_NUM_THREADS threads per worker if set, else the cores divided among the
 workers on this host: several workers each using every core just thrash.
 """
@@ -21,14 +27,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-from platform_cli.atomic import staged_dir, write_json
+from platform_cli import storage
 from platform_cli.features import SPEC_FILE, FeatureSpec
 
 # Keep the job log readable; set TF_CPP_MIN_LOG_LEVEL=0 to see TensorFlow's own logging again.
@@ -39,10 +43,11 @@ EVAL_BATCH = 8192
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--features", type=Path, required=True, help="preprocess.py output directory")
-    parser.add_argument("--export-dir", type=Path, required=True, help="SavedModel directory (replaced)")
-    parser.add_argument("--metrics-file", type=Path, required=True)
-    parser.add_argument("--checkpoint-dir", type=Path, required=True, help="resumes from here if it has a checkpoint")
+    # Strings, not pathlib paths: Path("hdfs://nn:8020/x") would collapse the "//".
+    parser.add_argument("--features", required=True, help="preprocess.py output directory or URI")
+    parser.add_argument("--export-dir", required=True, help="SavedModel directory or URI (replaced)")
+    parser.add_argument("--metrics-file", required=True)
+    parser.add_argument("--checkpoint-dir", required=True, help="resumes from here if it has a checkpoint")
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=512, help="per worker")
     parser.add_argument("--lr", type=float, default=0.002, help="for one worker; scaled by the worker count")
@@ -55,17 +60,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def load_split(path: Path, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def load_split(path: str, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(cat int64 [N, C], num float32 [N, K], label float32 [N]) from a preprocess.py split."""
-    import pyarrow.parquet as pq
-
-    table = pq.read_table(path, columns=["cat", "num", "label"])
+    table = storage.read_parquet(path, columns=["cat", "num", "label"])
     cat = _matrix(table.column("cat"), len(spec.categorical), np.int64, path)
     num = _matrix(table.column("num"), len(spec.numeric), np.float32, path)
     return cat, num, table.column("label").to_numpy().astype(np.float32)
 
 
-def _matrix(column, width: int, dtype, path: Path) -> np.ndarray:
+def _matrix(column, width: int, dtype, path: str) -> np.ndarray:
     values = column.combine_chunks().flatten().to_numpy()
     if values.size != len(column) * width:
         raise SystemExit(f"error: {path} does not match {SPEC_FILE}: expected {width} values per row")
@@ -115,6 +118,7 @@ def configure_threads(tf, local_size: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    storage.require_complete(args.features)  # before TensorFlow starts: refuse half-written features
     import horovod.tensorflow as hvd
     import tensorflow as tf
 
@@ -123,8 +127,8 @@ def main(argv: list[str] | None = None) -> int:
     rank, size = hvd.rank(), hvd.size()
     log = print if rank == 0 else (lambda *a, **k: None)
 
-    spec = FeatureSpec.load(args.features / SPEC_FILE)
-    train_all = load_split(args.features / "train", spec)
+    spec = FeatureSpec.load(storage.join(args.features, SPEC_FILE))
+    train_all = load_split(storage.join(args.features, "train"), spec)
     cat, num, label = shard(train_all, rank, size)
     steps = len(label) // args.batch_size
     if steps == 0:
@@ -141,7 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     model({"cat": cat[:1], "num": num[:1]})
     optimizer.build(model.trainable_variables)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
-    manager = tf.train.CheckpointManager(checkpoint, str(args.checkpoint_dir), max_to_keep=2) if rank == 0 else None
+    manager, after_save = None, None
+    if rank == 0:
+        checkpoint_dir, after_save = storage.tf_checkpoint_dir(tf, args.checkpoint_dir)
+        manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=2)
     if manager and manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         log(f"resumed from checkpoint: epoch {int(epoch.numpy())} of {args.epochs}", flush=True)
@@ -177,12 +184,13 @@ def main(argv: list[str] | None = None) -> int:
         epoch.assign(e + 1)
         if manager:
             manager.save(checkpoint_number=e + 1)
+            after_save()  # copies it to --checkpoint-dir where TensorFlow could not write there
         log(f"epoch {e + 1}/{args.epochs} loss={mean_loss:.4f} examples/s={rates[-1]:.0f}", flush=True)
 
     if rank == 0:
-        metrics = evaluate(model, load_split(args.features / "eval", spec))
+        metrics = evaluate(model, load_split(storage.join(args.features, "eval"), spec))
         print(f"eval auc={metrics['auc']:.4f} logloss={metrics['logloss']:.4f}", flush=True)
-        export(tf, model, spec, args.features / SPEC_FILE, args.export_dir)
+        export(tf, model, spec, storage.join(args.features, SPEC_FILE), args.export_dir)
         print(f"exported {args.export_dir}", flush=True)
         metrics.update(
             train_examples=len(train_all[2]),
@@ -191,8 +199,7 @@ def main(argv: list[str] | None = None) -> int:
             # Steady state: the first epoch of a process also pays for tracing the step function.
             examples_per_sec=round(float(np.mean(rates[1:] or rates)), 1) if rates else None,
         )
-        args.metrics_file.parent.mkdir(parents=True, exist_ok=True)
-        write_json(args.metrics_file, metrics)
+        storage.write_json(args.metrics_file, metrics)
     return 0
 
 
@@ -212,7 +219,7 @@ def evaluate(model, split) -> dict:
     }
 
 
-def export(tf, model, spec: FeatureSpec, spec_path: Path, export_dir: Path) -> None:
+def export(tf, model, spec: FeatureSpec, spec_path: str, export_dir: str) -> None:
     """SavedModel with the serving signature and the feature spec, moved into place when complete."""
 
     @tf.function(
@@ -224,11 +231,15 @@ def export(tf, model, spec: FeatureSpec, spec_path: Path, export_dir: Path) -> N
     def serve(cat, num):
         return {"probability": tf.sigmoid(model({"cat": cat, "num": num}))}
 
-    with staged_dir(export_dir) as tmp:
-        tf.saved_model.save(model, str(tmp), signatures={"serving_default": serve})
-        shutil.copyfile(spec_path, tmp / SPEC_FILE)
+    # Staged and moved into place (or marked _SUCCESS last on an object store) by storage.
+    with storage.staged_dir(export_dir) as tmp:
+        storage.tf_save_model(tf, model, tmp, signatures={"serving_default": serve})
+        storage.copy_file(spec_path, storage.join(tmp, SPEC_FILE))
 
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except storage.StorageError as error:  # a missing or unreachable location: one line, not a traceback
+        sys.exit(f"error: {error}")

@@ -15,7 +15,8 @@ training operator's TFJob sets it):
   after every epoch (a restarted job resumes), then evaluates, exports the SavedModel and
   writes the metrics file exactly as train.py does, and exits - which ends the job.
 
-Same flags as train.py; --batch-size is per step (one step runs on one worker at a time).
+Same flags as train.py, with the same local paths or URIs; --batch-size is per step (one step
+runs on one worker at a time).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ import time
 
 import numpy as np
 
-from platform_cli.atomic import write_json
+from platform_cli import storage
 from platform_cli.features import SPEC_FILE, FeatureSpec
 from train import build_model, evaluate, export, load_split, parse_args
 
@@ -70,8 +71,9 @@ def train(tf, resolver, args) -> int:
     workers = resolver.cluster_spec().num_tasks("worker")
     servers = resolver.cluster_spec().num_tasks("ps")
 
-    spec = FeatureSpec.load(args.features / SPEC_FILE)
-    cat, num, label = load_split(args.features / "train", spec)
+    storage.require_complete(args.features)
+    spec = FeatureSpec.load(storage.join(args.features, SPEC_FILE))
+    cat, num, label = load_split(storage.join(args.features, "train"), spec)
     steps = len(label) // args.batch_size
     if steps == 0:
         raise SystemExit(f"error: {len(label)} train rows is less than one batch of {args.batch_size}")
@@ -85,7 +87,8 @@ def train(tf, resolver, args) -> int:
         model({"cat": cat[:1], "num": num[:1]})
         optimizer.build(model.trainable_variables)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
-    manager = tf.train.CheckpointManager(checkpoint, str(args.checkpoint_dir), max_to_keep=2)
+    checkpoint_dir, after_save = storage.tf_checkpoint_dir(tf, args.checkpoint_dir)
+    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=2)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         print(f"resumed from checkpoint: epoch {int(epoch.numpy())} of {args.epochs}", flush=True)
@@ -121,6 +124,7 @@ def train(tf, resolver, args) -> int:
         rates.append(steps * args.batch_size / (time.monotonic() - started))
         epoch.assign(e + 1)
         manager.save(checkpoint_number=e + 1)
+        after_save()  # copies it to --checkpoint-dir where TensorFlow could not write there
         print(f"epoch {e + 1}/{args.epochs} loss={mean_loss:.4f} examples/s={rates[-1]:.0f}", flush=True)
 
     # Evaluate and export from a plain (undistributed) copy: the serving signature must not
@@ -128,18 +132,20 @@ def train(tf, resolver, args) -> int:
     local = build_model(tf, spec, args.embedding_dim)
     local({"cat": cat[:1], "num": num[:1]})
     local.set_weights(model.get_weights())
-    metrics = evaluate(local, load_split(args.features / "eval", spec))
+    metrics = evaluate(local, load_split(storage.join(args.features, "eval"), spec))
     print(f"eval auc={metrics['auc']:.4f} logloss={metrics['logloss']:.4f}", flush=True)
-    export(tf, local, spec, args.features / SPEC_FILE, args.export_dir)
+    export(tf, local, spec, storage.join(args.features, SPEC_FILE), args.export_dir)
     print(f"exported {args.export_dir}", flush=True)
     metrics.update(
         train_examples=len(label), epochs=args.epochs, workers=workers, parameter_servers=servers,
         examples_per_sec=round(float(np.mean(rates[1:] or rates)), 1) if rates else None,
     )
-    args.metrics_file.parent.mkdir(parents=True, exist_ok=True)
-    write_json(args.metrics_file, metrics)
+    storage.write_json(args.metrics_file, metrics)
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except storage.StorageError as error:  # a missing or unreachable location: one line, not a traceback
+        sys.exit(f"error: {error}")

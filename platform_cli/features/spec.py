@@ -8,11 +8,10 @@ the statistics the model was trained on.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from platform_cli.atomic import write_text
+from platform_cli import storage
 
 # The spec's file name wherever it travels: next to the features, inside an exported model.
 SPEC_FILE = "feature_spec.json"
@@ -80,9 +79,10 @@ class FeatureSpec(BaseModel):
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> FeatureSpec:
-        return cls.model_validate_json(Path(path).read_text())
+        """From a local path or a URI (file://, hdfs://, s3://): see platform_cli.storage."""
+        return cls.model_validate_json(storage.read_text(path))
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the spec as JSON, atomically: readers never see a half-written file."""
         # Without text fields the file is exactly what it was before they existed.
-        write_text(Path(path), self.model_dump_json(indent=2, exclude=set() if self.text else {"text"}) + "\n")
+        storage.write_text(path, self.model_dump_json(indent=2, exclude=set() if self.text else {"text"}) + "\n")

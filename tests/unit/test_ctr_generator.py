@@ -60,3 +60,17 @@ def test_holdout_rows_are_fresh_impressions_of_the_same_world(generate, tmp_path
     # drawn together with the training rows, so from the same hidden users, items and effects
     together = generate.generate(rows=2000, users=100, items=50, seed=4)
     pd.testing.assert_frame_equal(holdout, together.iloc[1500:].reset_index(drop=True), check_dtype=False)
+
+
+def test_main_writes_to_a_file_uri_as_to_a_cluster_storage(generate, tmp_path):
+    """--out as ${storage} renders on a cluster stack, a URI: pyarrow writes it (file:// takes the
+    rename-into-place path that hdfs:// takes; HDFS itself is not available here)."""
+    from platform_cli import storage
+
+    raw = f"file://{tmp_path}/ctr/raw"
+    generate.main(["--rows", "300", "--users", "20", "--items", "10", "--seed", "5", "--out", raw])
+    assert sorted(p.name for p in (tmp_path / "ctr" / "raw").iterdir()) == ["_SUCCESS", "part-00000.parquet"]
+    assert [p.name for p in (tmp_path / "ctr").iterdir()] == ["raw"]
+    storage.require_complete(raw)
+    written = storage.read_parquet(raw).to_pandas()
+    pd.testing.assert_frame_equal(written, generate.generate(rows=300, users=20, items=10, seed=5), check_like=True)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from platform_cli.features import MISSING_TOKEN, CategoricalFeature, FeatureSpec, NumericFeature, transform
+from platform_cli.features import MISSING_TOKEN, SPEC_FILE, CategoricalFeature, FeatureSpec, NumericFeature, transform
 
 SPEC = FeatureSpec(
     categorical=[
@@ -121,3 +121,12 @@ def test_feature_spec_rejects_duplicate_names():
     with pytest.raises(ValueError, match="repeated: hour"):
         FeatureSpec(categorical=[CategoricalFeature(name="hour", buckets=10)],
                     numeric=[NumericFeature(name="hour")], label="clicked")
+
+
+def test_feature_spec_round_trip_through_a_file_uri(tmp_path):
+    """How preprocess.py writes and train.py reads the spec when ${storage} is a URI."""
+    uri = f"file://{tmp_path}/features/{SPEC_FILE}"
+    SPEC.save(uri)
+    assert FeatureSpec.load(uri) == SPEC
+    assert (tmp_path / "features" / SPEC_FILE).read_text() == SPEC.model_dump_json(indent=2, exclude={"text"}) + "\n"
+    assert [p.name for p in (tmp_path / "features").iterdir()] == [SPEC_FILE]
