@@ -112,8 +112,13 @@ def build_model(tf, spec: FeatureSpec, embedding_dim: int):
 
 def configure_threads(tf, local_size: int) -> None:
     threads = int(os.environ.get("OMP_NUM_THREADS") or 0) or max(1, len(os.sched_getaffinity(0)) // local_size)
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        # TensorFlow already ran in this process (main() called in-process, e.g. by a test):
+        # its thread pools are fixed by then, so train with them.
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
