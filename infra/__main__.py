@@ -25,6 +25,7 @@ if CHECKOUT not in sys.path:
     sys.path.insert(0, CHECKOUT)
 
 from infra.components.contract import export_platform, platform_reference  # noqa: E402
+from infra.components.engines import WorkloadEngines  # noqa: E402
 from infra.components.gpu import GpuDriver  # noqa: E402
 from infra.components.gpu_pool import GpuPool  # noqa: E402
 from infra.components.hadoop import yarn_client_files  # noqa: E402
@@ -93,6 +94,7 @@ def platform_program(stack: Stack) -> None:
         s3 = platform.storage.s3
         storage |= {"uri": platform.storage.uri, "endpoint": s3.endpoint, "region": s3.region, "bucket": s3.bucket}
     Serving(platform.kserve)
+    WorkloadEngines(platform.scheduler.kind)
     yarn = None
     if platform.yarn is not None:
         yarn = {"resourceManager": platform.yarn.resource_manager, "defaultFs": platform.yarn.default_fs}

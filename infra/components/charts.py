@@ -21,6 +21,7 @@ class Chart:
     version: str
     namespace: str
     repo: str | None = None   # classic Helm repository; None for oci:// charts
+    app_version: str | None = None  # when the chart's default image is not the version Plinth targets
 
 
 VOLCANO = Chart("volcano", "volcano", "1.15.1", "volcano-system", repo="https://volcano-sh.github.io/helm-charts")
@@ -31,7 +32,12 @@ CERT_MANAGER = Chart("cert-manager", "cert-manager", "v1.16.2", "cert-manager", 
 KSERVE_CRD = Chart("kserve-crd", "oci://ghcr.io/kserve/charts/kserve-crd", "v0.15.2", "kserve")
 KSERVE = Chart("kserve", "oci://ghcr.io/kserve/charts/kserve", "v0.15.2", "kserve")
 
-ALL = (VOLCANO, KUEUE, NVIDIA_DEVICE_PLUGIN, NVIDIA_GPU_OPERATOR, CERT_MANAGER, KSERVE_CRD, KSERVE)
+SPARK_OPERATOR = Chart("spark-operator", "spark-operator", "2.5.2", "spark-operator", repo="https://kubeflow.github.io/spark-operator")
+# Chart 2.0.1 ships Argo Workflows v4.1.0; its images are pinned to v4.1.2, whose CRD schemas
+# Plinth validates flows against.
+ARGO_WORKFLOWS = Chart("argo-workflows", "argo-workflows", "2.0.1", "argo", repo="https://argoproj.github.io/argo-helm", app_version="v4.1.2")
+
+ALL = (VOLCANO, KUEUE, NVIDIA_DEVICE_PLUGIN, NVIDIA_GPU_OPERATOR, CERT_MANAGER, KSERVE_CRD, KSERVE, SPARK_OPERATOR, ARGO_WORKFLOWS)
 
 
 def helm_release(chart: Chart, values: dict[str, Any], opts: pulumi.ResourceOptions, version: str | None = None) -> k8s.helm.v3.Release:

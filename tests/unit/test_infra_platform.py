@@ -96,6 +96,8 @@ def test_helm_releases_are_pinned_charts_from_their_repositories(platform) -> No
         "cert-manager": ("cert-manager", "https://charts.jetstack.io", "v1.16.2", "cert-manager"),
         "kserve-crd": ("oci://ghcr.io/kserve/charts/kserve-crd", None, "v0.15.2", "kserve"),
         "kserve": ("oci://ghcr.io/kserve/charts/kserve", None, "v0.15.2", "kserve"),
+        "spark-operator": ("spark-operator", "https://kubeflow.github.io/spark-operator", "2.5.2", "spark-operator"),
+        "argo-workflows": ("argo-workflows", "https://argoproj.github.io/argo-helm", "2.0.1", "argo"),
     }
     assert {name: (r["chart"], r["repo"], r["version"], r["namespace"]) for name, r in installed.items()} == expected
     assert installed["kserve"]["values"]["kserve"]["controller"]["deploymentMode"] == "RawDeployment"
@@ -104,6 +106,11 @@ def test_helm_releases_are_pinned_charts_from_their_repositories(platform) -> No
     terms = plugin["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert terms == [{"matchExpressions": [{"key": "plinth.dev/gpu-pool", "operator": "Exists"}]}]
     assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in plugin["tolerations"]
+    # The engines the job and flow renderers target: Spark applications in every namespace,
+    # gang-scheduled by Volcano; Argo at the version whose CRD schemas flows are validated against.
+    spark = installed["spark-operator"]["values"]
+    assert spark["spark"]["jobNamespaces"] == [""] and spark["controller"]["batchScheduler"] == {"enable": True, "default": "volcano"}
+    assert installed["argo-workflows"]["values"]["images"]["tag"] == "v4.1.2"
 
 
 def test_hdfs_runs_as_statefulsets_with_volumes_and_its_config(platform) -> None:
@@ -130,6 +137,7 @@ def test_kueue_gpu_operator_s3_and_yarn_variant(variant) -> None:
     assert (installed["kueue"]["chart"], installed["kueue"]["version"]) == ("oci://registry.k8s.io/kueue/charts/kueue", "0.19.2")
     assert installed["gpu-operator"]["repo"] == "https://helm.ngc.nvidia.com/nvidia"
     assert installed["gpu-operator"]["values"]["driver"] == {"enabled": True}
+    assert installed["spark-operator"]["values"]["controller"]["batchScheduler"] == {"enable": False}  # Kueue admits Spark pods itself
     flavors = by_kind(variant, "ResourceFlavor")
     assert set(flavors) == {"default", "gpu-a100", "gpu-t4"}
     assert flavors["gpu-t4"]["spec"]["nodeLabels"] == {"plinth.dev/gpu-pool": "t4", "plinth.dev/gpu-type": "nvidia-tesla-t4"}

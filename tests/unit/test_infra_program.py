@@ -73,7 +73,7 @@ EXPECTED_TYPES = {
         "kubernetes:core/v1:Namespace": 2,                      # plinth-system, plinth-storage
         "kubernetes:karpenter.sh/v1:NodePool": 2,               # a100, t4
         "kubernetes:scheduling.k8s.io/v1:PriorityClass": 4,
-        "kubernetes:helm.sh/v3:Release": 5,                     # volcano, device plugin, cert-manager, kserve-crd, kserve
+        "kubernetes:helm.sh/v3:Release": 7,                     # volcano, device plugin, cert-manager, kserve-crd, kserve, spark-operator, argo-workflows
         "kubernetes:core/v1:Service": 2,                        # hdfs-namenode, hdfs-datanode
         "kubernetes:core/v1:ConfigMap": 1,                      # hdfs-config
         "kubernetes:apps/v1:StatefulSet": 2,
@@ -82,6 +82,7 @@ EXPECTED_TYPES = {
         "plinth:platform:Scheduler": 1,
         "plinth:platform:HdfsStorage": 1,
         "plinth:platform:Serving": 1,
+        "plinth:platform:WorkloadEngines": 1,
     },
     "team-feed": {
         "kubernetes:core/v1:Namespace": 1,
