@@ -7,6 +7,7 @@ model registry of a test never touch the developer's own .plinth/.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -34,3 +35,13 @@ def write_job(directory: Path, name: str, text: str, script: str | None = None) 
     path = directory / f"{name}.job.yaml"
     path.write_text(text)
     return path
+
+
+def assert_matches_golden(golden: Path, text: str) -> None:
+    """Compare rendered text with its committed golden file; PLINTH_REGENERATE=1 rewrites it
+    (then review the diff)."""
+    if os.environ.get("PLINTH_REGENERATE"):
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text)
+    assert golden.is_file(), f"no golden file {golden}; run with PLINTH_REGENERATE=1 and review the diff"
+    assert text == golden.read_text()

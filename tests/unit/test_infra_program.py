@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import runpy
 
 import pulumi
@@ -30,7 +29,7 @@ from platform_cli.errors import PlinthError
 from platform_cli.render.infra import UNVALIDATED_KINDS, evaluate, program_path, pulumi_config, render_stack, rendering_yaml, validate_rendering
 from platform_cli.render.validate import SchemaError, validate_object
 from platform_cli.spec.stack import load_stack
-from tests.conftest import REPO
+from tests.conftest import REPO, assert_matches_golden
 from tests.unit.infra_support import by_kind, render_examples, stack_config, variant_project
 
 
@@ -124,11 +123,7 @@ def test_example_stacks_match_their_golden_render(examples, stack: str) -> None:
     # What `plinth stack render` prints: a change to what a stack creates shows up as a diff here.
     text = rendering_yaml(examples[stack])
     golden = REPO / "tests" / "golden" / "stacks" / f"{stack}.yaml"
-    if os.environ.get("PLINTH_REGENERATE"):
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(text)
-    assert golden.is_file(), f"no golden file {golden}; run with PLINTH_REGENERATE=1 and review the diff"
-    assert text == golden.read_text()
+    assert_matches_golden(golden, text)
 
 
 def test_the_schema_check_rejects_what_the_api_server_would(examples) -> None:

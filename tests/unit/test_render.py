@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ from platform_cli.render.engine import quote, render_template
 from platform_cli.render.job import render_job
 from platform_cli.spec.job import load_job
 from platform_cli.spec.stack import load_stack
-from tests.conftest import REPO, write_job
+from tests.conftest import REPO, assert_matches_golden, write_job
 
 GOLDEN = REPO / "tests" / "golden"
 EXAMPLE_JOBS = sorted((REPO / "examples").glob("**/*.job.yaml"))
@@ -32,11 +31,7 @@ def test_example_jobs_match_their_golden_render(project: Path, job_file: Path) -
     rendered = render_job(job, load_stack("local"), job_id=f"{job.spec.name}-abcde")
     golden = GOLDEN / "local" / f"{job.spec.name}.yaml"
     text = normalised(rendered.text, project)
-    if os.environ.get("PLINTH_REGENERATE"):
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(text)
-    assert golden.is_file(), f"no golden file {golden}; run with PLINTH_REGENERATE=1 and review the diff"
-    assert text == golden.read_text()
+    assert_matches_golden(golden, text)
 
 
 def test_rendering_is_deterministic(project: Path) -> None:

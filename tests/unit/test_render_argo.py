@@ -8,7 +8,6 @@ resource templates against their operators' schemas, by issue 4's renderer.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from platform_cli.flow.plan import plan_flow
 from platform_cli.render.argo import render_flow
 from platform_cli.spec.flow import load_flow
 from platform_cli.spec.stack import load_stack
-from tests.conftest import REPO
+from tests.conftest import REPO, assert_matches_golden
 
 GOLDEN = REPO / "tests" / "golden" / "argo"
 FLOW = REPO / "examples" / "ctr" / "flow.yaml"
@@ -43,11 +42,7 @@ def without_sources(objects: list[dict]) -> list[dict]:
 def check_golden(name: str, objects: list[dict], project: Path) -> None:
     text = normalised(yaml.safe_dump_all(without_sources(objects), sort_keys=False), project)
     golden = GOLDEN / name
-    if os.environ.get("PLINTH_REGENERATE"):
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(text)
-    assert golden.is_file(), f"no golden file {golden}; run with PLINTH_REGENERATE=1 and review the diff"
-    assert text == golden.read_text()
+    assert_matches_golden(golden, text)
 
 
 def test_scheduled_example_flow_is_a_cron_workflow_matching_its_golden(project: Path) -> None:

@@ -7,7 +7,6 @@ render_cluster_job itself, so every test here that renders also proves schema va
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from platform_cli.render.job import render_job
 from platform_cli.render.validate import SchemaError, validate_objects
 from platform_cli.spec.job import load_job
 from platform_cli.spec.stack import load_stack
-from tests.conftest import REPO, write_job
+from tests.conftest import REPO, assert_matches_golden, write_job
 from tests.unit.test_render import HOSTILE
 
 GOLDEN = REPO / "tests" / "golden"
@@ -59,11 +58,7 @@ def test_example_jobs_match_their_kubernetes_golden_render(project: Path, job_fi
     rendered = render_job(job, load_stack("team-feed"), job_id=f"{job.spec.name}-abcde")
     golden = GOLDEN / "kubernetes" / f"{job.spec.name}.yaml"
     text = golden_text(rendered.text, job_file)
-    if os.environ.get("PLINTH_REGENERATE"):
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(text)
-    assert golden.is_file(), f"no golden file {golden}; run with PLINTH_REGENERATE=1 and review the diff"
-    assert text == golden.read_text()
+    assert_matches_golden(golden, text)
 
 
 @pytest.mark.parametrize("job_file", EXAMPLE_JOBS, ids=lambda p: p.name)
@@ -264,11 +259,7 @@ def test_spark_jobs_match_their_yarn_golden_render(lab: Path, job_file: Path) ->
     rendered = render_job(job, load_stack("team-lab-yarn"), job_id=f"{job.spec.name}-abcde")
     golden = GOLDEN / "yarn" / f"{job.spec.name}.yaml"
     text = rendered.text.replace(str(lab), "$PROJECT").replace(str(REPO), "$REPO")
-    if os.environ.get("PLINTH_REGENERATE"):
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(text)
-    assert golden.is_file(), f"no golden file {golden}; run with PLINTH_REGENERATE=1 and review the diff"
-    assert text == golden.read_text()
+    assert_matches_golden(golden, text)
 
 
 def test_yarn_spark_job_is_this_exact_spark_submit_command(lab: Path) -> None:

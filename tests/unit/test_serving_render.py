@@ -6,7 +6,6 @@ revision tracking for canaryTrafficPercent) — only a real cluster does.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ from platform_cli.render.serving import render_release
 from platform_cli.render.validate import SchemaError, validate_object
 from platform_cli.serving import traffic
 from platform_cli.spec.stack import GrayReleaseConfig, load_stack
-from tests.conftest import REPO
+from tests.conftest import REPO, assert_matches_golden
 
 GOLDEN = REPO / "tests" / "golden" / "kubernetes" / "serving"
 URIS = {v: f"hdfs://hdfs-namenode.plinth-storage.svc:8020/teams/feed/models/ctr/run{v}/artifacts/model" for v in (2, 3)}
@@ -44,11 +43,7 @@ def serverless(project: Path) -> str:
 def check_golden(name: str, objects: list[dict]) -> None:
     text = yaml.safe_dump_all(objects, sort_keys=False)
     golden = GOLDEN / f"{name}.yaml"
-    if os.environ.get("PLINTH_REGENERATE"):
-        golden.parent.mkdir(parents=True, exist_ok=True)
-        golden.write_text(text)
-    assert golden.is_file(), f"no golden file {golden}; run with PLINTH_REGENERATE=1 and review the diff"
-    assert text == golden.read_text()
+    assert_matches_golden(golden, text)
 
 
 def test_raw_deployment_is_an_isvc_per_version_and_a_splitter_graph(project: Path) -> None:
