@@ -60,6 +60,17 @@ class StorageError(PlinthError):
     pass
 
 
+def run_script(main: Callable[[], int]) -> None:
+    """A job script's entry point: exit with main()'s code; a storage problem (a missing or
+    unreachable location) exits 1 with one line, not a traceback."""
+    import sys
+
+    try:
+        sys.exit(main())
+    except StorageError as error:
+        sys.exit(f"error: {error}")
+
+
 def is_uri(location: Location) -> bool:
     """True for scheme://... locations (file:// included), False for plain local paths."""
     return bool(_URI.match(os.fspath(location)))

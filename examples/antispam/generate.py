@@ -12,7 +12,6 @@ OUT is replaced whole; it may be a local path or a URI (see platform_cli.storage
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import numpy as np
@@ -64,7 +63,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except storage.StorageError as error:  # a missing or unreachable location: one line, not a traceback
-        sys.exit(f"error: {error}")
+    storage.run_script(main)

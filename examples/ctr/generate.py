@@ -18,7 +18,6 @@ directory also gets a _SUCCESS marker, written last (see platform_cli.storage).
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import numpy as np
@@ -185,7 +184,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except storage.StorageError as error:  # a missing or unreachable location: one line, not a traceback
-        sys.exit(f"error: {error}")
+    storage.run_script(main)

@@ -154,7 +154,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except storage.StorageError as error:  # a missing or unreachable location: one line, not a traceback
-        sys.exit(f"error: {error}")
+    storage.run_script(main)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 
 import numpy as np
@@ -244,7 +243,4 @@ def export(tf, model, spec: FeatureSpec, spec_path: str, export_dir: str) -> Non
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except storage.StorageError as error:  # a missing or unreachable location: one line, not a traceback
-        sys.exit(f"error: {error}")
+    storage.run_script(main)

@@ -22,7 +22,6 @@ runs on one worker at a time).
 from __future__ import annotations
 
 import os
-import sys
 import time
 
 import numpy as np
@@ -145,7 +144,4 @@ def train(tf, resolver, args) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except storage.StorageError as error:  # a missing or unreachable location: one line, not a traceback
-        sys.exit(f"error: {error}")
+    storage.run_script(main)
