@@ -26,7 +26,9 @@ from platform_cli.errors import PlinthError
 from platform_cli.lineage import file_sha256, source_revision
 from platform_cli.render.cluster import LABEL_JOB_ID, LABEL_KIND, LABEL_ROLE, LABEL_TEAM, MAIN_ROLE
 from platform_cli.render.job import job_paths
-from platform_cli.targets.base import JobRecord, JobStatus, new_job_id
+from platform_cli.runs import new_id
+from platform_cli.status import JobStatus
+from platform_cli.targets.base import JobRecord
 
 if TYPE_CHECKING:
     from platform_cli.render.job import RenderedJob
@@ -112,7 +114,7 @@ class KubernetesTarget:
     # -- verbs -----------------------------------------------------------------------------
 
     def new_job_id(self, name: str) -> str:
-        return new_job_id(name)
+        return new_id(name)
 
     def submit(self, job: LoadedJob, rendered: RenderedJob) -> JobRecord:
         applied = []
