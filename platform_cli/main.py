@@ -6,8 +6,8 @@ Pulumi are imported inside the commands that use them, so `plinth --help` stays 
 
 from __future__ import annotations
 
+import gc
 import os
-import sys
 
 import typer
 from typer.core import TyperGroup
@@ -48,4 +48,10 @@ app.add_typer(flow.app, name="flow")
 
 
 def main() -> None:
-    sys.exit(app())
+    try:
+        app()
+    finally:
+        # Python's exit walks every object the command made looking for garbage cycles
+        # (pydantic's and typer's models alone take ~0.2 s of it on this machine). Nothing is
+        # needed any more: freezing them skips the walk; atexit handlers and threads still run.
+        gc.freeze()

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
 
+import psutil
 import pytest
 from pydantic import BaseModel
 
@@ -27,17 +28,27 @@ class Note(BaseModel):
     message: str = ""
 
 
+def sleeping_runner(directory: Path) -> int:
+    time.sleep(60)
+    return 0
+
+
+def crashing_runner(directory: Path) -> int:
+    raise RuntimeError("the disk is full")
+
+
+def quick_runner(directory: Path) -> int:
+    return 0
+
+
 class NoteStore(RunStore[Note]):
     noun, plural = "note", "notes"
     model, record_file, failed = Note, "note.json", JobStatus.FAILED
     runner_name = "note runner"
 
-    def __init__(self, root: Path, runner: str = "import time; time.sleep(60)"):
+    def __init__(self, root: Path, runner: str = "sleeping_runner"):
         super().__init__(root, "demo")
-        self.runner = runner
-
-    def runner_argv(self, directory: Path) -> list[str]:
-        return [sys.executable, "-c", self.runner, str(directory)]
+        self.runner = f"{__name__}:{runner}"
 
 
 def note(name: str = "n") -> Note:
@@ -67,10 +78,8 @@ def test_a_submission_that_fails_leaves_nothing_behind(tmp_path: Path) -> None:
         store.submit(note(), fill)
     assert list(store.root.iterdir()) == []
 
-    unstartable = NoteStore(tmp_path / "notes")
-    unstartable.runner_argv = lambda directory: [str(tmp_path / "no-such-runner")]
-    with pytest.raises(PlinthError, match="could not start the note runner"):
-        unstartable.submit(note(), lambda staging: None)
+    with pytest.raises(PlinthError, match="could not start the note runner: .*Is a directory"):
+        store.submit(note(), lambda staging: (staging / "runner.log").mkdir())  # where its log should go
     assert list(store.root.iterdir()) == []
 
 
@@ -88,7 +97,7 @@ def test_a_run_is_found_by_id_and_a_second_one_with_the_same_id_is_refused(tmp_p
 
 
 def test_a_dead_runner_is_reconciled_to_failed_with_its_error(tmp_path: Path) -> None:
-    store = NoteStore(tmp_path / "notes", runner="raise RuntimeError('the disk is full')")
+    store = NoteStore(tmp_path / "notes", runner="crashing_runner")
     record = note()
     directory = store.submit(record, lambda staging: None)
     wait_until(lambda: not store.runner_alive(directory))
@@ -123,7 +132,7 @@ def test_a_corrupt_record_is_one_line_naming_the_file(tmp_path: Path) -> None:
 
 
 def test_an_unknown_id_names_the_five_most_recent_runs(tmp_path: Path) -> None:
-    store = NoteStore(tmp_path / "notes", runner="pass")
+    store = NoteStore(tmp_path / "notes", runner="quick_runner")
     with pytest.raises(PlinthError, match="note 'nope' not found on stack 'demo'; recent notes: none"):
         store.directory("nope")
     ids = [store.submit(note(f"n{i}"), lambda staging: None).name for i in range(6)]
@@ -131,3 +140,24 @@ def test_an_unknown_id_names_the_five_most_recent_runs(tmp_path: Path) -> None:
         with pytest.raises(PlinthError) as caught:
             store.directory(bad)
         assert str(caught.value) == f"note {bad!r} not found on stack 'demo'; recent notes: {', '.join(ids[1:])}"
+
+
+def test_a_runner_is_forked_warm_and_a_threaded_parent_starts_a_new_interpreter(tmp_path: Path) -> None:
+    store = NoteStore(tmp_path / "notes")
+    forked = store.submit(note("forked"), lambda staging: None)
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        spawned = store.submit(note("spawned"), lambda staging: None)
+    finally:
+        stop.set()
+        thread.join()
+    try:
+        commands = {name: psutil.Process(json.loads((d / "process.json").read_text())["runner_pid"]).cmdline() for name, d in (("forked", forked), ("spawned", spawned))}
+        assert commands["forked"] == psutil.Process().cmdline()  # a copy of this process
+        assert commands["spawned"][1:4] == ["-m", "platform_cli.processes", f"{__name__}:sleeping_runner"]
+        assert all(os.getsid(psutil.Process(json.loads((d / "process.json").read_text())["runner_pid"]).pid) != os.getsid(0) for d in (forked, spawned))
+    finally:
+        kill_runner(store, forked)
+        kill_runner(store, spawned)
