@@ -13,6 +13,8 @@ import typer
 from typer.core import TyperGroup
 
 from platform_cli.commands import flow, job, model, stack
+from platform_cli.commands.completion import completion
+from platform_cli.commands.version import show_version, version
 from platform_cli.errors import PlinthError
 
 
@@ -45,9 +47,20 @@ app.add_typer(stack.app, name="stack")
 app.add_typer(job.app, name="job")
 app.add_typer(model.app, name="model")
 app.add_typer(flow.app, name="flow")
+app.command()(version)
+app.command()(completion)
+
+
+@app.callback()
+def root(_version: bool = typer.Option(False, "--version", is_eager=True, callback=show_version, help="show the version and exit")) -> None:
+    pass
 
 
 def main() -> None:
+    if os.environ.get("_PLINTH_COMPLETE"):  # the completion script asking for values
+        from platform_cli.completion import complete
+
+        complete(app)
     try:
         app()
     finally:
