@@ -8,8 +8,15 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
-# Frameworks the local platform runs jobs and model servers with (the lock file pins them).
-LOCAL_FRAMEWORKS = ("pyspark", "tensorflow", "horovod", "kserve", "mlflow", "pulumi")
+# What this machine runs with, and what for (the lock file pins them).
+LOCAL_FRAMEWORKS = {
+    "pyspark": "Spark jobs",
+    "tensorflow": "training, evaluation, model servers",
+    "horovod": "distributed training",
+    "kserve": "model servers",
+    "mlflow": "model library",
+    "pulumi": "stack deployments",
+}
 
 
 def _installed(package: str) -> str | None:

@@ -9,13 +9,13 @@ from platform_cli.output import OutputFormat, OutputOption, emit
 
 def version(output: OutputFormat = OutputOption):
     """Show Plinth's version, the engine versions it renders for, and the Python it runs on."""
-    from platform_cli.version import version_info
+    from platform_cli.version import LOCAL_FRAMEWORKS, version_info
 
     info = version_info()
     python = info["python"]
     rows = [("plinth", info["plinth"], ""), ("python", python["version"], python["implementation"])]
-    rows += [(engine, v, "cluster: rendered and validated for") for engine, v in info["cluster_engines"].items()]
-    rows += [(name, v, "local platform") for name, v in info["local_frameworks"].items()]
+    rows += [(engine, v, "renders for (cluster)") for engine, v in info["cluster_engines"].items()]
+    rows += [(name, v, f"local: {LOCAL_FRAMEWORKS[name]}") for name, v in info["local_frameworks"].items()]
     emit(info, output, lambda: (["component", "version", "role"], rows))
 
 
