@@ -107,9 +107,18 @@ def worker(mode: str, path: Path) -> dict:
 
     plan = plan_flow(load_flow(path))
     if mode == "flow":
+        from platform_cli.spec.stack import load_stack
+        from platform_cli.targets import get_target
+
         elapsed, record = run_flow(path)
         starts = [datetime.fromisoformat(record["steps"][key]["started"]) for key in plan.order]
-        return {"seconds": elapsed, "step_ms": [(b - a).total_seconds() * 1000 for a, b in zip(starts, starts[1:])]}
+        # A job's recorded end to the next job's submission: what the runner adds between two
+        # steps (noticing the end, recording it, rendering and submitting the next), free of the
+        # jobs' own time; the figure that carries over to long real jobs.
+        target = get_target(load_stack("local"))
+        jobs = [target.status(record["steps"][key]["job_id"]) for key in plan.order]
+        handoffs = [(b.submitted - a.finished).total_seconds() * 1000 for a, b in zip(jobs, jobs[1:])]
+        return {"seconds": elapsed, "step_ms": [(b - a).total_seconds() * 1000 for a, b in zip(starts, starts[1:])], "handoff_ms": handoffs}
     jobs = [plan.flow.jobs[key] for key in plan.order]
     return {"seconds": run_direct(jobs)}
 
@@ -126,6 +135,9 @@ def timed(argv: list[str], env: dict[str, str], cwd: Path) -> float:
 def side_env(tree: Path, project: Path) -> dict[str, str]:
     env = {**os.environ, "PYTHONPATH": str(tree), "PLINTH_PROJECT_DIR": str(project), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     env.pop("PLINTH_STACK", None)
+    # Python's default: compiled modules are cached (the warm-up run writes them for both sides).
+    # Without the cache every command compiles its ~150 modules again, ~0.35 s here.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 
@@ -133,7 +145,7 @@ def bench_sides(trees: dict[str, Path], project: Path, flow_path: Path, steps: i
     envs = {side: side_env(tree, project) for side, tree in trees.items()}
     results: dict = {"python -c pass": []}
     for side in trees:
-        results[side] = {"help": [], "submit_wait": [], "flow_seconds": [], "flow_step_ms": [], "direct_seconds": []}
+        results[side] = {"help": [], "submit_wait": [], "flow_seconds": [], "flow_step_ms": [], "flow_handoff_ms": [], "direct_seconds": []}
     python = [sys.executable]
     # warm the page cache for every side
     for side, env in envs.items():
@@ -154,6 +166,7 @@ def bench_sides(trees: dict[str, Path], project: Path, flow_path: Path, steps: i
                 if mode == "flow":
                     results[side]["flow_seconds"].append(measured["seconds"])
                     results[side]["flow_step_ms"] += measured["step_ms"]
+                    results[side]["flow_handoff_ms"] += measured["handoff_ms"]
                 else:
                     results[side]["direct_seconds"].append(measured["seconds"])
     return results
@@ -170,6 +183,7 @@ def summary(results: dict, steps: int) -> dict:
             "submit_wait_ms": ms(r["submit_wait"]),
             "flow_step_ms_median": round(statistics.median(r["flow_step_ms"]), 1),
             "flow_run_ms_per_step": round(statistics.median(r["flow_seconds"]) / steps * 1000, 1),
+            "flow_handoff_ms_median": round(statistics.median(r["flow_handoff_ms"]), 1),
             "direct_ms_per_step": round(statistics.median(r["direct_seconds"]) / steps * 1000, 1),
         }
     return out
@@ -288,8 +302,9 @@ def main() -> int:
         subprocess.run(["tar", "-x", "-C", str(baseline)], input=archive, check=True)
         flow_path = noop_flow(project, args.steps)
         trees = {"before": baseline, "after": REPO}
+        load_before = os.getloadavg()[0]  # other work on the machine, 1-minute average
         raw = bench_sides(trees, project, flow_path, args.steps, args.repeats, args.cli_repeats)
-        results = {"machine": f"{os.cpu_count()} cores", "baseline": args.baseline, "steps": args.steps, "repeats": args.repeats, "cli_repeats": args.cli_repeats, "summary": summary(raw, args.steps), "raw": raw}
+        results = {"machine": f"{os.cpu_count()} cores", "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)], "baseline": args.baseline, "steps": args.steps, "repeats": args.repeats, "cli_repeats": args.cli_repeats, "summary": summary(raw, args.steps), "raw": raw}
         if args.ctr:
             os.environ.update({"PLINTH_PROJECT_DIR": str(project), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"})
             os.environ.pop("PLINTH_STACK", None)
@@ -298,12 +313,14 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
     (REPO / "bench" / "results-flow.json").write_text(json.dumps(results, indent=2) + "\n")
     s, before, after = results["summary"], results["summary"]["before"], results["summary"]["after"]
+    print(f"load average {results['load_average'][0]} at the start, {results['load_average'][1]} at the end ({results['machine']})\n")
     print(f"| measurement (median) | before ({args.baseline[:7]}) | after | `python -c pass` |")
     print("|---|---|---|---|")
     print(f"| `plinth --help` | {before['help_ms']:.0f} ms | {after['help_ms']:.0f} ms | {s['python -c pass ms']:.0f} ms |")
     print(f"| `plinth job submit --wait`, no-op job | {before['submit_wait_ms']:.0f} ms | {after['submit_wait_ms']:.0f} ms | |")
     print(f"| no-op flow step, a step's start to the next one's ({args.steps} chained steps x {args.repeats}) | {before['flow_step_ms_median']:.1f} ms | {after['flow_step_ms_median']:.1f} ms | |")
     print(f"| no-op flow, whole run / steps | {before['flow_run_ms_per_step']:.1f} ms | {after['flow_run_ms_per_step']:.1f} ms | |")
+    print(f"| hand-off: a step's job recorded as ended to the next step's job submitted | {before['flow_handoff_ms_median']:.1f} ms | {after['flow_handoff_ms_median']:.1f} ms | |")
     print(f"| no-op jobs submitted and waited for one after another, per job | {before['direct_ms_per_step']:.1f} ms | {after['direct_ms_per_step']:.1f} ms | |")
     if "ctr" in results:
         ctr, m = results["ctr"], results["ctr"]["median"]

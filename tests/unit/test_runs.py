@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import threading
+import subprocess
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from pydantic import BaseModel
 from platform_cli.errors import PlinthError
 from platform_cli.runs import RunStore, new_id, now
 from platform_cli.status import JobStatus
+from tests.conftest import REPO
 
 
 class Note(BaseModel):
@@ -142,22 +144,33 @@ def test_an_unknown_id_names_the_five_most_recent_runs(tmp_path: Path) -> None:
         assert str(caught.value) == f"note {bad!r} not found on stack 'demo'; recent notes: {', '.join(ids[1:])}"
 
 
+# Run in a fresh interpreter: whether this test process has threads depends on the tests before.
+FORK_OR_SPAWN = """
+import json, sys, threading
+from pathlib import Path
+from tests.unit.test_runs import NoteStore, note
+store = NoteStore(Path(sys.argv[1]))
+forked = store.submit(note("forked"), lambda staging: None)
+stop = threading.Event()
+thread = threading.Thread(target=stop.wait)
+thread.start()
+spawned = store.submit(note("spawned"), lambda staging: None)
+stop.set()
+thread.join()
+print(json.dumps([str(forked), str(spawned)]))
+"""
+
+
 def test_a_runner_is_forked_warm_and_a_threaded_parent_starts_a_new_interpreter(tmp_path: Path) -> None:
     store = NoteStore(tmp_path / "notes")
-    forked = store.submit(note("forked"), lambda staging: None)
-    stop = threading.Event()
-    thread = threading.Thread(target=stop.wait)
-    thread.start()
+    probe = subprocess.run([sys.executable, "-c", FORK_OR_SPAWN, str(store.root)], cwd=REPO, capture_output=True, text=True, check=True)
+    forked, spawned = (Path(d) for d in json.loads(probe.stdout))
     try:
-        spawned = store.submit(note("spawned"), lambda staging: None)
-    finally:
-        stop.set()
-        thread.join()
-    try:
-        commands = {name: psutil.Process(json.loads((d / "process.json").read_text())["runner_pid"]).cmdline() for name, d in (("forked", forked), ("spawned", spawned))}
-        assert commands["forked"] == psutil.Process().cmdline()  # a copy of this process
-        assert commands["spawned"][1:4] == ["-m", "platform_cli.processes", f"{__name__}:sleeping_runner"]
-        assert all(os.getsid(psutil.Process(json.loads((d / "process.json").read_text())["runner_pid"]).pid) != os.getsid(0) for d in (forked, spawned))
+        runners = {d: psutil.Process(json.loads((d / "process.json").read_text())["runner_pid"]) for d in (forked, spawned)}
+        assert runners[forked].cmdline()[1:3] == ["-c", FORK_OR_SPAWN]  # a copy of the submitting process
+        assert runners[spawned].cmdline()[1:4] == ["-m", "platform_cli.processes", f"{__name__}:sleeping_runner"]
+        assert all(os.getsid(runner.pid) == runner.pid for runner in runners.values())  # each leads a session of its own
+        assert all(store.reconciled(d).status is JobStatus.PENDING for d in (forked, spawned))  # alive after the submitter exited
     finally:
         kill_runner(store, forked)
         kill_runner(store, spawned)
