@@ -41,6 +41,10 @@ if TYPE_CHECKING:
 
 CANCEL_GRACE_SECONDS = 10.0
 LOG_TAIL_LINES = 15
+# libyaml's emitter and parser where PyYAML was built with it: ~10x faster on every submission
+# and every runner start, the same YAML.
+SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class JobStore(RunStore[JobRecord]):
@@ -83,7 +87,7 @@ class LocalTarget:
         )
 
         def fill(staging: Path) -> None:
-            (staging / "job.yaml").write_text(yaml.safe_dump(dump_job_spec(job.spec), sort_keys=False))
+            (staging / "job.yaml").write_text(yaml.dump(dump_job_spec(job.spec), Dumper=SAFE_DUMPER, sort_keys=False))
             (staging / "launch.yaml").write_text(rendered.text)
             (staging / "attempt-1").touch()
 

@@ -20,12 +20,12 @@ from platform_cli.processes import created_at, tail_lines, terminate_tree
 from platform_cli.runs import now, read_process
 from platform_cli.spec.launch import LocalLaunch
 from platform_cli.status import JobStatus
-from platform_cli.targets.local import CANCEL_GRACE_SECONDS, LOG_TAIL_LINES, JobStore
+from platform_cli.targets.local import CANCEL_GRACE_SECONDS, LOG_TAIL_LINES, SAFE_LOADER, JobStore
 
 
 def run(job_dir: Path) -> int:
     record = JobStore.read(job_dir)
-    launch = LocalLaunch.model_validate(yaml.safe_load((job_dir / "launch.yaml").read_text()))
+    launch = LocalLaunch.model_validate(yaml.load((job_dir / "launch.yaml").read_text(), Loader=SAFE_LOADER))
     cancel_requested = (job_dir / "cancel").exists
 
     def finish(status: JobStatus, exit_code: int | None, message: str = "") -> int:
