@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
-    from platform_cli.render.job import RenderedJob
+    from platform_cli.render.context import RenderedJob
     from platform_cli.spec.job import LoadedJob
 
 

@@ -14,16 +14,29 @@ from typing import TYPE_CHECKING
 
 from platform_cli.atomic import write_text
 from platform_cli.render.yarn import hadoop_site_files, yarn_config
+from platform_cli.targets import TargetInfo
 from platform_cli.targets.base import JobRecord, new_job_id
+from platform_cli.targets.kubernetes import TARGET as KUBERNETES
 from platform_cli.targets.kubernetes import KubernetesTarget
 from platform_cli.targets.local import LocalTarget
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from platform_cli.render.job import RenderedJob
+    from platform_cli.render.context import RenderedJob
     from platform_cli.spec.job import LoadedJob
     from platform_cli.spec.stack import Stack
+
+TARGET = TargetInfo(
+    name="yarn",
+    runner="platform_cli.targets.yarn:YarnTarget",
+    renderers={"spark": "platform_cli.render.yarn:render_yarn_job", **KUBERNETES.renderers},
+    preview_id_suffix=KUBERNETES.preview_id_suffix,
+    serving=KUBERNETES.serving,
+    workflow_submitter=KUBERNETES.workflow_submitter,
+    # Spark jobs restart under the local runner; the rest is the team's Kubernetes namespace.
+    unsupported={verb: why for verb, why in KUBERNETES.unsupported.items() if verb != "job restart"},
+)
 
 
 class YarnTarget:

@@ -1,0 +1,64 @@
+"""Horovod jobs: `horovodrun --gloo` on localhost, an MPIJob (mpi-operator v2beta1) on Kubernetes
+whose launcher runs horovodrun over the operator's hostfile."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from platform_cli.errors import PlinthError
+from platform_cli.kinds import JobKind, PodGroup, WorkloadStatus, cpu_quantity
+from platform_cli.kinds.kubeflow import kubeflow_status, with_backoff_limit
+from platform_cli.kube import Resource
+from platform_cli.spec.job import JobSpecBase
+
+# horovodrun only starts processes over ssh; it needs little.
+LAUNCHER_CPU, LAUNCHER_MEMORY = "500m", "1Gi"
+HOSTFILE = "/etc/mpi/hostfile"  # written by mpi-operator into the launcher
+
+
+class HorovodJobSpec(JobSpecBase):
+    kind: Literal["horovod"]
+
+
+class HorovodKind(JobKind):
+    name = "horovod"
+    spec = HorovodJobSpec
+    workload = Resource("kubeflow.org/v2beta1", "MPIJob")
+    engine = "mpi-operator"
+    main_role, main_container = "launcher", "launcher"
+    compute_roles = ("worker",)
+
+    def pod_groups(self, spec: HorovodJobSpec) -> list[PodGroup]:
+        return [PodGroup("launcher", 1, LAUNCHER_CPU, LAUNCHER_MEMORY),
+                PodGroup("worker", spec.workers, cpu_quantity(spec.resources.cpu), spec.resources.memory, spec.resources.gpu)]
+
+    def pod_name_suffixes(self, spec: HorovodJobSpec) -> list[str]:
+        return ["-launcher", f"-worker-{spec.workers - 1}"]
+
+    def local_context(self, job, stack) -> dict:
+        slots = stack.config.local.horovod_slots
+        if job.spec.workers > slots:
+            raise PlinthError(
+                f"workers: {job.spec.workers} exceeds the {slots} Horovod slots of stack {stack.name!r}",
+                f"lower workers or raise plinth:local.horovodSlots in {stack.file.name}",
+            )
+        return {"hosts": f"localhost:{job.spec.workers}"}
+
+    def cluster_context(self, job, script, args, storage) -> dict:
+        spec = job.spec
+        slots = max(1, spec.resources.gpu)
+        command = ["horovodrun", "-np", str(spec.workers * slots), "--hostfile", HOSTFILE, "--gloo", "python", script, *args]
+        return {"slots_per_worker": slots, "command": command}
+
+    def read_status(self, workload: dict) -> WorkloadStatus:
+        return kubeflow_status(workload)
+
+    def argo_conditions(self, workload: dict) -> tuple[str, str]:
+        # The launcher (horovodrun) is the job: it ends when every worker process has.
+        return "status.replicaStatuses.Launcher.succeeded > 0", "status.replicaStatuses.Launcher.failed > 0"
+
+    def with_retries(self, workload: dict, retries: int) -> dict:
+        return with_backoff_limit(workload, retries)
+
+
+KIND = HorovodKind()
