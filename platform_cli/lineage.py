@@ -13,7 +13,8 @@ import subprocess
 from pathlib import Path
 
 from platform_cli.errors import PlinthError
-from platform_cli.targets.base import JobRecord, JobStatus
+from platform_cli.status import JobStatus
+from platform_cli.targets.base import JobRecord
 
 
 def file_sha256(path: Path) -> str:

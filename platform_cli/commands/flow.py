@@ -83,7 +83,7 @@ def resume(run_id: str, stack: str = StackOption, detach: bool = typer.Option(Fa
 
     stack_config = _stack(stack)
     record = resume_run(stack_config, run_id)
-    kept = [key for key, step in record.steps.items() if step.status in ("Succeeded", "Skipped")]
+    kept = [key for key, step in record.steps.items() if step.status.done]
     typer.echo(f"flow/{record.id} resumed: {len(kept)} of {len(record.steps)} steps already done" + (f" ({', '.join(kept)})" if kept else ""))
     if not detach:
         _follow(stack_config, record.id)
@@ -154,7 +154,7 @@ def logs(
         path = step_log_path(directory, key)
         while True:
             lines = read_tail(path, tail if tail is not None else 10**9)[0] + read_tail(path.with_suffix(".out"), 10**9)[0]
-            if not follow or reconciled(directory).steps[key].status not in ("Pending", "Running"):
+            if not follow or reconciled(directory).steps[key].status.finished:
                 typer.echo("\n".join(lines))
                 break
             time.sleep(0.5)
@@ -218,7 +218,7 @@ def _print_objects(objects: list[dict], output: OutputFormat) -> None:
 
 
 def _done(record) -> str:
-    done = sum(1 for s in record.steps.values() if s.status in ("Succeeded", "Skipped"))
+    done = sum(1 for s in record.steps.values() if s.status.done)
     return f"{done}/{len(record.steps)}"
 
 
@@ -234,7 +234,8 @@ def _step_table(record):
 def _follow(stack, run_id: str) -> None:
     """Show the run until it ends: a live table on a terminal, one line per change otherwise.
     Ctrl-C stops following, not the run."""
-    from platform_cli.flow.run import FINISHED, reconciled, run_dir
+    from platform_cli.flow.run import reconciled, run_dir
+    from platform_cli.status import FlowRunStatus, StepStatus
 
     directory = run_dir(stack, run_id)
     try:
@@ -243,29 +244,29 @@ def _follow(stack, run_id: str) -> None:
             from rich.live import Live
 
             with Live(_rich_table(reconciled(directory)), console=Console(), refresh_per_second=4) as live:
-                while (record := reconciled(directory)).status not in FINISHED:
+                while not (record := reconciled(directory)).status.finished:
                     live.update(_rich_table(record))
                     time.sleep(0.25)
                 live.update(_rich_table(record))
         else:
             # What steps were when following started (a resumed run's done steps) is not news;
             # a step already running is: say which job it runs.
-            seen = {key: (step.status, step.attempt) for key, step in reconciled(directory).steps.items() if step.status != "Running"}
+            seen = {key: (step.status, step.attempt) for key, step in reconciled(directory).steps.items() if step.status is not StepStatus.RUNNING}
             while True:
                 record = reconciled(directory)
                 for key, step in record.steps.items():
                     state = (step.status, step.attempt)
-                    if seen.get(key, ("Pending", 0)) != state:
+                    if seen.get(key, (StepStatus.PENDING, 0)) != state:
                         typer.echo(_event_line(key, step))
                     seen[key] = state
-                if record.status in FINISHED:
+                if record.status.finished:
                     break
                 time.sleep(0.2)
     except KeyboardInterrupt:
         typer.echo(f"\nstopped following; the run goes on (plinth flow status {run_id})", err=True)
         raise typer.Exit(130) from None
     typer.echo(f"flow/{record.id} {record.status.lower()} in {duration(record.started, record.finished)}")
-    if record.status != "Succeeded":
+    if record.status is not FlowRunStatus.SUCCEEDED:
         typer.echo(record.message, err=True)
         raise typer.Exit(1)
 
@@ -273,16 +274,18 @@ def _follow(stack, run_id: str) -> None:
 def _event_line(key: str, step) -> str:
     from datetime import datetime
 
+    from platform_cli.status import StepStatus
+
     stamp = datetime.now().strftime("%H:%M:%S")
     detail = ""
-    if step.status == "Running":
+    if step.status is StepStatus.RUNNING:
         detail = f"attempt {step.attempt}" + (f"/{step.retries + 1}" if step.retries else "") + (f"  job/{step.job_id}" if step.job_id else "")
-    elif step.status == "Succeeded":
+    elif step.status is StepStatus.SUCCEEDED:
         shown = {k: v for k, v in step.outputs.items() if k in ("version", "auc", "logloss", "better")}
         detail = f"{duration(step.started, step.finished)}" + ("  " + " ".join(f"{k}={_short(v)}" for k, v in shown.items()) if shown else "")
     elif step.message:
         detail = step.message.splitlines()[0]
-    shown_status = "Retrying" if step.status == "Pending" and step.message.startswith("attempt ") else step.status
+    shown_status = "Retrying" if step.status is StepStatus.PENDING and step.message.startswith("attempt ") else step.status
     return f"{stamp}  {key:<28} {shown_status:<10} {detail}".rstrip()
 
 
@@ -298,11 +301,13 @@ def _short(value: str) -> str:
 def _rich_table(record):
     from rich.table import Table
 
+    from platform_cli.status import StepStatus
+
     headers, rows = _step_table(record)
     table = Table(title=f"flow/{record.id}  {record.status}  {_done(record)} steps  {duration(record.started, record.finished)}", title_justify="left", box=None, header_style="bold", padding=(0, 3, 0, 0))
     for header in headers:
         table.add_column(header.upper(), no_wrap=True)
-    colours = {"Succeeded": "green", "Failed": "red", "Running": "cyan", "Skipped": "dim", "Omitted": "yellow", "Cancelled": "yellow"}
+    colours = {StepStatus.SUCCEEDED: "green", StepStatus.FAILED: "red", StepStatus.RUNNING: "cyan", StepStatus.SKIPPED: "dim", StepStatus.OMITTED: "yellow", StepStatus.CANCELLED: "yellow"}
     for row in rows:
         status = row[2]
         table.add_row(*(str(c) for c in row[:2]), f"[{colours.get(status, '')}]{status}[/]" if colours.get(status) else status, *(str(c) for c in row[3:]))

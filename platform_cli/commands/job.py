@@ -126,7 +126,8 @@ def _watch_to_end(target, job_id: str) -> None:
     """One line per change of status or progress until the job ends (Ctrl-C stops watching)."""
     from datetime import datetime
 
-    from platform_cli.targets.base import JobStatus, watch
+    from platform_cli.status import JobStatus
+    from platform_cli.targets.base import watch
 
     try:
         for record in watch(target, job_id):
@@ -141,7 +142,7 @@ def _watch_to_end(target, job_id: str) -> None:
 
 def _follow_to_end(target, job_id: str, from_end: bool = False) -> None:
     """Stream the log until the job ends (Ctrl-C stops following, not the job)."""
-    from platform_cli.targets.base import JobStatus
+    from platform_cli.status import JobStatus
 
     try:
         for chunk in target.logs(job_id, follow=True, tail=0 if from_end else None):

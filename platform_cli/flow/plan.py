@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from platform_cli.errors import PlinthError
 from platform_cli.spec.flow import FlowSpec, LoadedFlow, Step
 from platform_cli.spec.job import JOB_VARIABLES
+from platform_cli.status import StepStatus
 
 # `$$` is a literal dollar (as in job specs); `${...}` a reference.
 _REF = re.compile(r"\$\$|\$\{([^}]*)\}")
@@ -224,16 +226,19 @@ def _check_refs(flow: LoadedFlow, node_name: str, step_name: str, step_ancestors
 # -- run time ---------------------------------------------------------------------------------
 
 
-def ready_steps(plan: Plan, states: dict[str, str]) -> list[str]:
+def ready_steps(plan: Plan, states: Mapping[str, str]) -> list[str]:
     """Pending steps whose every dependency has succeeded or been skipped, in plan order."""
-    done = {"Succeeded", "Skipped"}
-    return [key for key in plan.order if states[key] == "Pending" and all(states[n] in done for n in plan.needs[key])]
+    return [key for key in plan.order if states[key] == StepStatus.PENDING and all(StepStatus(states[n]).done for n in plan.needs[key])]
 
 
-def blocked_steps(plan: Plan, states: dict[str, str]) -> list[str]:
-    """Pending steps that can never run because something they wait for failed or was cancelled."""
-    dead = {"Failed", "Cancelled", "Upstream failed"}
-    return [key for key in plan.order if states[key] == "Pending" and any(states[n] in dead for n in plan.needs[key])]
+def blocked_steps(plan: Plan, states: Mapping[str, str]) -> list[str]:
+    """Pending steps that can never run because something they wait for, directly or through
+    other steps, failed or was cancelled; in plan order, so upstream ones come first."""
+    blocked: list[str] = []
+    for key in plan.order:  # topological: a step's dependencies are decided before it
+        if states[key] == StepStatus.PENDING and any(StepStatus(states[n]).dead or n in blocked for n in plan.needs[key]):
+            blocked.append(key)
+    return blocked
 
 
 class OutputMissing(PlinthError):

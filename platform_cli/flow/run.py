@@ -17,13 +17,8 @@ same directory that runs again only what did not succeed.
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import shutil
-import subprocess
-import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,26 +26,20 @@ from pydantic import BaseModel
 
 from platform_cli.atomic import write_json
 from platform_cli.errors import PlinthError
-from platform_cli.processes import created_at, running, tail_lines
+from platform_cli.processes import running, terminate_tree
+from platform_cli.runs import RunStore, new_id, now
+from platform_cli.status import FlowRunStatus, StepStatus
 
 if TYPE_CHECKING:
     from platform_cli.flow.plan import Plan
     from platform_cli.spec.flow import LoadedFlow
     from platform_cli.spec.stack import Stack
 
-_ID_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-FINISHED = ("Succeeded", "Failed", "Cancelled")
-# Step states: Pending (also between retries), Running, Succeeded, Failed, Skipped (its `when` was false),
-# Omitted (something it waits for failed), Cancelled.
-STEP_DONE = ("Succeeded", "Skipped")
-
-
-def now() -> datetime:
-    return datetime.now(timezone.utc)
+CANCEL_GRACE_SECONDS = 10.0
 
 
 class StepRecord(BaseModel):
-    status: str = "Pending"
+    status: StepStatus = StepStatus.PENDING
     attempt: int = 0
     retries: int = 0
     job_id: str | None = None
@@ -67,7 +56,7 @@ class FlowRunRecord(BaseModel):
     flow: str
     file: str
     stack: str
-    status: str = "Pending"
+    status: FlowRunStatus = FlowRunStatus.PENDING
     params: dict[str, str] = {}
     submitted: datetime
     started: datetime | None = None
@@ -77,19 +66,28 @@ class FlowRunRecord(BaseModel):
     steps: dict[str, StepRecord]
 
 
-def flows_dir(stack: Stack) -> Path:
-    return stack.home / "flows"
+class FlowRunStore(RunStore[FlowRunRecord]):
+    noun, plural = "flow run", "runs"
+    model, record_file, failed = FlowRunRecord, "state.json", FlowRunStatus.FAILED
+    runner_module, runner_name = "platform_cli.flow.runner", "flow runner"
+
+    def attempt(self, record: FlowRunRecord) -> int:
+        return record.resumed  # each resume starts a new runner
+
+    def dead_runner_message(self, record: FlowRunRecord, why: str) -> str:
+        return f"{super().dead_runner_message(record, why)}; continue with: plinth flow resume {record.id}"
+
+
+def store(stack: Stack) -> FlowRunStore:
+    return FlowRunStore(stack.home / "flows", stack.name)
 
 
 def read_state(run_dir: Path) -> FlowRunRecord:
-    try:
-        return FlowRunRecord.model_validate_json((run_dir / "state.json").read_text())
-    except ValueError as exc:
-        raise PlinthError(f"{run_dir / 'state.json'} is corrupt ({' '.join(str(exc).split())[:120]})", "remove that run directory") from None
+    return FlowRunStore.read(run_dir)
 
 
 def write_state(run_dir: Path, record: FlowRunRecord) -> None:
-    write_json(run_dir / "state.json", record.model_dump(mode="json"))
+    FlowRunStore.write(run_dir, record)
 
 
 def snapshot(flow: LoadedFlow, params: dict[str, str]) -> dict:
@@ -116,9 +114,8 @@ def submit_run(plan: Plan, stack: Stack) -> FlowRunRecord:
 
     require(stack, "flow run")
     spec = plan.spec
-    run_id = f"{spec.name}-{''.join(secrets.choice(_ID_ALPHABET) for _ in range(5))}"
     record = FlowRunRecord(
-        id=run_id,
+        id=new_id(spec.name),
         flow=spec.name,
         file=str(plan.flow.file),
         stack=stack.name,
@@ -126,92 +123,53 @@ def submit_run(plan: Plan, stack: Stack) -> FlowRunRecord:
         submitted=now(),
         steps={key: StepRecord(retries=plan.step(key).retries) for key in plan.order},
     )
-    base = flows_dir(stack)
-    base.mkdir(parents=True, exist_ok=True)
-    staging = base / f".{run_id}.submitting"
-    staging.mkdir()
-    try:
+
+    def fill(staging: Path) -> None:
         (staging / "steps").mkdir()
         write_json(staging / "flow.json", snapshot(plan.flow, plan.params))
-        write_state(staging, record)
-        os.rename(staging, base / run_id)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    start_runner(base / run_id, stack)
+
+    store(stack).submit(record, fill, runner_env(stack))
     return record
 
 
-def start_runner(run_dir: Path, stack: Stack) -> None:
-    from platform_cli.targets.local import tool_path
-
-    env = {**os.environ, "PATH": tool_path(), "PLINTH_PROJECT_DIR": str(stack.project_root), "PLINTH_STACK": stack.name}
-    with (run_dir / "runner.log").open("ab") as runner_log:
-        runner = subprocess.Popen(
-            [sys.executable, "-m", "platform_cli.flow.runner", str(run_dir)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=runner_log,
-            start_new_session=True,
-            env=env,
-        )
-    write_json(run_dir / "process.json", {"runner_pid": runner.pid, "runner_started": created_at(runner.pid)})
-
-
-def runner_alive(run_dir: Path) -> bool:
-    try:
-        process = json.loads((run_dir / "process.json").read_text())
-    except (FileNotFoundError, ValueError):
-        return False
-    return running(process.get("runner_pid"), process.get("runner_started"))
+def runner_env(stack: Stack) -> dict[str, str]:
+    return {"PLINTH_PROJECT_DIR": str(stack.project_root), "PLINTH_STACK": stack.name}
 
 
 def run_dir(stack: Stack, run_id: str) -> Path:
-    directory = flows_dir(stack) / run_id
-    if "/" in run_id or run_id.startswith(".") or not (directory / "state.json").is_file():
-        recent = ", ".join(r.id for r in list_runs(stack)[-5:]) or "none"
-        raise PlinthError(f"flow run {run_id!r} not found on stack {stack.name!r}", f"recent runs: {recent}")
-    return directory
+    return store(stack).directory(run_id)
 
 
 def reconciled(directory: Path) -> FlowRunRecord:
     """The stored record, marked Failed if its runner died without recording an end."""
-    record = read_state(directory)
-    if record.status in FINISHED or runner_alive(directory):
-        return record
-    record = read_state(directory)  # it may have finished between the two reads
-    if record.status in FINISHED:
-        return record
-    why = next((line for line in reversed(tail_lines(directory / "runner.log", 20)) if line.strip()), "killed?")
-    return record.model_copy(update={"status": "Failed", "message": f"the flow runner exited without recording an end ({why}); continue with: plinth flow resume {record.id}"})
+    return FlowRunStore(directory.parent, "").reconciled(directory)
 
 
 def list_runs(stack: Stack) -> list[FlowRunRecord]:
-    base = flows_dir(stack)
-    if not base.is_dir():
-        return []
-    return sorted((reconciled(d) for d in base.iterdir() if (d / "state.json").is_file()), key=lambda r: r.submitted)
+    return store(stack).list()
 
 
 def resume_run(stack: Stack, run_id: str) -> FlowRunRecord:
     """Continue a failed, cancelled or interrupted run: steps that succeeded (or were skipped)
     keep their outputs; every other step runs again (a job step restarts its own job, so a
     training job resumes from its checkpoints)."""
-    directory = run_dir(stack, run_id)
-    record = reconciled(directory)
-    if runner_alive(directory):
+    runs = store(stack)
+    directory = runs.directory(run_id)
+    record = runs.reconciled(directory)
+    if runs.runner_alive(directory):
         raise PlinthError(f"flow run {run_id} is still running", f"cancel it first: plinth flow cancel {run_id}")
-    if record.status == "Succeeded":
+    if record.status is FlowRunStatus.SUCCEEDED:
         raise PlinthError(f"flow run {run_id} already succeeded; there is nothing to resume")
     flow, _ = load_snapshot(directory)
     # Each resumed step gets its retries afresh, on top of the attempts it has used.
     steps = {
-        key: step if step.status in STEP_DONE else step.model_copy(update={"status": "Pending", "message": "", "finished": None, "retries": step.attempt + _step(flow, key).retries})
+        key: step if step.status.done else step.model_copy(update={"status": StepStatus.PENDING, "message": "", "finished": None, "retries": step.attempt + _step(flow, key).retries})
         for key, step in record.steps.items()
     }
-    record = record.model_copy(update={"status": "Pending", "message": "", "finished": None, "resumed": record.resumed + 1, "steps": steps})
+    record = record.model_copy(update={"status": FlowRunStatus.PENDING, "message": "", "finished": None, "resumed": record.resumed + 1, "steps": steps})
     (directory / "cancel").unlink(missing_ok=True)
     write_state(directory, record)
-    start_runner(directory, stack)
+    runs.start_runner(directory, runs.attempt(record), runner_env(stack))
     return record
 
 
@@ -221,20 +179,37 @@ def _step(flow: LoadedFlow, key: str):
 
 
 def cancel_run(stack: Stack, run_id: str, grace: float = 30.0) -> FlowRunRecord:
-    directory = run_dir(stack, run_id)
-    if read_state(directory).status in FINISHED:
+    runs = store(stack)
+    directory = runs.directory(run_id)
+    if read_state(directory).status.finished:
         return read_state(directory)
-    if runner_alive(directory):
+    if runs.runner_alive(directory):
         (directory / "cancel").touch()
         deadline = time.monotonic() + grace
-        while runner_alive(directory) and time.monotonic() < deadline:
+        while runs.runner_alive(directory) and time.monotonic() < deadline:
             time.sleep(0.1)
-        if read_state(directory).status in FINISHED or runner_alive(directory):
-            return reconciled(directory)
-    # The runner is gone (killed): end the jobs it left running ourselves.
-    from platform_cli.flow.runner import cancel_leftovers
-
+        if read_state(directory).status.finished or runs.runner_alive(directory):
+            return runs.reconciled(directory)
     return cancel_leftovers(directory, stack, read_state(directory))
+
+
+def cancel_leftovers(directory: Path, stack: Stack, record: FlowRunRecord) -> FlowRunRecord:
+    """Cancel a run whose runner is gone: end the jobs and processes it left, record Cancelled."""
+    from platform_cli.targets import get_target
+
+    target = get_target(stack)
+    steps = {}
+    for key, step in record.steps.items():
+        if step.status in (StepStatus.RUNNING, StepStatus.PENDING):
+            if step.job_id:
+                target.cancel(step.job_id)
+            if step.pid and running(step.pid, step.pid_started):
+                terminate_tree(step.pid, step.pid, CANCEL_GRACE_SECONDS)
+            step = step.model_copy(update={"status": StepStatus.CANCELLED, "message": "cancelled by user", "pid": None})
+        steps[key] = step
+    record = record.model_copy(update={"status": FlowRunStatus.CANCELLED, "finished": now(), "message": "cancelled by user", "steps": steps})
+    write_state(directory, record)
+    return record
 
 
 def step_log_path(directory: Path, key: str) -> Path:
@@ -242,6 +217,6 @@ def step_log_path(directory: Path, key: str) -> Path:
 
 
 def wait_run(directory: Path, poll: float = 0.2) -> FlowRunRecord:
-    while (record := reconciled(directory)).status not in FINISHED:
+    while not (record := reconciled(directory)).status.finished:
         time.sleep(poll)
     return record

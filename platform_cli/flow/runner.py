@@ -21,12 +21,13 @@ from typing import IO
 
 from platform_cli.errors import PlinthError
 from platform_cli.flow.plan import Plan, blocked_steps, builtin_argv, check_condition, parse_condition, plan_flow, ready_steps, step_outputs, substitute_refs
-from platform_cli.flow.run import FlowRunRecord, StepRecord, load_snapshot, now, read_state, step_log_path, write_state
+from platform_cli.flow.run import CANCEL_GRACE_SECONDS, StepRecord, load_snapshot, read_state, step_log_path, write_state
 from platform_cli.processes import created_at, running, tail_lines, terminate_tree
+from platform_cli.runs import now
+from platform_cli.status import FlowRunStatus, JobStatus, StepStatus
 
 POLL_SECONDS = 0.02
 LOG_TAIL_LINES = 15
-CANCEL_GRACE_SECONDS = 10.0
 
 
 @dataclass
@@ -69,22 +70,22 @@ class FlowRunner:
             write_state(self.dir, self.record)
             self.dirty = False
 
-    def states(self) -> dict[str, str]:
+    def states(self) -> dict[str, StepStatus]:
         return {key: step.status for key, step in self.record.steps.items()}
 
     # -- the loop -------------------------------------------------------------------------
 
     def run(self) -> int:
-        self.record = self.record.model_copy(update={"status": "Running", "started": self.record.started or now()})
+        self.record = self.record.model_copy(update={"status": FlowRunStatus.RUNNING, "started": self.record.started or now()})
         self.dirty = True
         self.adopt_interrupted()
         while True:
             if (self.dir / "cancel").exists():
                 return self.cancel_all()
             progressed = self.poll_active()
-            for key in blocked_steps(self.plan, self.states()):
-                failed = next(n for n in self.plan.needs[key] if self.step(n).status in ("Failed", "Cancelled", "Omitted"))
-                self.update(key, status="Omitted", message=f"not run: {failed} {self.step(failed).status.lower()}")
+            for key in blocked_steps(self.plan, self.states()):  # in plan order: upstream ones first
+                failed = next(n for n in self.plan.order if n in self.plan.needs[key] and self.step(n).status.dead)
+                self.update(key, status=StepStatus.OMITTED, message=f"not run: {failed} {self.step(failed).status.lower()}")
             for key in ready_steps(self.plan, self.states()):
                 weight = self.weight(key)
                 used = sum(a.slots for a in self.active.values())
@@ -99,9 +100,9 @@ class FlowRunner:
                 time.sleep(POLL_SECONDS)
 
     def finish(self) -> int:
-        failed = [key for key in self.plan.order if self.step(key).status in ("Failed", "Omitted", "Cancelled")]
-        first = next((key for key in failed if self.step(key).status == "Failed"), None)
-        status = "Failed" if failed else "Succeeded"
+        failed = [key for key in self.plan.order if self.step(key).status.dead]
+        first = next((key for key in failed if self.step(key).status is StepStatus.FAILED), None)
+        status = FlowRunStatus.FAILED if failed else FlowRunStatus.SUCCEEDED
         message = f"step {first} failed: {self.step(first).message}" if first else ("" if not failed else f"steps not run: {', '.join(failed)}")
         self.record = self.record.model_copy(update={"status": status, "finished": now(), "message": message})
         self.dirty = True
@@ -125,7 +126,7 @@ class FlowRunner:
                 left, op, right = parse_condition(step.when)
                 values = [substitute_refs(v, key, self.plan.params, self.outputs(), self.variables()) for v in (left, right)]
                 if not check_condition(values[0], op, values[1]):
-                    self.update(key, status="Skipped", message=f"when: {values[0]} {op} {values[1]} is false", finished=now())
+                    self.update(key, status=StepStatus.SKIPPED, message=f"when: {values[0]} {op} {values[1]} is false", finished=now())
                     return
             attempt = record.attempt + 1
             deadline = time.monotonic() + step.timeout if step.timeout else None
@@ -134,12 +135,12 @@ class FlowRunner:
             else:
                 active = self.start_builtin(key, attempt, deadline)
         except PlinthError as exc:  # a submission refused, an output missing: retrying will not help
-            self.update(key, status="Failed", message=str(exc), finished=now(), attempt=record.attempt + 1)
+            self.update(key, status=StepStatus.FAILED, message=str(exc), finished=now(), attempt=record.attempt + 1)
             return
         self.active[key] = active
         if active.adopted:  # a resumed run picking up a job that is still running: same attempt
             attempt = record.attempt
-        self.update(key, status="Running", attempt=attempt, started=record.started or now(), job_id=active.job_id, message="")
+        self.update(key, status=StepStatus.RUNNING, attempt=attempt, started=record.started or now(), job_id=active.job_id, message="")
 
     def start_job(self, key: str, record: StepRecord, deadline: float | None) -> Active:
         from platform_cli.render.job import render_job
@@ -195,7 +196,7 @@ class FlowRunner:
                     self.target.cancel(active.job_id)
                     ok, message = False, f"timed out after {self.plan.step(key).timeout:g}s"
                 else:
-                    ok, message = job.status.value == "Succeeded", job.message or f"job {active.job_id} {job.status.value.lower()}"
+                    ok, message = job.status is JobStatus.SUCCEEDED, job.message or f"job {active.job_id} {job.status.value.lower()}"
             else:
                 code = active.process.poll()
                 if code is None and not timed_out:
@@ -217,13 +218,13 @@ class FlowRunner:
                 except PlinthError as exc:
                     ok, message = False, str(exc)
                 else:
-                    self.update(key, status="Succeeded", outputs=outputs, finished=now(), pid=None, message="")
+                    self.update(key, status=StepStatus.SUCCEEDED, outputs=outputs, finished=now(), pid=None, message="")
                     continue
             record = self.step(key)
             if record.attempt <= record.retries:
-                self.update(key, status="Pending", message=f"attempt {record.attempt} failed, retrying: {message.splitlines()[0]}")
+                self.update(key, status=StepStatus.PENDING, message=f"attempt {record.attempt} failed, retrying: {message.splitlines()[0]}")
             else:
-                self.update(key, status="Failed", message=message, finished=now(), pid=None)
+                self.update(key, status=StepStatus.FAILED, message=message, finished=now(), pid=None)
         return progressed
 
     def collect_outputs(self, key: str, active: Active) -> dict[str, str]:
@@ -251,7 +252,7 @@ class FlowRunner:
         return {name: _text(published[name]) for name in step_outputs(step) if name in published}
 
     def outputs(self) -> dict[str, dict[str, str]]:
-        return {key: step.outputs for key, step in self.record.steps.items() if step.status == "Succeeded"}
+        return {key: step.outputs for key, step in self.record.steps.items() if step.status is StepStatus.SUCCEEDED}
 
     # -- resume and cancel ----------------------------------------------------------------
 
@@ -263,8 +264,8 @@ class FlowRunner:
                 terminate_tree(step.pid, step.pid, CANCEL_GRACE_SECONDS)
             if step.pid:
                 self.update(key, pid=None)
-            if step.status == "Running":
-                self.update(key, status="Pending")
+            if step.status is StepStatus.RUNNING:
+                self.update(key, status=StepStatus.PENDING)
 
     def cancel_all(self) -> int:
         for key, active in self.active.items():
@@ -273,33 +274,14 @@ class FlowRunner:
             else:
                 terminate_tree(active.process.pid, active.process.pid, CANCEL_GRACE_SECONDS)
                 active.process.wait()
-            self.update(key, status="Cancelled", message="cancelled by user", finished=now(), pid=None)
+            self.update(key, status=StepStatus.CANCELLED, message="cancelled by user", finished=now(), pid=None)
         for key in self.plan.order:
-            if self.step(key).status == "Pending":
-                self.update(key, status="Cancelled", message="cancelled before it started")
-        self.record = self.record.model_copy(update={"status": "Cancelled", "finished": now(), "message": "cancelled by user"})
+            if self.step(key).status is StepStatus.PENDING:
+                self.update(key, status=StepStatus.CANCELLED, message="cancelled before it started")
+        self.record = self.record.model_copy(update={"status": FlowRunStatus.CANCELLED, "finished": now(), "message": "cancelled by user"})
         self.dirty = True
         self.save()
         return 0
-
-
-def cancel_leftovers(directory: Path, stack, record: FlowRunRecord) -> FlowRunRecord:
-    """Cancel a run whose runner is gone: end the jobs and processes it left, record Cancelled."""
-    from platform_cli.targets import get_target
-
-    target = get_target(stack)
-    steps = {}
-    for key, step in record.steps.items():
-        if step.status in ("Running", "Pending"):
-            if step.job_id:
-                target.cancel(step.job_id)
-            if step.pid and running(step.pid, step.pid_started):
-                terminate_tree(step.pid, step.pid, CANCEL_GRACE_SECONDS)
-            step = step.model_copy(update={"status": "Cancelled", "message": "cancelled by user", "pid": None})
-        steps[key] = step
-    record = record.model_copy(update={"status": "Cancelled", "finished": now(), "message": "cancelled by user", "steps": steps})
-    write_state(directory, record)
-    return record
 
 
 def _text(value: object) -> str:
@@ -316,7 +298,7 @@ def main(directory: Path) -> int:
         return runner.run()
     except BaseException as exc:
         # Whatever went wrong, leave the run Failed with the reason rather than Running forever.
-        runner.record = runner.record.model_copy(update={"status": "Failed", "finished": now(), "message": f"flow runner error: {exc}"})
+        runner.record = runner.record.model_copy(update={"status": FlowRunStatus.FAILED, "finished": now(), "message": f"flow runner error: {exc}"})
         runner.dirty = True
         runner.save()
         raise

@@ -23,7 +23,7 @@ from platform_cli.kube import Resource
 if TYPE_CHECKING:
     from platform_cli.spec.job import JobSpecBase, LoadedJob
     from platform_cli.spec.stack import PlatformStorageConfig, Stack
-    from platform_cli.targets.base import JobStatus
+    from platform_cli.status import JobStatus
 
 KINDS = {
     "spark": "platform_cli.kinds.spark",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from platform_cli.kinds import WorkloadStatus, parse_time
-from platform_cli.targets.base import JobStatus
+from platform_cli.status import JobStatus
 
 _CONDITIONS = {"Succeeded": JobStatus.SUCCEEDED, "Failed": JobStatus.FAILED, "Running": JobStatus.RUNNING, "Restarting": JobStatus.RUNNING}
 

@@ -8,7 +8,7 @@ from typing import Literal
 from platform_cli.kinds import JobKind, PodGroup, WorkloadStatus, cpu_quantity, parse_time
 from platform_cli.kube import Resource
 from platform_cli.spec.job import JobSpecBase
-from platform_cli.targets.base import JobStatus
+from platform_cli.status import JobStatus
 
 DEFAULT_BACKOFF_LIMIT = 6  # the Job controller's own default
 

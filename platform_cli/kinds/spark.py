@@ -15,7 +15,7 @@ from platform_cli.errors import PlinthError
 from platform_cli.kinds import JobKind, PodGroup, WorkloadStatus, cpu_quantity, parse_time
 from platform_cli.kube import Resource
 from platform_cli.spec.job import JobSpecBase
-from platform_cli.targets.base import JobStatus
+from platform_cli.status import JobStatus
 
 # Spark the runtime image ships (the version Plinth's lock file pins).
 SPARK_VERSION = "4.3.0"

@@ -2,38 +2,18 @@
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from enum import Enum
 from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel
 
+from platform_cli.status import JobStatus
+
 if TYPE_CHECKING:
     from platform_cli.render.context import RenderedJob
     from platform_cli.spec.job import LoadedJob
-
-
-_ID_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName alphabet: no vowels, no look-alikes
-
-
-def new_job_id(name: str) -> str:
-    """`<name>-<5 random characters>`: a submission's id on every target."""
-    return f"{name}-{''.join(secrets.choice(_ID_ALPHABET) for _ in range(5))}"
-
-
-class JobStatus(str, Enum):
-    PENDING = "Pending"
-    RUNNING = "Running"
-    SUCCEEDED = "Succeeded"
-    FAILED = "Failed"
-    CANCELLED = "Cancelled"
-
-    @property
-    def finished(self) -> bool:
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 class JobRecord(BaseModel):

@@ -29,8 +29,10 @@ from platform_cli.kube import CONFIG_MAP, POD, KubeClient, Resource
 from platform_cli.lineage import file_sha256, source_revision
 from platform_cli.render.cluster import LABEL_JOB, LABEL_JOB_ID, LABEL_KIND, LABEL_ROLE, LABEL_TEAM
 from platform_cli.render.context import job_paths
+from platform_cli.runs import new_id
+from platform_cli.status import JobStatus
 from platform_cli.targets import TargetInfo, Unsupported
-from platform_cli.targets.base import JobRecord, JobStatus, new_job_id
+from platform_cli.targets.base import JobRecord
 
 if TYPE_CHECKING:
     from platform_cli.render.context import RenderedJob
@@ -85,7 +87,7 @@ class KubernetesTarget:
     # -- verbs -----------------------------------------------------------------------------
 
     def new_job_id(self, name: str) -> str:
-        return new_job_id(name)
+        return new_id(name)
 
     def submit(self, job: LoadedJob, rendered: RenderedJob) -> JobRecord:
         applied = []

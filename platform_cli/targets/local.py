@@ -15,29 +15,26 @@ runner's pid; the runner adds the job's pid and writes every later state of the 
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
 
-from platform_cli.atomic import write_json
 from platform_cli.errors import PlinthError
 from platform_cli.kinds import job_kind
 from platform_cli.lineage import file_sha256, source_revision
-from platform_cli.processes import created_at, read_tail, running, tail_lines, terminate_tree
+from platform_cli.processes import read_tail, running, terminate_tree
+from platform_cli.runs import RunStore, new_id, now, read_process, tool_path
 from platform_cli.spec.job import dump_job_spec
 from platform_cli.spec.launch import LocalLaunch
+from platform_cli.status import JobStatus
 from platform_cli.targets import TargetInfo, Unsupported
-from platform_cli.targets.base import JobRecord, JobStatus, new_job_id
+from platform_cli.targets.base import JobRecord
 
 if TYPE_CHECKING:
     from platform_cli.render.context import RenderedJob
@@ -59,28 +56,10 @@ CANCEL_GRACE_SECONDS = 10.0
 LOG_TAIL_LINES = 15
 
 
-def now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def tool_path() -> str:
-    """PATH for jobs: this environment's bin first, so `python`, `spark-submit` and `horovodrun`
-    in a rendered command are the ones installed with Plinth."""
-    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-
-
-def read_record(job_dir: Path) -> JobRecord:
-    try:
-        return JobRecord.model_validate_json((job_dir / "record.json").read_text())
-    except ValueError as exc:
-        raise PlinthError(f"{job_dir / 'record.json'} is corrupt ({' '.join(str(exc).split())[:120]})", "remove that job directory") from None
-
-
-def read_process(job_dir: Path) -> dict:
-    try:
-        return json.loads((job_dir / "process.json").read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
+class JobStore(RunStore[JobRecord]):
+    noun, plural = "job", "jobs"
+    model, record_file, failed = JobRecord, "record.json", JobStatus.FAILED
+    runner_module, runner_name = "platform_cli.targets.local_runner", "local runner"
 
 
 class LocalTarget:
@@ -88,10 +67,14 @@ class LocalTarget:
         self.stack = stack
         self.jobs_dir = stack.home / "jobs"
 
+    @property
+    def store(self) -> JobStore:
+        return JobStore(self.jobs_dir, self.stack.name)  # jobs_dir is reassigned by the YARN target
+
     # -- verbs -----------------------------------------------------------------------------
 
     def new_job_id(self, name: str) -> str:
-        return new_job_id(name)
+        return new_id(name)
 
     def submit(self, job: LoadedJob, rendered: RenderedJob) -> JobRecord:
         launch = LocalLaunch.model_validate(rendered.documents[0])
@@ -111,35 +94,21 @@ class LocalTarget:
             script_sha256=file_sha256(job.script_path),
             code_revision=source_revision(job.base_dir) or "",
         )
-        # Build the directory aside and rename it into place: other shells never see a job
-        # without its record, and a failed submission leaves nothing behind.
-        self.jobs_dir.mkdir(parents=True, exist_ok=True)
-        staging = self.jobs_dir / f".{rendered.job_id}.submitting"
-        staging.mkdir()
-        try:
+
+        def fill(staging: Path) -> None:
             (staging / "job.yaml").write_text(yaml.safe_dump(dump_job_spec(job.spec), sort_keys=False))
             (staging / "launch.yaml").write_text(rendered.text)
-            write_json(staging / "record.json", record.model_dump(mode="json"))
             (staging / "attempt-1").touch()
-            try:
-                os.rename(staging, self.jobs_dir / rendered.job_id)
-            except OSError:
-                raise PlinthError(f"job {rendered.job_id!r} already exists", "submit without a fixed job id") from None
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        job_dir = self.jobs_dir / rendered.job_id
-        try:
-            self._start_runner(job_dir, attempt=1)
-        except OSError as exc:
-            shutil.rmtree(job_dir, ignore_errors=True)
-            raise PlinthError(f"could not start the local runner: {exc}") from None
+
+        self.store.submit(record, fill)
         return record
 
     def restart(self, job_id: str) -> JobRecord:
         """Run a finished submission again with the same id, outputs and checkpoints, so a
         training job that was killed resumes from its last checkpoint."""
-        job_dir = self._job_dir(job_id)
-        record = self._reconciled(job_dir)
+        store = self.store
+        job_dir = store.directory(job_id)
+        record = store.reconciled(job_dir)
         if not record.status.finished or self._job_running(job_dir):
             raise PlinthError(f"job {job_id} is {'still running' if record.status.finished else record.status.value}", f"cancel it first: plinth job cancel {job_id}")
         attempt = record.attempt + 1
@@ -150,21 +119,20 @@ class LocalTarget:
         (job_dir / "process.json").unlink(missing_ok=True)  # the last attempt's pids are not ours to signal
         (job_dir / "cancel").unlink(missing_ok=True)
         record = record.model_copy(update={"status": JobStatus.PENDING, "attempt": attempt, "started": None, "finished": None, "exit_code": None, "message": ""})
-        write_json(job_dir / "record.json", record.model_dump(mode="json"))
-        self._start_runner(job_dir, attempt=attempt)
+        store.write(job_dir, record)
+        store.start_runner(job_dir, attempt)
         return record
 
     def status(self, job_id: str) -> JobRecord:
-        return self._reconciled(self._job_dir(job_id))
+        store = self.store
+        return store.reconciled(store.directory(job_id))
 
     def list(self) -> list[JobRecord]:
-        if not self.jobs_dir.is_dir():
-            return []
-        records = [self._reconciled(d) for d in self.jobs_dir.iterdir() if (d / "record.json").is_file()]
-        return sorted(records, key=lambda r: r.submitted)
+        return self.store.list()
 
     def logs(self, job_id: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
-        job_dir = self._job_dir(job_id)
+        store = self.store
+        job_dir = store.directory(job_id)
         log = job_dir / "log"
         offset = 0
         if tail is not None:
@@ -173,7 +141,7 @@ class LocalTarget:
             if not follow:
                 return
         while True:
-            finished = self._reconciled(job_dir).status.finished
+            finished = store.reconciled(job_dir).status.finished
             if log.exists():
                 with log.open("rb") as handle:
                     handle.seek(offset)
@@ -188,8 +156,9 @@ class LocalTarget:
             time.sleep(0.2)
 
     def cancel(self, job_id: str) -> JobRecord:
-        job_dir = self._job_dir(job_id)
-        record = self._reconciled(job_dir)
+        store = self.store
+        job_dir = store.directory(job_id)
+        record = store.reconciled(job_dir)
         job_alive = self._job_running(job_dir)
         if record.status.finished and not job_alive:
             return record
@@ -200,7 +169,7 @@ class LocalTarget:
         # The runner records Cancelled when the job exits; wait for it briefly so the caller
         # sees the final state.
         deadline = time.monotonic() + CANCEL_GRACE_SECONDS + 5
-        while not (record := self._reconciled(job_dir)).status.finished and time.monotonic() < deadline:
+        while not (record := store.reconciled(job_dir)).status.finished and time.monotonic() < deadline:
             time.sleep(0.1)
         return record
 
@@ -218,49 +187,6 @@ class LocalTarget:
         if not shutil.which(program, path=path):
             raise PlinthError(f"{program!r} not found in {Path(sys.executable).parent}", "run scripts/bootstrap to install the Plinth environment")
 
-    def _start_runner(self, job_dir: Path, attempt: int) -> None:
-        with (job_dir / "runner.log").open("ab") as runner_log:
-            runner = subprocess.Popen(
-                [sys.executable, "-m", "platform_cli.targets.local_runner", str(job_dir)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=runner_log,
-                start_new_session=True,  # outlives this command and its terminal
-                env={**os.environ, "PATH": tool_path()},
-            )
-        # Recorded here, not by the runner: a runner that dies before its first line of Python
-        # must still be seen as dead rather than leave the job Pending forever.
-        write_json(job_dir / "process.json", {"attempt": attempt, "runner_pid": runner.pid, "runner_started": created_at(runner.pid)})
-
-    def _job_dir(self, job_id: str) -> Path:
-        job_dir = self.jobs_dir / job_id
-        if "/" in job_id or job_id.startswith(".") or not (job_dir / "record.json").is_file():
-            recent = ", ".join(r.id for r in self.list()[-5:]) or "none"
-            raise PlinthError(f"job {job_id!r} not found on stack {self.stack.name!r}", f"recent jobs: {recent}")
-        return job_dir
-
     def _job_running(self, job_dir: Path) -> bool:
         process = read_process(job_dir)
         return running(process.get("job_pid"), process.get("job_started"))
-
-    def _reconciled(self, job_dir: Path) -> JobRecord:
-        """The stored record, corrected if its runner died without recording an end."""
-        record = read_record(job_dir)
-        if record.status.finished:
-            return record
-        process = read_process(job_dir)
-        if process.get("attempt") != record.attempt or running(process.get("runner_pid"), process.get("runner_started")):
-            return record
-        record = read_record(job_dir)  # the runner may have finished between the two reads
-        if record.status.finished:
-            return record
-        why = _last_error_line(job_dir / "runner.log") or "no error recorded (machine restart?)"
-        return record.model_copy(update={"status": JobStatus.FAILED, "message": f"the local runner exited without recording an end: {why}"})
-
-
-def _last_error_line(path: Path) -> str | None:
-    """The exception line of a Python traceback in `path` (its type names the problem), else
-    the last line; multi-line exception messages make "the last line" a poor summary alone."""
-    lines = [line.strip() for line in tail_lines(path, 40) if line.strip()]
-    exception = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b")
-    return next((line for line in reversed(lines) if exception.match(line)), lines[-1] if lines else None)

@@ -16,20 +16,21 @@ from pathlib import Path
 import yaml
 
 from platform_cli.atomic import write_json
-from platform_cli.spec.launch import LocalLaunch
-from platform_cli.targets.base import JobStatus
 from platform_cli.processes import created_at, tail_lines, terminate_tree
-from platform_cli.targets.local import CANCEL_GRACE_SECONDS, LOG_TAIL_LINES, now, read_process, read_record
+from platform_cli.runs import now, read_process
+from platform_cli.spec.launch import LocalLaunch
+from platform_cli.status import JobStatus
+from platform_cli.targets.local import CANCEL_GRACE_SECONDS, LOG_TAIL_LINES, JobStore
 
 
 def run(job_dir: Path) -> int:
-    record = read_record(job_dir)
+    record = JobStore.read(job_dir)
     launch = LocalLaunch.model_validate(yaml.safe_load((job_dir / "launch.yaml").read_text()))
     cancel_requested = (job_dir / "cancel").exists
 
     def finish(status: JobStatus, exit_code: int | None, message: str = "") -> int:
         ended = record.model_copy(update={"status": status, "exit_code": exit_code, "finished": now(), "message": message})
-        write_json(job_dir / "record.json", ended.model_dump(mode="json"))
+        JobStore.write(job_dir, ended)
         return 0
 
     if cancel_requested():
@@ -58,7 +59,7 @@ def run(job_dir: Path) -> int:
         process = {**read_process(job_dir), "job_pid": child.pid, "job_pgid": os.getpgid(child.pid), "job_started": created_at(child.pid)}
         write_json(job_dir / "process.json", process)
         record = record.model_copy(update={"status": JobStatus.RUNNING, "started": now()})
-        write_json(job_dir / "record.json", record.model_dump(mode="json"))
+        JobStore.write(job_dir, record)
         if cancel_requested():  # a cancel that raced with the start
             terminate_tree(child.pid, process["job_pgid"], CANCEL_GRACE_SECONDS)
         exit_code = child.wait()

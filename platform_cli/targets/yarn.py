@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING
 
 from platform_cli.atomic import write_text
 from platform_cli.render.yarn import hadoop_site_files, yarn_config
+from platform_cli.runs import new_id
 from platform_cli.targets import TargetInfo
-from platform_cli.targets.base import JobRecord, new_job_id
+from platform_cli.targets.base import JobRecord
 from platform_cli.targets.kubernetes import TARGET as KUBERNETES
 from platform_cli.targets.kubernetes import KubernetesTarget
 from platform_cli.targets.local import LocalTarget
@@ -47,7 +48,7 @@ class YarnTarget:
         self.kubernetes = KubernetesTarget(stack, api_client=api_client)
 
     def new_job_id(self, name: str) -> str:
-        return new_job_id(name)
+        return new_id(name)
 
     def submit(self, job: LoadedJob, rendered: RenderedJob) -> JobRecord:
         if job.spec.kind != "spark":

@@ -116,6 +116,21 @@ def test_a_failed_step_stops_its_dependents_lets_other_branches_finish_and_retri
     assert sorted(marks(project)) == ["bad", "bad", "slow"]
 
 
+def test_a_failed_first_node_omits_every_step_after_it_and_leaves_none_pending(project: Path) -> None:
+    nodes = {
+        "data": {"steps": {"generate": step("generate", 0, "--fail")}},
+        "features": {"after": ["data"], "steps": {"prep": step("prep", 0)}},
+        "train": {"after": ["features"], "steps": {"fit": step("fit", 0), "check": {**step("check", 0), "after": ["fit"]}}},
+    }
+    result = plinth("flow", "run", "-f", str(write_flow(project, nodes)), ok=False)
+    assert result.exit_code == 1
+    record = state(project, run_id(result.output))
+    assert record["status"] == "Failed"
+    assert {k: s["status"] for k, s in record["steps"].items()} == {"data/generate": "Failed", "features/prep": "Omitted", "train/fit": "Omitted", "train/check": "Omitted"}
+    assert record["steps"]["train/check"]["message"] == "not run: features/prep omitted"  # the first, in plan order
+    assert marks(project) == ["generate"]
+
+
 def test_a_step_over_its_timeout_fails(project: Path) -> None:
     result = plinth("flow", "run", "-f", str(write_flow(project, {"n": {"steps": {"s": step("s", 30, timeout="1s")}}})), ok=False)
     record = state(project, run_id(result.output))

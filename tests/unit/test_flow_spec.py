@@ -14,6 +14,7 @@ from platform_cli.flow.graph import dot_graph, mermaid_graph, text_graph
 from platform_cli.flow.plan import blocked_steps, builtin_argv, check_condition, parse_condition, plan_flow, ready_steps, substitute_refs
 from platform_cli.main import app
 from platform_cli.spec.flow import load_flow
+from platform_cli.status import StepStatus
 from tests.conftest import REPO
 
 EXAMPLE = REPO / "examples" / "ctr"
@@ -165,6 +166,20 @@ def test_scheduling_follows_both_layers(tmp_path: Path) -> None:
     states.update({"a/x": "Succeeded", "b/z": "Failed"})
     assert ready_steps(plan, states) == ["a/y"]  # the independent branch goes on
     assert blocked_steps(plan, states) == ["c/w"]  # what depends on the failure never starts
+
+
+def test_a_failed_first_node_omits_every_step_downstream_of_it() -> None:
+    """The example flow: when `data/generate` fails, the steps that wait for it directly
+    (features) and through others (train, evaluate, promote) are all blocked in one pass, so
+    none is left Pending."""
+    plan = plan_flow(load_flow(EXAMPLE / "flow.yaml"))
+    states = dict.fromkeys(plan.order, StepStatus.PENDING)
+    states["data/generate"] = StepStatus.FAILED
+    assert ready_steps(plan, states) == []
+    assert blocked_steps(plan, states) == plan.order[1:]
+    # an Omitted step blocks what waits for it, as a Failed one does
+    states.update({"data/generate": StepStatus.SUCCEEDED, "features/preprocess": StepStatus.OMITTED})
+    assert blocked_steps(plan, states) == plan.order[2:]
 
 
 def test_graph_shows_both_layers(tmp_path: Path) -> None:

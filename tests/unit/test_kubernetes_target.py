@@ -29,7 +29,7 @@ from platform_cli.spec.job import load_job
 from platform_cli.spec.stack import load_stack
 from platform_cli import kube
 from platform_cli.targets import base, kubernetes
-from platform_cli.targets.base import JobStatus
+from platform_cli.status import JobStatus
 from platform_cli.targets.kubernetes import KubernetesTarget
 from platform_cli.targets.yarn import YarnTarget
 from tests.conftest import REPO, write_job
