@@ -24,7 +24,6 @@ from platform_cli.render.engine import render_template
 from platform_cli.render.local import validate_local
 
 if TYPE_CHECKING:
-    from platform_cli.kinds.spark import SparkJobSpec
     from platform_cli.spec.job import LoadedJob
     from platform_cli.spec.stack import Stack, YarnConfig
 
@@ -62,7 +61,7 @@ def hadoop_site_files(yarn: YarnConfig) -> dict[str, str]:
 
 def spark_submit_argv(job: LoadedJob, stack: Stack, job_id: str, args: list[str], env: dict[str, str]) -> list[str]:
     """The spark-submit command line; a list, so no value is ever shell syntax."""
-    spec: SparkJobSpec = job.spec
+    spec = job.spec  # a Spark job: the YARN target renders only Spark jobs with this module
     team = stack.config.team
     memory = spark_memory(spec.resources.memory)
     argv = [

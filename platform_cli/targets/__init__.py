@@ -58,9 +58,14 @@ def submit_workflow(stack: Stack, objects: list[dict]) -> list[str]:
     return _resolve(target_of(stack).workflow_submitter)(stack, objects)
 
 
+def target_name(stack: Stack) -> str:
+    """The stack's `plinth:target`: read here and nowhere else."""
+    return stack.config.target
+
+
 def target_of(stack: Stack) -> TargetInfo:
-    """What the stack's target declares (the one reader of `plinth:target`)."""
-    name = stack.config.target
+    """What the stack's target declares."""
+    name = target_name(stack)
     if name not in TARGETS:
         raise PlinthError(f"target {name!r} of stack {stack.name!r} is not available", f"known targets: {', '.join(TARGETS)}")
     return importlib.import_module(TARGETS[name]).TARGET

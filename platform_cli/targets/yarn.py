@@ -51,7 +51,7 @@ class YarnTarget:
         return new_id(name)
 
     def submit(self, job: LoadedJob, rendered: RenderedJob) -> JobRecord:
-        if job.spec.kind != "spark":
+        if rendered.documents[0]["kind"] != "LocalLaunch":  # rendered for the team's namespace
             return self.kubernetes.submit(job, rendered)
         self._write_hadoop_conf(rendered.documents[0]["spec"]["env"]["HADOOP_CONF_DIR"])
         return self.spark.submit(job, rendered)
