@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Literal
 
 from platform_cli.errors import PlinthError
-from platform_cli.kinds import JobKind, PodGroup, WorkloadStatus, cpu_quantity
-from platform_cli.kinds.kubeflow import kubeflow_status, with_backoff_limit
+from platform_cli.kinds import PodGroup, cpu_quantity
+from platform_cli.kinds.kubeflow import KubeflowKind
 from platform_cli.kube import Resource
 from platform_cli.spec.job import JobSpecBase
 
@@ -20,12 +20,14 @@ class HorovodJobSpec(JobSpecBase):
     kind: Literal["horovod"]
 
 
-class HorovodKind(JobKind):
+class HorovodKind(KubeflowKind):
     name = "horovod"
     spec = HorovodJobSpec
     workload = Resource("kubeflow.org/v2beta1", "MPIJob")
     engine = "mpi-operator"
     main_role, main_container = "launcher", "launcher"
+    # The launcher (horovodrun) is the job: it ends when every worker process has.
+    deciding_replica = "Launcher"
     compute_roles = ("worker",)
 
     def pod_groups(self, spec: HorovodJobSpec) -> list[PodGroup]:
@@ -49,16 +51,6 @@ class HorovodKind(JobKind):
         slots = max(1, spec.resources.gpu)
         command = ["horovodrun", "-np", str(spec.workers * slots), "--hostfile", HOSTFILE, "--gloo", "python", script, *args]
         return {"slots_per_worker": slots, "command": command}
-
-    def read_status(self, workload: dict) -> WorkloadStatus:
-        return kubeflow_status(workload)
-
-    def argo_conditions(self, workload: dict) -> tuple[str, str]:
-        # The launcher (horovodrun) is the job: it ends when every worker process has.
-        return "status.replicaStatuses.Launcher.succeeded > 0", "status.replicaStatuses.Launcher.failed > 0"
-
-    def with_retries(self, workload: dict, retries: int) -> dict:
-        return with_backoff_limit(workload, retries)
 
 
 KIND = HorovodKind()

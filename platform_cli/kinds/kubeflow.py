@@ -1,8 +1,11 @@
-"""What the Kubeflow operators' jobs (MPIJob, TFJob) share: their JobStatus and runPolicy."""
+"""What the Kubeflow operators' jobs (MPIJob, TFJob) share: their JobStatus, runPolicy and a
+deciding replica whose end is the job's end."""
 
 from __future__ import annotations
 
-from platform_cli.kinds import WorkloadStatus, parse_time
+from typing import ClassVar
+
+from platform_cli.kinds import JobKind, WorkloadStatus, parse_time
 from platform_cli.status import JobStatus
 
 _CONDITIONS = {"Succeeded": JobStatus.SUCCEEDED, "Failed": JobStatus.FAILED, "Running": JobStatus.RUNNING, "Restarting": JobStatus.RUNNING}
@@ -26,3 +29,17 @@ def kubeflow_status(workload: dict) -> WorkloadStatus:
 def with_backoff_limit(workload: dict, retries: int) -> dict:
     spec = workload["spec"]
     return {**workload, "spec": {**spec, "runPolicy": {**spec.get("runPolicy", {}), "backoffLimit": retries}}}
+
+
+class KubeflowKind(JobKind):
+    deciding_replica: ClassVar[str]  # the replica type whose end is the job's end
+
+    def read_status(self, workload: dict) -> WorkloadStatus:
+        return kubeflow_status(workload)
+
+    def argo_conditions(self, workload: dict) -> tuple[str, str]:
+        replica = f"status.replicaStatuses.{self.deciding_replica}"
+        return f"{replica}.succeeded > 0", f"{replica}.failed > 0"
+
+    def with_retries(self, workload: dict, retries: int) -> dict:
+        return with_backoff_limit(workload, retries)

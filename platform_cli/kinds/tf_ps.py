@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import Field
 
-from platform_cli.kinds import JobKind, PodGroup, WorkloadStatus, cpu_quantity
-from platform_cli.kinds.kubeflow import kubeflow_status, with_backoff_limit
+from platform_cli.kinds import PodGroup, cpu_quantity
+from platform_cli.kinds.kubeflow import KubeflowKind
 from platform_cli.kube import Resource
 from platform_cli.spec.job import JobSpecBase
 
@@ -23,12 +23,14 @@ class TfPsJobSpec(JobSpecBase):
     parameter_servers: int = Field(1, ge=1, le=64, alias="parameterServers")
 
 
-class TfPsKind(JobKind):
+class TfPsKind(KubeflowKind):
     name = "tf-ps"
     spec = TfPsJobSpec
     workload = Resource("kubeflow.org/v1", "TFJob")
     engine = "the Kubeflow training operator"
     main_role, main_container = "chief", "tensorflow"
+    # The chief (ClusterCoordinator) decides; workers and parameter servers never exit on their own.
+    deciding_replica = "Chief"
     compute_roles = ("worker",)
     single_interop_thread = False
 
@@ -39,16 +41,6 @@ class TfPsKind(JobKind):
 
     def pod_name_suffixes(self, spec: TfPsJobSpec) -> list[str]:
         return ["-chief-0", f"-worker-{spec.workers - 1}", f"-ps-{spec.parameter_servers - 1}"]
-
-    def read_status(self, workload: dict) -> WorkloadStatus:
-        return kubeflow_status(workload)
-
-    def argo_conditions(self, workload: dict) -> tuple[str, str]:
-        # The chief (ClusterCoordinator) decides; workers and parameter servers never exit on their own.
-        return "status.replicaStatuses.Chief.succeeded > 0", "status.replicaStatuses.Chief.failed > 0"
-
-    def with_retries(self, workload: dict, retries: int) -> dict:
-        return with_backoff_limit(workload, retries)
 
 
 KIND = TfPsKind()
