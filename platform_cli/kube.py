@@ -68,10 +68,6 @@ class Resource:
             parts.append(subresource)
         return "/".join(parts)
 
-    @property
-    def group(self) -> str:
-        return self.api_version.rpartition("/")[0]
-
     @classmethod
     def of(cls, obj: dict) -> Resource:
         return cls(obj["apiVersion"], obj["kind"])
