@@ -191,14 +191,15 @@ def submit(
     dry_run: bool = typer.Option(False, "--dry-run", help="validate and print what would be applied"),
 ):
     """Render the flow for a cluster stack and create it on the cluster (Argo Workflows)."""
-    from platform_cli.render.argo import render_flow, submit_flow
+    from platform_cli.render.argo import render_flow
+    from platform_cli.targets import submit_workflow
 
     stack_config = _stack(stack)
     objects = render_flow(_plan(file, param), stack_config)
     if dry_run:
         _print_objects(objects, OutputFormat.yaml)
         return
-    for line in submit_flow(objects, stack_config):
+    for line in submit_workflow(stack_config, objects):
         typer.echo(line)
 
 

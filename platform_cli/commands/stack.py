@@ -29,6 +29,7 @@ def _deployments(root: str):
 def list_stacks(output: OutputFormat = OutputOption):
     """List stack files: role, target, storage, and (with the pulumi CLI) their deployments."""
     from platform_cli.spec.stack import load_stack, project_root, stack_names
+    from platform_cli.targets import target_name
 
     stacks = [load_stack(name) for name in stack_names()]
     deployed, note = _deployments(str(project_root()))
@@ -36,7 +37,7 @@ def list_stacks(output: OutputFormat = OutputOption):
 
     def row(s):
         storage = s.config.platform.storage.uri if s.role == "platform" else s.storage_root
-        cells = [s.name, s.role, s.config.target, storage, s.file.relative_to(s.project_root)]
+        cells = [s.name, s.role, target_name(s), storage, s.file.relative_to(s.project_root)]
         if deployed is not None:
             d = deployed.get(s.name)
             cells += [age(d.last_update) if d and d.last_update else "-", d.resource_count if d and d.resource_count is not None else "-"]

@@ -110,8 +110,9 @@ def load_snapshot(run_dir: Path) -> tuple[LoadedFlow, dict[str, str]]:
 
 def submit_run(plan: Plan, stack: Stack) -> FlowRunRecord:
     """Record a new run of a planned flow and start its runner."""
-    if stack.config.target != "local":
-        raise PlinthError(f"plinth flow run runs on the local target; stack {stack.name!r} is a {stack.config.target} stack", f"render it for the cluster: plinth flow submit -f FLOW --stack {stack.name}")
+    from platform_cli.targets import require
+
+    require(stack, "flow run")
     spec = plan.spec
     record = FlowRunRecord(
         id=new_id(spec.name),

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING
 
 from platform_cli.errors import PlinthError
 from platform_cli.flow.plan import Plan, builtin_argv, parse_ref, step_key
-from platform_cli.render.job import job_paths
+from platform_cli.kinds import job_kind
+from platform_cli.render.context import job_paths
 from platform_cli.render.validate import validate_objects
 from platform_cli.spec.team_objects import WORKFLOW_SERVICE_ACCOUNT
 
@@ -47,9 +48,12 @@ _REF = re.compile(r"\$\$|\$\{([^}]*)\}")
 
 def render_flow(plan: Plan, stack: Stack) -> list[dict]:
     """[Workflow] or [CronWorkflow] for a team stack, schema-validated."""
+    from platform_cli.targets import require
+
+    require(stack, "flow submit")
     if stack.config.team is None:
         raise PlinthError(f"stack {stack.name!r} is a {stack.role} stack; Argo workflows run in a team's namespace", "render for a team stack, e.g. --stack team-feed")
-    from platform_cli.render.cluster import render_cluster_job, workload_conditions
+    from platform_cli.render.cluster import render_cluster_job
 
     spec = plan.spec
     team = stack.config.team
@@ -76,12 +80,13 @@ def render_flow(plan: Plan, stack: Stack) -> list[dict]:
                     env = {k: _argo_value(key, v, static_outputs, stack.storage_root, for_job=True) for k, v in job.spec.env.items()}
                     job = job.model_copy(update={"spec": job.spec.model_copy(update={"args": args, "env": env, "labels": {**job.spec.labels, "plinth.dev/flow": spec.name}})})
                     job_id = f"{job.spec.name}-{stand_in}"
-                    objects = render_cluster_job(job, stack, job_id)
+                    kind = job_kind(job.spec.kind)
+                    objects = render_cluster_job(job, stack, job_id).documents
                     if "retries" in step.model_fields_set:  # else the job renderer's own default stands
-                        objects[-1] = _retry(objects[-1], step.retries)
+                        objects[-1] = kind.with_retries(objects[-1], step.retries)
                     validate_objects(objects)
                     objects = _replace(objects, stand_in, WORKFLOW_NAME)
-                    templates.extend(_job_templates(template_name, objects, workload_conditions(objects[-1]), step.timeout))
+                    templates.extend(_job_templates(template_name, objects, kind.argo_conditions(objects[-1]), step.timeout))
                     paths = job_paths(stack.storage_root, job_id.replace(stand_in, WORKFLOW_NAME))
                     static_outputs[key] = {"job_id": job_id.replace(stand_in, WORKFLOW_NAME), **paths, "model_dir": f"{paths['output_dir']}/model"}
                 else:
@@ -167,21 +172,6 @@ def _job_templates(name: str, objects: list[dict], conditions: tuple[str, str], 
     return [{"name": name, "steps": steps}, *setup, workload]
 
 
-def _retry(workload: dict, retries: int) -> dict:
-    """The engine's own restarts of the same job (same name, outputs and checkpoints)."""
-    obj = {**workload, "spec": dict(workload["spec"])}
-    kind = obj["kind"]
-    if kind == "SparkApplication":
-        obj["spec"]["restartPolicy"] = {"type": "OnFailure", "onFailureRetries": retries, "onFailureRetryInterval": 30, "onSubmissionFailureRetries": retries, "onSubmissionFailureRetryInterval": 30}
-    elif kind in ("MPIJob", "TFJob"):
-        obj["spec"]["runPolicy"] = {**obj["spec"].get("runPolicy", {}), "backoffLimit": retries}
-    elif kind == "Job":
-        obj["spec"]["backoffLimit"] = retries
-    else:
-        raise PlinthError(f"retries: no restart setting known for a {kind}")
-    return obj
-
-
 def _argo_value(key: str, text: str, static_outputs: dict[str, dict[str, str]], storage: str, for_job: bool = False, inputs: dict[str, str] | None = None) -> str:
     """A flow value with its references in Argo's terms. For job steps, job variables (${storage}
     and the like) stay for the cluster renderer; for built-in steps `${storage}` is the team
@@ -226,24 +216,3 @@ def _replace(value, old: str, new: str):
     if isinstance(value, dict):
         return {k: _replace(v, old, new) for k, v in value.items()}
     return value
-
-
-def submit_flow(objects: list[dict], stack: Stack) -> list[str]:
-    """Create the rendered Workflow/CronWorkflow with the Kubernetes API (the stack's kubeconfig
-    context, as the Kubernetes target connects). Returns one line per object created."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
-
-    from platform_cli.targets.kubernetes import connect
-
-    api = client.CustomObjectsApi(connect(stack))
-    lines = []
-    for obj in objects:
-        plural = {"Workflow": "workflows", "CronWorkflow": "cronworkflows"}[obj["kind"]]
-        namespace = obj["metadata"]["namespace"]
-        try:
-            created = api.create_namespaced_custom_object("argoproj.io", "v1alpha1", namespace, plural, obj)
-        except ApiException as exc:
-            raise PlinthError(f"the cluster refused the {obj['kind']}: {exc.status} {exc.reason}", "check that Argo Workflows is installed and you may create workflows in the namespace") from None
-        lines.append(f"{obj['kind'].lower()}/{created['metadata']['name']} created in namespace {namespace}")
-    return lines

@@ -1,18 +1,14 @@
 """Render a job for a team's Kubernetes cluster: pure, validated, nothing sent.
 
-    render_cluster_job(job, stack, job_id) -> [ConfigMap (the job's code), workload]
+    render_cluster_job(job, stack, job_id) -> RenderedJob: [ConfigMap (the job's code), workload]
 
-| job kind | workload (engine the platform stack installed)                                 |
-|----------|--------------------------------------------------------------------------------|
-| spark    | SparkApplication (Kubeflow Spark operator v2)                                  |
-| horovod  | MPIJob v2beta1 (mpi-operator): horovodrun --gloo over the operator's hostfile   |
-| tf-ps    | TFJob (Kubeflow training operator): chief + workers + parameter servers        |
-| python   | batch/v1 Job                                                                   |
+Each job kind (platform_cli/kinds) says which workload it becomes and what engine runs it:
+spark a SparkApplication, horovod an MPIJob, tf-ps a TFJob, python a batch/v1 Job.
 
-Decisions (placement, sizes, names, storage wiring) are made here, from the job spec, the team
-stack and its platform stack; templates/<kind>/kubernetes.yaml.j2 only lays them out, every
-value through `| quote`. Every object carries the labels in `job_labels`, so the Kubernetes
-target (and Argo, through `workload_conditions`) finds the job again.
+Decisions common to every kind (placement, quota, names, storage wiring) are made here, from
+the job spec, the team stack and its platform stack; the kind adds its own values and
+templates/<kind>/kubernetes.yaml.j2 only lays them out, every value through `| quote`. Every
+object carries the labels in `job_labels`, so the Kubernetes target and Argo find the job again.
 
 What the team namespace must already hold (the platform/team stacks create them): the queue
 named after the team (Volcano Queue or Kueue LocalQueue), the priority classes, and the objects
@@ -23,7 +19,6 @@ storage-credentials Secret. Credentials are only ever referenced by name.
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -32,11 +27,11 @@ from typing import TYPE_CHECKING
 import yaml
 
 from platform_cli.errors import PlinthError
+from platform_cli.kinds import JobKind, PodGroup, job_kind
+from platform_cli.render.context import RenderedJob, data_inputs, in_job_file, job_variables, plinth_env, substituted_args, substituted_env
 from platform_cli.render.engine import render_template
-from platform_cli.render.job import job_variables, plinth_env, spark_memory, substitute
 from platform_cli.render.validate import validate_objects
 from platform_cli.spec.team_objects import HDFS_CONFIG_MAP, JOBS_SERVICE_ACCOUNT, STORAGE_SECRET
-from platform_cli.spec.job import HorovodJobSpec, PythonJobSpec, SparkJobSpec, TfPsJobSpec
 
 if TYPE_CHECKING:
     from platform_cli.spec.job import LoadedJob
@@ -47,9 +42,7 @@ LABEL_JOB_ID = "plinth.dev/job-id"
 LABEL_JOB = "plinth.dev/job"
 LABEL_TEAM = "plinth.dev/team"
 LABEL_KIND = "plinth.dev/kind"
-LABEL_ROLE = "plinth.dev/role"  # on pods: driver, executor, launcher, worker, chief, ps, main
-# The pod whose log is the job's log, per kind.
-MAIN_ROLE = {"spark": "driver", "horovod": "launcher", "tf-ps": "chief", "python": "main"}
+LABEL_ROLE = "plinth.dev/role"  # on pods: the role of its pod group (driver, executor, launcher, worker, ...)
 
 # Names of what the platform puts in every team namespace (see the module docstring).
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -59,48 +52,16 @@ CODE_DIR = "/opt/plinth/job"  # the job's script(s), mounted read-only from its 
 HADOOP_CONF_DIR = "/etc/hadoop/conf"
 # A ConfigMap holds at most 1 MiB; leave room for its metadata.
 MAX_CODE_BYTES = 900 * 1024
-# Spark the runtime image ships (the version Plinth's lock file pins).
-SPARK_VERSION = "4.3.0"
 # Finished workloads (and their pods' logs) stay a week, then the operator removes them.
 TTL_SECONDS_AFTER_FINISHED = 7 * 24 * 3600
 RETRY_INTERVAL_SECONDS = 30
-# horovodrun only starts processes over ssh; it needs little.
-LAUNCHER_CPU, LAUNCHER_MEMORY = "500m", "1Gi"
 # Per-replica Services and pod hostnames are DNS labels.
 DNS_LABEL_MAX = 63
 
 
-@dataclass(frozen=True)
-class PodGroup:
-    """`count` identical pods of one role, each requesting cpu/memory/gpu."""
-
-    role: str
-    count: int
-    cpu: str
-    memory: str
-    gpu: int = 0
-
-
-
-COMPUTE_ROLES = ("executor", "worker", "main")
-
-
 def pod_groups(job: LoadedJob) -> list[PodGroup]:
     """Every pod a job asks for: the basis of quota preflight and of the rendered sizes."""
-    spec = job.spec
-    cpu, memory, gpu = _cpu(spec.resources.cpu), spec.resources.memory, spec.resources.gpu
-    if isinstance(spec, SparkJobSpec):
-        return [PodGroup("driver", 1, cpu, memory), PodGroup("executor", spec.workers, cpu, memory, gpu)]
-    if isinstance(spec, HorovodJobSpec):
-        return [PodGroup("launcher", 1, LAUNCHER_CPU, LAUNCHER_MEMORY), PodGroup("worker", spec.workers, cpu, memory, gpu)]
-    if isinstance(spec, TfPsJobSpec):
-        # The chief only coordinates and parameter servers hold variables: GPUs go to workers.
-        return [PodGroup("chief", 1, cpu, memory), PodGroup("worker", spec.workers, cpu, memory, gpu), PodGroup("ps", spec.parameter_servers, cpu, memory)]
-    return [PodGroup("main", 1, cpu, memory, gpu)]
-
-
-def _cpu(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else f"{round(value * 1000)}m"
+    return job_kind(job.spec.kind).pod_groups(job.spec)
 
 
 # -- preflight -----------------------------------------------------------------------------
@@ -225,38 +186,31 @@ def _format_bytes(value: Decimal) -> str:
 # -- rendering -----------------------------------------------------------------------------
 
 
-def render_cluster_job(job: LoadedJob, stack: Stack, job_id: str) -> list[dict]:
+def render_cluster_job(job: LoadedJob, stack: Stack, job_id: str) -> RenderedJob:
     """Every object of one submission, ConfigMap(s) first and the workload last, each labelled
     with `plinth.dev/job-id`, `plinth.dev/job` and `plinth.dev/team` and schema-validated."""
-    return render_cluster_text(job, stack, job_id)[1]
-
-
-def render_cluster_text(job: LoadedJob, stack: Stack, job_id: str) -> tuple[str, list[dict], list[str]]:
-    """(the YAML `plinth job render` prints, its objects, the job's args with variables filled)."""
+    kind = job_kind(job.spec.kind)
     try:
         placement = preflight(job, stack)
-        _check_name_lengths(job, job_id)
+        _check_name_lengths(job, kind, job_id)
         variables = job_variables(job, stack, job_id)
-        args = [substitute(arg, variables, f"args[{i}]") for i, arg in enumerate(job.spec.args)]
-        env = {key: substitute(value, variables, f"env.{key}") for key, value in sorted(job.spec.env.items())}
+        args = substituted_args(job, variables)
+        env = substituted_env(job, variables)
         code = _code_files(job)
-    except PlinthError as exc:  # a problem with a field of the job file: say which file
-        raise PlinthError(f"{job.shown_file}: {exc.message}", exc.fix) from None
-    context = _context(job, stack, job_id, placement, variables, args, env, code)
-    text = render_template("cluster/code.yaml.j2", context) + "---\n" + render_template(f"{job.spec.kind}/kubernetes.yaml.j2", context)
+        context = _context(job, kind, stack, job_id, placement, variables, args, env, code)
+    except PlinthError as exc:
+        raise in_job_file(job, exc) from None
+    template = f"{kind.name}/kubernetes.yaml.j2"
+    text = render_template("cluster/code.yaml.j2", context) + "---\n" + render_template(template, context)
     objects = [doc for doc in yaml.safe_load_all(text) if doc is not None]
     validate_objects(objects)
-    return text, objects, args
+    return RenderedJob(job_id=job_id, template=template, text=text, documents=objects, args=args, data_inputs=data_inputs(job.spec.args, args))
 
 
-def _check_name_lengths(job: LoadedJob, job_id: str) -> None:
+def _check_name_lengths(job: LoadedJob, kind: JobKind, job_id: str) -> None:
     """Operators name pods and per-replica Services `<job-id>-<role>-<index>`; those must be DNS labels."""
     spec = job.spec
-    suffixes = {
-        "horovod": ["-launcher", f"-worker-{spec.workers - 1}"],
-        "tf-ps": ["-chief-0", f"-worker-{spec.workers - 1}", f"-ps-{getattr(spec, 'parameter_servers', 1) - 1}"],
-    }.get(spec.kind, [""])  # Spark and batch Jobs shorten their pod names themselves
-    longest = max(suffixes, key=len)
+    longest = max(kind.pod_name_suffixes(spec) or [""], key=len)
     if len(job_id) + len(longest) > DNS_LABEL_MAX:
         room = DNS_LABEL_MAX - len(longest) - (len(job_id) - len(spec.name))
         raise PlinthError(
@@ -295,7 +249,7 @@ def job_labels(job: LoadedJob, placement: Placement, job_id: str) -> dict[str, s
     }
 
 
-def _context(job, stack, job_id, placement: Placement, variables: dict, args: list[str], env: dict, code: dict) -> dict:
+def _context(job, kind: JobKind, stack, job_id, placement: Placement, variables: dict, args: list[str], env: dict, code: dict) -> dict:
     spec = job.spec
     team = stack.config.team
     storage = placement.storage
@@ -304,15 +258,7 @@ def _context(job, stack, job_id, placement: Placement, variables: dict, args: li
     if placement.scheduler == "kueue":
         workload_labels[KUEUE_QUEUE_LABEL] = placement.queue
 
-    threads = str(max(1, math.floor(spec.resources.cpu)))
-    container_env = {
-        **plinth_env(job, stack, job_id, variables),
-        "OMP_NUM_THREADS": threads,
-        "TF_NUM_INTRAOP_THREADS": threads,
-        "TF_NUM_INTEROP_THREADS": "1",
-    }
-    if isinstance(spec, TfPsJobSpec):
-        del container_env["TF_NUM_INTEROP_THREADS"]  # see render.job._local_context
+    container_env = {**plinth_env(job, stack, job_id, variables), **kind.thread_env(spec.resources.cpu)}
     volumes = [{"name": "code", "configMap": {"name": f"{job_id}-code"}}]
     mounts = [{"name": "code", "mountPath": CODE_DIR, "readOnly": True}]
     env_from = []
@@ -326,11 +272,11 @@ def _context(job, stack, job_id, placement: Placement, variables: dict, args: li
         env_from.append({"secretRef": {"name": STORAGE_SECRET}})
     container_env.update(env)
 
-    groups = {g.role: g for g in pod_groups(job)}
+    groups = {g.role: g for g in kind.pod_groups(spec)}
     pods = {}
     for role, group in groups.items():
         pod_labels = {**labels, LABEL_ROLE: role}
-        if placement.scheduler == "kueue" and isinstance(spec, SparkJobSpec):
+        if placement.scheduler == "kueue" and kind.workload.kind == "SparkApplication":
             # Kueue has no SparkApplication integration: its pod integration admits the driver
             # and executors one by one through the team's queue (quota and fair share, no gang).
             pod_labels[KUEUE_QUEUE_LABEL] = placement.queue
@@ -345,10 +291,9 @@ def _context(job, stack, job_id, placement: Placement, variables: dict, args: li
             "labels": pod_labels,
             "annotations": annotations,
             "scheduler_name": "volcano" if placement.scheduler == "volcano" else None,
-            # Only the pods that compute go to the pool; drivers, launchers, chiefs and
-            # parameter servers would hold a GPU node without using its GPUs.
-            "node_selector": placement.node_selector if role in COMPUTE_ROLES else {},
-            "tolerations": placement.tolerations if role in COMPUTE_ROLES else [],
+            # Only the pods that compute go to the pool (see JobKind.compute_roles).
+            "node_selector": placement.node_selector if role in kind.compute_roles else {},
+            "tolerations": placement.tolerations if role in kind.compute_roles else [],
             "requests": requests,
             "limits": limits,
             "cpu": group.cpu,
@@ -384,49 +329,5 @@ def _context(job, stack, job_id, placement: Placement, variables: dict, args: li
         "ttl": TTL_SECONDS_AFTER_FINISHED,
         "retry_interval": RETRY_INTERVAL_SECONDS,
     }
-    if isinstance(spec, SparkJobSpec):
-        context.update(_spark_context(spec, storage, groups))
-    if isinstance(spec, HorovodJobSpec):
-        slots = max(1, spec.resources.gpu)
-        context["slots_per_worker"] = slots
-        context["command"] = ["horovodrun", "-np", str(spec.workers * slots), "--hostfile", "/etc/mpi/hostfile", "--gloo", "python", script, *args]
-    if isinstance(spec, (TfPsJobSpec, PythonJobSpec)):
-        context["command"] = ["python", script, *args]
+    context.update(kind.cluster_context(job, script, args, storage))
     return context
-
-
-def _spark_context(spec: SparkJobSpec, storage, groups: dict[str, PodGroup]) -> dict:
-    conf = {}
-    if storage.kind == "s3":
-        conf.update({"spark.hadoop.fs.s3a.endpoint": storage.s3.endpoint, "spark.hadoop.fs.s3a.path.style.access": "true"})
-    conf.update(dict(sorted(spec.conf.items())))
-    return {
-        "spark_version": SPARK_VERSION,
-        "spark_conf": conf,
-        "hadoop_config_map": HDFS_CONFIG_MAP if storage.kind == "hdfs" else None,
-        # Spark wants whole cores and JVM sizes; the Kubernetes request keeps the exact value.
-        "spark_cores": max(1, math.ceil(spec.resources.cpu)),
-        "spark_memory": spark_memory(spec.resources.memory),
-    }
-
-
-# -- what Argo (and `--watch`) read from a workload's status -----------------------------------
-
-
-def workload_conditions(obj: dict) -> tuple[str, str]:
-    """Argo resource-template (successCondition, failureCondition) for a rendered workload.
-
-    Argo evaluates them as label-selector-style expressions over the live object's fields.
-    """
-    kind = obj.get("kind")
-    if kind == "SparkApplication":
-        return "status.applicationState.state == COMPLETED", "status.applicationState.state in (FAILED, SUBMISSION_FAILED)"
-    if kind == "MPIJob":
-        # The launcher (horovodrun) is the job: it ends when every worker process has.
-        return "status.replicaStatuses.Launcher.succeeded > 0", "status.replicaStatuses.Launcher.failed > 0"
-    if kind == "TFJob":
-        # The chief (ClusterCoordinator) decides; workers and parameter servers never exit on their own.
-        return "status.replicaStatuses.Chief.succeeded > 0", "status.replicaStatuses.Chief.failed > 0"
-    if kind == "Job" and obj.get("apiVersion") == "batch/v1":
-        return "status.succeeded > 0", f"status.failed > {obj['spec'].get('backoffLimit', 6)}"
-    raise PlinthError(f"no success condition known for {obj.get('apiVersion')} {kind}", "pass a workload rendered by render_cluster_job")

@@ -13,17 +13,18 @@ the job runs, and `retries` re-attempt YARN's application master, not the driver
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 import yaml
 
 from platform_cli.errors import PlinthError
+from platform_cli.kinds.spark import spark_cores, spark_memory
+from platform_cli.render.context import RenderedJob, data_inputs, in_job_file, job_variables, plinth_env, substituted_args, substituted_env
 from platform_cli.render.engine import render_template
-from platform_cli.render.job import RenderedJob, job_variables, plinth_env, spark_memory, substitute, validate_local
+from platform_cli.render.local import validate_local
 
 if TYPE_CHECKING:
-    from platform_cli.spec.job import LoadedJob, SparkJobSpec
+    from platform_cli.spec.job import LoadedJob
     from platform_cli.spec.stack import Stack, YarnConfig
 
 
@@ -60,7 +61,7 @@ def hadoop_site_files(yarn: YarnConfig) -> dict[str, str]:
 
 def spark_submit_argv(job: LoadedJob, stack: Stack, job_id: str, args: list[str], env: dict[str, str]) -> list[str]:
     """The spark-submit command line; a list, so no value is ever shell syntax."""
-    spec: SparkJobSpec = job.spec
+    spec = job.spec  # a Spark job: the YARN target renders only Spark jobs with this module
     team = stack.config.team
     memory = spark_memory(spec.resources.memory)
     argv = [
@@ -70,7 +71,7 @@ def spark_submit_argv(job: LoadedJob, stack: Stack, job_id: str, args: list[str]
         "--name", job_id,
         "--queue", team.name,  # the YARN queue the Hadoop admins give the team, named after it
         "--num-executors", str(spec.workers),
-        "--executor-cores", str(max(1, math.ceil(spec.resources.cpu))),
+        "--executor-cores", str(spark_cores(spec.resources.cpu)),
         "--executor-memory", memory,
         "--driver-memory", memory,
     ]
@@ -95,14 +96,11 @@ def render_yarn_job(job: LoadedJob, stack: Stack, job_id: str) -> RenderedJob:
         if spec.resources.gpu or spec.pool:
             raise PlinthError("resources.gpu / pool: GPU pools are Kubernetes node pools; a YARN stack runs CPU Spark jobs", "drop them, or run the job on a kubernetes team stack")
         variables = job_variables(job, stack, job_id)
-        args = [substitute(arg, variables, f"args[{i}]") for i, arg in enumerate(spec.args)]
-        env = {
-            **plinth_env(job, stack, job_id, variables),
-            **{key: substitute(value, variables, f"env.{key}") for key, value in sorted(spec.env.items())},
-        }
+        args = substituted_args(job, variables)
+        env = {**plinth_env(job, stack, job_id, variables), **substituted_env(job, variables)}
         command = spark_submit_argv(job, stack, job_id, args, env)
     except PlinthError as exc:
-        raise PlinthError(f"{job.shown_file}: {exc.message}", exc.fix) from None
+        raise in_job_file(job, exc) from None
     # The driver (client mode) runs here, with the Hadoop configuration and Plinth's python;
     # executors use the Hadoop nodes' own Python.
     launch_env = {"HADOOP_CONF_DIR": hadoop_conf_dir(stack), "PYSPARK_DRIVER_PYTHON": "python", **env}
@@ -114,5 +112,4 @@ def render_yarn_job(job: LoadedJob, stack: Stack, job_id: str) -> RenderedJob:
     )
     documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
     validate_local(documents, template)
-    data_inputs = [resolved for raw, resolved in zip(spec.args, args, strict=True) if "${storage}" in raw]
-    return RenderedJob(job_id=job_id, template=template, text=text, documents=documents, args=args, data_inputs=data_inputs)
+    return RenderedJob(job_id=job_id, template=template, text=text, documents=documents, args=args, data_inputs=data_inputs(spec.args, args))

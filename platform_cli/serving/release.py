@@ -33,6 +33,7 @@ from platform_cli.errors import PlinthError
 from platform_cli.serving import local, traffic
 from platform_cli.serving import state as store
 from platform_cli.serving.traffic import TrafficState
+from platform_cli.targets import require, target_of
 
 if TYPE_CHECKING:
     from platform_cli.registry import ModelRegistry
@@ -51,8 +52,12 @@ def routers_dir(stack: Stack) -> Path:
     return local.state_dir(stack) / "routers"
 
 
+def serves_locally(stack: Stack) -> bool:
+    return target_of(stack).serving == "local"
+
+
 def state_path(stack: Stack, model: str) -> Path:
-    if stack.config.target == "local":
+    if serves_locally(stack):
         return store.traffic_path(local.state_dir(stack), model)
     # A cluster stack's split, as this machine last applied it (the cluster's objects carry it too).
     return store.traffic_path(local.state_dir(stack) / stack.name, model)
@@ -90,9 +95,7 @@ def current(stack: Stack, registry: ModelRegistry, model: str) -> TrafficState:
 
 def router_state(stack: Stack, model: str) -> dict:
     """What the model's router routes now: generation, weights, per-version metrics."""
-    if stack.config.target != "local":
-        raise PlinthError(f"compare reads the local router's metrics; stack {stack.name} serves on a cluster",
-                          "use KServe's Prometheus metrics there (request count, latency per revision)")
+    require(stack, "model compare")
     record = _live_router(stack, model)
     if record is None:
         raise PlinthError(f"model '{model}' has no traffic-split router running", f"start one with plinth model promote {model} VERSION")
@@ -140,7 +143,7 @@ def _version_servers(stack: Stack, model: str) -> dict[int, local.ServerRecord]:
 
 
 def _change(stack: Stack, registry: ModelRegistry, model: str, change: Callable[[TrafficState], TrafficState]) -> TrafficState:
-    if stack.config.target != "local":
+    if not serves_locally(stack):
         return _change_on_cluster(stack, registry, model, change)
     path = state_path(stack, model)
     with store.locked(path):
@@ -196,18 +199,16 @@ def _change_on_cluster(stack: Stack, registry: ModelRegistry, model: str, change
         else:  # Serverless: one service whose newest revision is the canary (or production)
             newest = lambda s: s.canary if s.canary is not None else s.production  # noqa: E731
             new, retired = ({model} if newest(after) != newest(before) else set()), []
-        cluster.apply_release(objects, _cluster_api(stack), new, retired)
+        cluster.apply_release(objects, _kube(stack), new, retired)
         store.save(path, after)
     _sync_aliases(registry, after)
     return after
 
 
-def _cluster_api(stack: Stack):
-    from kubernetes import client
+def _kube(stack: Stack):
+    from platform_cli.kube import KubeClient
 
-    from platform_cli.targets.kubernetes import connect
-
-    return client.CustomObjectsApi(connect(stack))
+    return KubeClient.for_stack(stack)
 
 
 def _seeded(state: TrafficState, registry: ModelRegistry) -> TrafficState:

@@ -1,6 +1,6 @@
 """Job specs: the declarative files users write (`examples/ctr/*.job.yaml`).
 
-    kind: horovod            # spark | horovod | tf-ps | python
+    kind: horovod            # a job kind: spark | horovod | tf-ps | python (platform_cli/kinds)
     name: ctr-train
     script: train.py         # relative to this file
     args: [--features, "${storage}/ctr/features", --export-dir, "${output_dir}/model"]
@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from functools import cache
+from typing import Annotated, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, TypeAdapter, ValidationError, field_validator
 
 from platform_cli.errors import PlinthError
 from platform_cli.spec.stack import describe_validation_error
@@ -56,6 +57,9 @@ class Resources(SpecModel):
 
 
 class JobSpecBase(SpecModel):
+    """Fields every kind has; each kind's module (platform_cli/kinds) adds its own."""
+
+    kind: str
     name: str
     script: str = Field(min_length=1)
     args: list[str] = []
@@ -95,42 +99,14 @@ class JobSpecBase(SpecModel):
         return files
 
 
-class SparkJobSpec(JobSpecBase):
-    kind: Literal["spark"]
-    conf: dict[str, str] = Field({}, description="Spark properties (spark.*)")
+@cache
+def _job_adapter() -> TypeAdapter:
+    """The union of every registered kind's spec, told apart by `kind` (built on first use:
+    the kind modules import this one)."""
+    from platform_cli.kinds import all_kinds
 
-    @field_validator("conf")
-    @classmethod
-    def _spark_keys(cls, conf: dict[str, str]) -> dict[str, str]:
-        for key in conf:
-            if not key.startswith("spark."):
-                raise ValueError(f"{key!r} is not a Spark property (they start with 'spark.')")
-        return conf
-
-
-class HorovodJobSpec(JobSpecBase):
-    kind: Literal["horovod"]
-
-
-class TfPsJobSpec(JobSpecBase):
-    """TensorFlow parameter-server training: one chief (the ClusterCoordinator), `workers`
-    workers and `parameterServers` parameter servers, every one running `script` with its role
-    in TF_CONFIG. The job ends when the chief does; parameter servers and workers are stopped
-    then (they serve forever otherwise). `resources` size every process; GPUs go to workers."""
-
-    kind: Literal["tf-ps"]
-    parameter_servers: int = Field(1, ge=1, le=64, alias="parameterServers")
-
-
-class PythonJobSpec(JobSpecBase):
-    """A single Python process: data generation, evaluation, glue steps."""
-
-    kind: Literal["python"]
-    workers: Literal[1] = 1
-
-
-JobSpec = Annotated[Union[SparkJobSpec, HorovodJobSpec, TfPsJobSpec, PythonJobSpec], Field(discriminator="kind")]
-_job_adapter: TypeAdapter = TypeAdapter(JobSpec)
+    models = tuple(kind.spec for kind in all_kinds())
+    return TypeAdapter(Annotated[Union[models], Field(discriminator="kind")])
 
 
 class LoadedJob(BaseModel):
@@ -138,7 +114,7 @@ class LoadedJob(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    spec: JobSpec
+    spec: SerializeAsAny[JobSpecBase]  # an instance of the kind's own spec class
     file: Path
 
     @property
@@ -178,13 +154,15 @@ def load_job(path: str | Path) -> LoadedJob:
     return job
 
 
-def parse_job_spec(document: object, where: str) -> JobSpec:
+def parse_job_spec(document: object, where: str) -> JobSpecBase:
     if not isinstance(document, dict):
         raise PlinthError(f"{where}: expected a mapping with kind, name and script")
+    from platform_cli.kinds import KINDS
+
     if "kind" not in document:
-        raise PlinthError(f"{where}: kind: missing", "set kind to one of spark, horovod, tf-ps, python")
+        raise PlinthError(f"{where}: kind: missing", f"set kind to one of {', '.join(KINDS)}")
     try:
-        return _job_adapter.validate_python(document)
+        return _job_adapter().validate_python(document)
     except ValidationError as exc:
         raise PlinthError(f"{where}: {_strip_kind(describe_validation_error(exc))}") from None
 
@@ -192,7 +170,9 @@ def parse_job_spec(document: object, where: str) -> JobSpec:
 def _strip_kind(message: str) -> str:
     # Pydantic prefixes discriminated-union errors with the tag ("horovod.workers: ..."); the
     # user wrote `workers`, so name that.
-    return re.sub(r"^(spark|horovod|tf-ps|python)\.", "", message)
+    from platform_cli.kinds import KINDS
+
+    return re.sub(rf"^({'|'.join(map(re.escape, KINDS))})\.", "", message)
 
 
 def dump_job_spec(spec: JobSpecBase) -> dict:

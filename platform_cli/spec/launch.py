@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 API_VERSION = "plinth.dev/v1alpha1"
 
@@ -21,9 +21,19 @@ class LaunchModel(BaseModel):
 class LaunchMetadata(LaunchModel):
     name: str
     job_id: str = Field(alias="jobId")
-    job_kind: Literal["spark", "horovod", "tf-ps", "python"] = Field(alias="jobKind")
+    job_kind: str = Field(alias="jobKind")
     stack: str
     labels: dict[str, str] = {}
+
+
+    @field_validator("job_kind")
+    @classmethod
+    def _known_kind(cls, kind: str) -> str:
+        from platform_cli.kinds import KINDS
+
+        if kind not in KINDS:
+            raise ValueError(f"{kind!r} is not a job kind ({', '.join(KINDS)})")
+        return kind
 
 
 class LaunchSpec(LaunchModel):

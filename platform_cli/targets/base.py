@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from platform_cli.status import JobStatus
 
 if TYPE_CHECKING:
-    from platform_cli.render.job import RenderedJob
+    from platform_cli.render.context import RenderedJob
     from platform_cli.spec.job import LoadedJob
 
 

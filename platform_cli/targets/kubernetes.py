@@ -1,18 +1,19 @@
 """The Kubernetes target: applies rendered objects to the team's namespace and follows them there.
 
-Plinth renders and submits; the operators the platform installed (Spark operator, mpi-operator,
-training operator, the Job controller, Volcano or Kueue) run the job. Nothing is stored on this
-machine: `ls`, `status`, `logs` and `cancel` find a job by its labels (render/cluster.py), so
-they work from any shell and any machine with access to the namespace.
+Plinth renders and submits; the engines the platform installed (each job kind names its own:
+Spark operator, mpi-operator, training operator, the Job controller; Volcano or Kueue) run the
+job. Nothing is stored on this machine: `ls`, `status`, `logs` and `cancel` find a job by its
+labels (render/cluster.py), so they work from any shell and any machine with access to the
+namespace.
 
 - submit: server-side apply of every object (ConfigMap first, workload last) with the field
   manager `plinth`; if the workload is refused, the objects applied before it are deleted.
-- status/ls: the workload's own status, mapped to Pending/Running/Succeeded/Failed.
-- logs: the main pod's log (Spark driver, MPI launcher, TF chief, the Job's pod).
+- status/ls: the workload's own status, read by its kind (platform_cli/kinds).
+- logs: the log of the kind's main pod (Spark driver, MPI launcher, TF chief, the Job's pod).
 - cancel: deletes the workload (its pods go with it) and its ConfigMap.
 
-All calls go through the `kubernetes` client's typed APIs on one ApiClient, which tests replace
-at its `call_api` boundary (tests/unit/test_kubernetes_target.py).
+Flows go to the same namespace as Argo Workflows (`submit_workflow`). Every call goes through
+platform_cli.kube, whose one ApiClient tests replace at its `call_api` boundary.
 """
 
 from __future__ import annotations
@@ -23,58 +24,47 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from platform_cli.errors import PlinthError
+from platform_cli.kinds import all_kinds, job_kind, parse_time
+from platform_cli.kube import CONFIG_MAP, POD, KubeClient, Resource
 from platform_cli.lineage import file_sha256, source_revision
-from platform_cli.render.cluster import LABEL_JOB_ID, LABEL_KIND, LABEL_ROLE, LABEL_TEAM, MAIN_ROLE
-from platform_cli.render.job import job_paths
+from platform_cli.render.cluster import LABEL_JOB, LABEL_JOB_ID, LABEL_KIND, LABEL_ROLE, LABEL_TEAM
+from platform_cli.render.context import job_paths
 from platform_cli.runs import new_id
 from platform_cli.status import JobStatus
+from platform_cli.targets import TargetInfo, Unsupported
 from platform_cli.targets.base import JobRecord
 
 if TYPE_CHECKING:
-    from platform_cli.render.job import RenderedJob
+    from platform_cli.render.context import RenderedJob
     from platform_cli.spec.job import LoadedJob
     from platform_cli.spec.stack import Stack
 
-FIELD_MANAGER = "plinth"
-APPLY_PATCH = "application/apply-patch+yaml"
+TARGET = TargetInfo(
+    name="kubernetes",
+    runner="platform_cli.targets.kubernetes:KubernetesTarget",
+    renderers={"*": "platform_cli.render.cluster:render_cluster_job"},
+    preview_id_suffix="xxxxx",
+    serving="kserve",
+    workflow_submitter="platform_cli.targets.kubernetes:submit_workflow",
+    unsupported={
+        "flow run": Unsupported("flows on a cluster run on Argo Workflows", "plinth flow submit -f FLOW --stack {stack}"),
+        "job restart": Unsupported("on Kubernetes the operator restarts failed pods (the job's retries)", "submit the job again (it gets a new id, outputs and checkpoints)"),
+        "model compare": Unsupported("compare reads the local router's metrics and this stack serves on KServe", "use KServe's Prometheus metrics there (request count, latency per revision)"),
+    },
+)
+
 POLL_SECONDS = 2.0
 
-# Workload kinds Plinth renders: (group, version, plural); "" is the core/batch typed API.
-CUSTOM_WORKLOADS = {
-    "SparkApplication": ("sparkoperator.k8s.io", "v1beta2", "sparkapplications"),
-    "MPIJob": ("kubeflow.org", "v2beta1", "mpijobs"),
-    "TFJob": ("kubeflow.org", "v1", "tfjobs"),
-}
-# What to install when the API server does not know a kind.
-OPERATORS = {"SparkApplication": "the Spark operator", "MPIJob": "mpi-operator", "TFJob": "the Kubeflow training operator"}
-MAIN_CONTAINER = {"driver": "spark-kubernetes-driver", "launcher": "launcher", "chief": "tensorflow", "main": "main"}
 
-
-def connect(stack: Stack):
-    """An ApiClient for the stack's kubeconfig context (in-cluster credentials inside a pod)."""
-    import os
-
-    from kubernetes import client, config
-
-    context = stack.config.kubernetes.context or provider_context(stack)
-    try:
-        if os.environ.get("KUBERNETES_SERVICE_HOST") and not context:
-            config.load_incluster_config()
-            return client.ApiClient()
-        return config.new_client_from_config(context=context)
-    except (config.ConfigException, OSError) as exc:
-        where = f"context {context!r}" if context else "the current context"
-        raise PlinthError(f"cannot use kubeconfig {where} for stack {stack.name!r}: {' '.join(str(exc).split())}", "check KUBECONFIG / ~/.kube/config, or set kubernetes:context in the stack file") from None
-
-
-def provider_context(stack: Stack) -> str | None:
-    """The stack file's `kubernetes:context` (what Pulumi's provider deploys to), so the CLI
-    talks to the cluster `pulumi up` built unless plinth:kubernetes.context says otherwise."""
-    import yaml
-
-    document = yaml.safe_load(stack.file.read_text()) or {}
-    context = (document.get("config") or {}).get("kubernetes:context")
-    return str(context) if context else None
+def submit_workflow(stack: Stack, objects: list[dict], api_client=None) -> list[str]:
+    """Create rendered Argo Workflows/CronWorkflows in the team's namespace. Returns one line
+    per object created, as kubectl prints them."""
+    kube = KubeClient.for_stack(stack, api_client)
+    lines = []
+    for obj in objects:
+        created = kube.create(obj)
+        lines.append(f"{obj['kind'].lower()}/{created['metadata']['name']} created in namespace {obj['metadata']['namespace']}")
+    return lines
 
 
 class KubernetesTarget:
@@ -85,31 +75,14 @@ class KubernetesTarget:
         self.team = stack.config.team.name
         self.namespace = stack.config.team.namespace_name
         self._api_client = api_client
-
-    # -- the client ------------------------------------------------------------------------
+        self._kube: KubeClient | None = None
 
     @property
-    def api(self):
-        if self._api_client is None:
-            self._api_client = connect(self.stack)
-        return self._api_client
-
-    def _apis(self):
-        from kubernetes import client
-
-        return client.CoreV1Api(self.api), client.BatchV1Api(self.api), client.CustomObjectsApi(self.api)
-
-    def _call(self, what: str, function, *args, **kwargs):
-        """One API call; failures become one-line PlinthErrors saying what was being done."""
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
-
-        try:
-            return function(*args, **kwargs)
-        except ApiException as exc:
-            raise PlinthError(f"{what}: {_api_reason(exc)}", _api_fix(exc, self)) from None
-        except HTTPError as exc:
-            raise PlinthError(f"{what}: cannot reach the Kubernetes API ({type(exc).__name__})", "check the cluster is up and the stack's kubernetes:context") from None
+    def kube(self) -> KubeClient:
+        """Connected on first use, so render-only commands never read a kubeconfig."""
+        if self._kube is None:
+            self._kube = KubeClient.for_stack(self.stack, self._api_client)
+        return self._kube
 
     # -- verbs -----------------------------------------------------------------------------
 
@@ -120,11 +93,11 @@ class KubernetesTarget:
         applied = []
         try:
             for obj in rendered.documents:
-                self._apply(obj)
+                self.kube.apply(obj)
                 applied.append(obj)
         except PlinthError:
             for obj in reversed(applied):  # nothing half-submitted: take back what went in
-                self._delete(obj, missing_ok=True)
+                self.kube.delete(Resource.of(obj), self.namespace, obj["metadata"]["name"])
             raise
         workload = rendered.documents[-1]
         return self._record(
@@ -133,10 +106,10 @@ class KubernetesTarget:
         )
 
     def restart(self, job_id: str) -> JobRecord:
-        raise PlinthError(
-            f"restart is not available on stack {self.stack.name!r}: on Kubernetes the operator restarts failed pods (the job's retries)",
-            "submit the job again (it gets a new id, outputs and checkpoints)",
-        )
+        from platform_cli.targets import require
+
+        require(self.stack, "job restart")  # TARGET declares it unsupported: this raises
+        raise NotImplementedError
 
     def status(self, job_id: str) -> JobRecord:
         return self._record(self._find(job_id))
@@ -146,37 +119,19 @@ class KubernetesTarget:
         return sorted(records, key=lambda r: r.submitted)
 
     def logs(self, job_id: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
-        workload = self._find(job_id)
-        role = MAIN_ROLE[workload["metadata"]["labels"][LABEL_KIND]]
-        pod = self._main_pod(job_id, role, wait=follow)
+        kind = job_kind(self._find(job_id)["metadata"]["labels"][LABEL_KIND])
+        pod = self._main_pod(job_id, kind.main_role, wait=follow)
         if pod is None:
             return
-        core, _, _ = self._apis()
-        kwargs = {"container": MAIN_CONTAINER[role], "follow": follow, "_preload_content": False}
-        if tail is not None:
-            kwargs["tail_lines"] = tail
-        response = self._call(f"reading the log of pod {pod}", core.read_namespaced_pod_log, pod, self.namespace, **kwargs)
-        try:
-            pending = b""
-            for chunk in response.stream(4096):
-                pending += chunk
-                cut = pending.rfind(b"\n") + 1  # whole lines only; the rest comes with the next chunk
-                if cut:
-                    yield pending[:cut].decode("utf-8", "replace")
-                    pending = pending[cut:]
-            if pending:
-                yield pending.decode("utf-8", "replace")
-        finally:
-            response.release_conn()
+        yield from self.kube.pod_log(self.namespace, pod, kind.main_container, follow=follow, tail=tail)
 
     def cancel(self, job_id: str) -> JobRecord:
         workload = self._find(job_id)
         record = self._record(workload)
         if record.status.finished:
             return record
-        self._delete(workload, missing_ok=True)
-        core, _, _ = self._apis()
-        self._call("deleting the job's ConfigMaps", core.delete_collection_namespaced_config_map, self.namespace, label_selector=f"{LABEL_JOB_ID}={job_id}")
+        self.kube.delete(Resource.of(workload), self.namespace, workload["metadata"]["name"])
+        self.kube.delete_collection(CONFIG_MAP, self.namespace, f"{LABEL_JOB_ID}={job_id}")
         return record.model_copy(update={"status": JobStatus.CANCELLED, "finished": _now(), "message": "cancelled by user; its pods are being deleted"})
 
     def wait(self, job_id: str) -> JobRecord:
@@ -186,45 +141,12 @@ class KubernetesTarget:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _apply(self, obj: dict) -> None:
-        core, batch, custom = self._apis()
-        name, kind = obj["metadata"]["name"], obj["kind"]
-        what = f"applying {kind} {self.namespace}/{name}"
-        options = {"field_manager": FIELD_MANAGER, "force": True, "_content_type": APPLY_PATCH}
-        if kind == "ConfigMap":
-            self._call(what, core.patch_namespaced_config_map, name, self.namespace, obj, **options)
-        elif kind == "Job":
-            self._call(what, batch.patch_namespaced_job, name, self.namespace, obj, **options)
-        else:
-            group, version, plural = CUSTOM_WORKLOADS[kind]
-            self._call(what, custom.patch_namespaced_custom_object, group, version, self.namespace, plural, name, obj, **options)
-
-    def _delete(self, obj: dict, missing_ok: bool) -> None:
-        from kubernetes.client.exceptions import ApiException
-
-        core, batch, custom = self._apis()
-        name, kind = obj["metadata"]["name"], obj["kind"]
-        try:
-            if kind == "ConfigMap":
-                core.delete_namespaced_config_map(name, self.namespace)
-            elif kind == "Job":
-                batch.delete_namespaced_job(name, self.namespace, propagation_policy="Background")
-            else:
-                group, version, plural = CUSTOM_WORKLOADS[kind]
-                custom.delete_namespaced_custom_object(group, version, self.namespace, plural, name, propagation_policy="Background")
-        except ApiException as exc:
-            if not (missing_ok and exc.status == 404):
-                raise PlinthError(f"deleting {kind} {self.namespace}/{name}: {_api_reason(exc)}", _api_fix(exc, self)) from None
-
     def _workloads(self, selector: str) -> list[dict]:
-        core, batch, custom = self._apis()
+        """The team's workloads of every kind; each kind's own label keeps out look-alikes
+        (mpi-operator's launchers are batch Jobs too)."""
         found = []
-        for kind, (group, version, plural) in CUSTOM_WORKLOADS.items():
-            listing = self._call(f"listing {kind}s in namespace {self.namespace}", custom.list_namespaced_custom_object, group, version, self.namespace, plural, label_selector=selector)
-            found += [{**item, "kind": kind} for item in listing.get("items", [])]
-        # Only Plinth's own python Jobs: mpi-operator's launchers are batch Jobs too.
-        jobs = self._call(f"listing Jobs in namespace {self.namespace}", batch.list_namespaced_job, self.namespace, label_selector=f"{selector},{LABEL_KIND}=python")
-        found += [{**self.api.sanitize_for_serialization(item), "kind": "Job"} for item in jobs.items]
+        for kind in all_kinds():
+            found += self.kube.list(kind.workload, self.namespace, f"{selector},{LABEL_KIND}={kind.name}")
         return found
 
     def _find(self, job_id: str) -> dict:
@@ -235,116 +157,40 @@ class KubernetesTarget:
 
     def _main_pod(self, job_id: str, role: str, wait: bool) -> str | None:
         """The newest pod of the job's main role; with `wait`, until it has started (or the job ended)."""
-        core, _, _ = self._apis()
         while True:
-            pods = self._call(f"listing the pods of job {job_id}", core.list_namespaced_pod, self.namespace, label_selector=f"{LABEL_JOB_ID}={job_id},{LABEL_ROLE}={role}")
-            pods = sorted(pods.items, key=lambda p: p.metadata.creation_timestamp)
-            if pods and (pods[-1].status.phase != "Pending" or not wait):
-                return pods[-1].metadata.name
+            pods = self.kube.list(POD, self.namespace, f"{LABEL_JOB_ID}={job_id},{LABEL_ROLE}={role}")
+            pods = sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"])
+            if pods and ((pods[-1].get("status") or {}).get("phase") != "Pending" or not wait):
+                return pods[-1]["metadata"]["name"]
             if not wait:
                 raise PlinthError(f"job {job_id} has no {role} pod yet", f"plinth job status {job_id} shows why; plinth job logs -f {job_id} waits for it")
             if self.status(job_id).status.finished:
-                return pods[-1].metadata.name if pods else None
+                return pods[-1]["metadata"]["name"] if pods else None
             time.sleep(POLL_SECONDS)
 
     def _record(self, workload: dict, submitted: datetime | None = None, **lineage) -> JobRecord:
         metadata = workload["metadata"]
         labels = metadata.get("labels") or {}
         job_id = labels.get(LABEL_JOB_ID, metadata["name"])
-        status, started, finished, message, attempt = workload_status(workload)
+        kind = job_kind(labels[LABEL_KIND])
+        state = kind.read_status(workload)
         paths = job_paths(self.stack.storage_root, job_id)
         return JobRecord(
             id=job_id,
-            name=labels.get("plinth.dev/job", metadata["name"]),
-            kind=labels.get(LABEL_KIND, workload["kind"]),
+            name=labels.get(LABEL_JOB, metadata["name"]),
+            kind=kind.name,
             stack=self.stack.name,
-            status=status,
-            attempt=attempt,
-            submitted=submitted or _parse_time(metadata.get("creationTimestamp")) or _now(),
-            started=started,
-            finished=finished,
-            message=message,
+            status=state.status,
+            attempt=state.attempt,
+            submitted=submitted or parse_time(metadata.get("creationTimestamp")) or _now(),
+            started=state.started,
+            finished=state.finished,
+            message=state.message,
             output_dir=paths["output_dir"],
             checkpoint_dir=paths["checkpoint_dir"],
             **lineage,
         )
 
 
-# -- reading workload status ------------------------------------------------------------------
-
-_SPARK_STATES = {
-    "COMPLETED": JobStatus.SUCCEEDED,
-    "FAILED": JobStatus.FAILED,
-    "SUBMISSION_FAILED": JobStatus.FAILED,
-    "RUNNING": JobStatus.RUNNING,
-    "SUCCEEDING": JobStatus.RUNNING,
-    "FAILING": JobStatus.RUNNING,
-    "INVALIDATING": JobStatus.RUNNING,
-}
-
-
-def workload_status(obj: dict) -> tuple[JobStatus, datetime | None, datetime | None, str, int]:
-    """(status, started, finished, message, attempt) from a workload's status as its operator writes it."""
-    status = obj.get("status") or {}
-    kind = obj["kind"]
-    if kind == "SparkApplication":
-        state = (status.get("applicationState") or {}).get("state") or ""
-        result = _SPARK_STATES.get(state, JobStatus.PENDING)
-        executors = status.get("executorState") or {}
-        running = sum(1 for s in executors.values() if s == "RUNNING")
-        message = (status.get("applicationState") or {}).get("errorMessage") or (f"{state.lower() or 'new'}; {running} executor(s) running" if not result.finished else "")
-        return (result, _parse_time(status.get("lastSubmissionAttemptTime")), _parse_time(status.get("terminationTime")) if result.finished else None,
-                message, max(1, int(status.get("submissionAttempts") or 1)))
-    if kind == "Job":
-        conditions = {c["type"]: c for c in status.get("conditions") or [] if c.get("status") == "True"}
-        if "Complete" in conditions:
-            result = JobStatus.SUCCEEDED
-        elif "Failed" in conditions:
-            result = JobStatus.FAILED
-        elif status.get("active"):
-            result = JobStatus.RUNNING
-        else:
-            result = JobStatus.PENDING
-        failed = conditions.get("Failed", {}).get("message", "")
-        message = failed or ("" if result.finished else f"{status.get('active', 0)} pod(s) active, {status.get('failed', 0)} failed")
-        return result, _parse_time(status.get("startTime")), _parse_time(status.get("completionTime")) if result.finished else None, message, 1 + int(status.get("failed") or 0)
-    # MPIJob and TFJob share the Kubeflow JobStatus: conditions plus replicaStatuses.
-    conditions = [c for c in status.get("conditions") or [] if c.get("status") == "True"]
-    latest = conditions[-1]["type"] if conditions else ""
-    result = {"Succeeded": JobStatus.SUCCEEDED, "Failed": JobStatus.FAILED, "Running": JobStatus.RUNNING, "Restarting": JobStatus.RUNNING}.get(latest, JobStatus.PENDING)
-    replicas = status.get("replicaStatuses") or {}
-    progress = ", ".join(f"{name} {r.get('active', 0)} active" + (f" {r['failed']} failed" if r.get("failed") else "") for name, r in sorted(replicas.items()))
-    message = conditions[-1].get("message", "") if result is JobStatus.FAILED else (progress if not result.finished else "")
-    if not message and not result.finished:
-        message = latest.lower() or "waiting for the operator"
-    restarts = sum(1 for c in status.get("conditions") or [] if c.get("type") == "Restarting")
-    return result, _parse_time(status.get("startTime")), _parse_time(status.get("completionTime")) if result.finished else None, message, 1 + restarts
-
-
-def _parse_time(value) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-
-
 def _now() -> datetime:
     return datetime.now(timezone.utc)
-
-
-def _api_reason(exc) -> str:
-    import json
-
-    try:
-        return " ".join(json.loads(exc.body)["message"].split())
-    except (TypeError, ValueError, KeyError):
-        return f"{exc.status} {exc.reason}"
-
-
-def _api_fix(exc, target: KubernetesTarget) -> str | None:
-    if exc.status in (401, 403):
-        return f"check that your identity is in the team's group ({target.stack.config.team.group}) and the stack's kubernetes:context"
-    if exc.status == 404 and "the server could not find the requested resource" in _api_reason(exc).lower():
-        return "the cluster lacks this API: install its operator with the platform stack (" + ", ".join(OPERATORS.values()) + ")"
-    if exc.status == 404:
-        return f"does namespace {target.namespace!r} exist? pulumi up -s {target.stack.name} creates it"
-    return None

@@ -26,18 +26,31 @@ from typing import TYPE_CHECKING
 import yaml
 
 from platform_cli.errors import PlinthError
+from platform_cli.kinds import job_kind
 from platform_cli.lineage import file_sha256, source_revision
 from platform_cli.processes import read_tail, running, terminate_tree
 from platform_cli.runs import RunStore, new_id, now, read_process, tool_path
 from platform_cli.spec.job import dump_job_spec
 from platform_cli.spec.launch import LocalLaunch
 from platform_cli.status import JobStatus
+from platform_cli.targets import TargetInfo, Unsupported
 from platform_cli.targets.base import JobRecord
 
 if TYPE_CHECKING:
-    from platform_cli.render.job import RenderedJob
+    from platform_cli.render.context import RenderedJob
     from platform_cli.spec.job import LoadedJob
     from platform_cli.spec.stack import Stack
+
+TARGET = TargetInfo(
+    name="local",
+    runner="platform_cli.targets.local:LocalTarget",
+    renderers={"*": "platform_cli.render.local:render_local_job"},
+    preview_id_suffix="<id>",
+    serving="local",
+    unsupported={
+        "flow submit": Unsupported("Argo Workflows runs flows on a cluster; the local platform runs them itself", "plinth flow run -f FLOW --stack {stack}"),
+    },
+)
 
 CANCEL_GRACE_SECONDS = 10.0
 LOG_TAIL_LINES = 15
@@ -183,8 +196,7 @@ class LocalTarget:
     def _preflight(self, launch: LocalLaunch) -> None:
         path = tool_path()
         program = launch.spec.command[0]
-        if launch.metadata.job_kind == "spark" and not (os.environ.get("JAVA_HOME") or shutil.which("java", path=path)):
-            raise PlinthError("Java not found: Spark jobs need Java 17", "install it (apt-get install openjdk-17-jre-headless) or set JAVA_HOME")
+        job_kind(launch.metadata.job_kind).local_requirements(path)
         if not shutil.which(program, path=path):
             raise PlinthError(f"{program!r} not found in {Path(sys.executable).parent}", "run scripts/bootstrap to install the Plinth environment")
 

@@ -15,16 +15,29 @@ from typing import TYPE_CHECKING
 from platform_cli.atomic import write_text
 from platform_cli.render.yarn import hadoop_site_files, yarn_config
 from platform_cli.runs import new_id
+from platform_cli.targets import TargetInfo
 from platform_cli.targets.base import JobRecord
+from platform_cli.targets.kubernetes import TARGET as KUBERNETES
 from platform_cli.targets.kubernetes import KubernetesTarget
 from platform_cli.targets.local import LocalTarget
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from platform_cli.render.job import RenderedJob
+    from platform_cli.render.context import RenderedJob
     from platform_cli.spec.job import LoadedJob
     from platform_cli.spec.stack import Stack
+
+TARGET = TargetInfo(
+    name="yarn",
+    runner="platform_cli.targets.yarn:YarnTarget",
+    renderers={"spark": "platform_cli.render.yarn:render_yarn_job", **KUBERNETES.renderers},
+    preview_id_suffix=KUBERNETES.preview_id_suffix,
+    serving=KUBERNETES.serving,
+    workflow_submitter=KUBERNETES.workflow_submitter,
+    # Spark jobs restart under the local runner; the rest is the team's Kubernetes namespace.
+    unsupported={verb: why for verb, why in KUBERNETES.unsupported.items() if verb != "job restart"},
+)
 
 
 class YarnTarget:
@@ -38,7 +51,7 @@ class YarnTarget:
         return new_id(name)
 
     def submit(self, job: LoadedJob, rendered: RenderedJob) -> JobRecord:
-        if job.spec.kind != "spark":
+        if rendered.documents[0]["kind"] != "LocalLaunch":  # rendered for the team's namespace
             return self.kubernetes.submit(job, rendered)
         self._write_hadoop_conf(rendered.documents[0]["spec"]["env"]["HADOOP_CONF_DIR"])
         return self.spark.submit(job, rendered)

@@ -35,8 +35,10 @@ def test_a_parameter_of_the_wrong_type_is_refused_before_any_step_runs(project: 
 
 
 def test_run_refuses_a_cluster_stack_and_render_a_local_one(project: Path) -> None:
-    one_line_error(plinth("flow", "run", "-f", FLOW, "--stack", "team-feed"), "plinth flow run runs on the local target")
-    one_line_error(plinth("flow", "render", "-f", FLOW), "'local' is a local stack; Argo workflows run in a team's namespace")
+    # One refusal per unsupported verb, worded by the target wherever it is refused.
+    one_line_error(plinth("flow", "run", "-f", FLOW, "--stack", "team-feed"),
+                   "flow run is not available on stack 'team-feed' (target kubernetes): flows on a cluster run on Argo Workflows; plinth flow submit -f FLOW --stack team-feed")
+    one_line_error(plinth("flow", "render", "-f", FLOW), "flow submit is not available on stack 'local' (target local): Argo Workflows runs flows on a cluster")
     assert not (project / ".plinth" / "local" / "flows").exists()  # nothing was recorded
 
 

@@ -1,6 +1,6 @@
 """Gray release on a cluster stack: the same transitions, applied as KServe objects.
 
-The Kubernetes API is a stand-in at the API-client boundary (CustomObjectsApi's three calls):
+The Kubernetes API is a stand-in at the API client's HTTP boundary (tests/kube_stand_in.py):
 it records server-side applies and deletes and answers readiness as a scripted KServe would.
 What this does not prove: that KServe's controller creates working pods and routes the split;
 only a real cluster does. The MLflow registry is real (SQLite in the test project).
@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
-from kubernetes.client.exceptions import ApiException
-
+from platform_cli import kube
 from platform_cli.errors import PlinthError
 from platform_cli.features import SPEC_FILE, CategoricalFeature, FeatureSpec
 from platform_cli.serving import cluster, release
+from tests.kube_stand_in import Call, RecordingApiClient
 
 
 def gated(stack):
@@ -27,27 +27,33 @@ def gated(stack):
     return stack.model_copy(update={"config": config})
 
 
-class StandInCustomObjects:
+class StandInKServe:
+    """Answers the API requests of a gray release as a scripted KServe would: records server-side
+    applies and deletes, and reports each InferenceService Ready (or not, for `not_ready`)."""
+
     def __init__(self, not_ready: set[str] = frozenset()):
         self.calls: list[tuple] = []
         self.objects: dict[str, dict] = {}
         self.not_ready = set(not_ready)
 
-    def patch_namespaced_custom_object(self, group, version, namespace, plural, name, body, **options):
-        assert options == {"field_manager": "plinth", "force": True, "_content_type": "application/apply-patch+yaml"}
-        self.calls.append(("apply", body["kind"], name))
-        self.objects[name] = body
-        return body
-
-    def get_namespaced_custom_object(self, group, version, namespace, plural, name):
-        ready = "False" if name in self.not_ready else "True"
-        return {**self.objects[name], "status": {"conditions": [{"type": "Ready", "status": ready, "message": "container failed to load the model"}]}}
-
-    def delete_namespaced_custom_object(self, group, version, namespace, plural, name):
-        if name not in self.objects:
-            raise ApiException(status=404, reason="Not Found")
-        self.calls.append(("delete", "InferenceService", name))
-        del self.objects[name]
+    def respond(self, call: Call):
+        name = call.path.rsplit("/", 1)[1]
+        if call.method == "PATCH":
+            assert call.query == {"fieldManager": "plinth", "force": "true"}
+            assert call.content_type == "application/apply-patch+yaml"
+            self.calls.append(("apply", call.body["kind"], name))
+            self.objects[name] = call.body
+            return 200, call.body
+        if call.method == "GET":
+            ready = "False" if name in self.not_ready else "True"
+            return 200, {**self.objects[name], "status": {"conditions": [{"type": "Ready", "status": ready, "message": "container failed to load the model"}]}}
+        if call.method == "DELETE":
+            if name not in self.objects:
+                return 404, {"kind": "Status", "message": f'inferenceservices.serving.kserve.io "{name}" not found', "code": 404}
+            self.calls.append(("delete", "InferenceService", name))
+            del self.objects[name]
+            return 200, {"kind": "Status", "status": "Success"}
+        raise AssertionError(f"unexpected request {call}")
 
 
 @pytest.fixture
@@ -68,8 +74,8 @@ def team(project: Path, monkeypatch):
     FeatureSpec(categorical=[CategoricalFeature(name="user_id", buckets=4)], numeric=[], label="clicked").save(model_dir / SPEC_FILE)
     for _ in range(3):
         registry.register("ctr", model_dir, {"auc": 0.7}, {})
-    api = StandInCustomObjects()
-    monkeypatch.setattr(release, "_cluster_api", lambda stack: api)
+    api = StandInKServe()
+    monkeypatch.setattr(kube, "connect", lambda stack: RecordingApiClient(api.respond))
     return stack, registry, api
 
 
@@ -116,5 +122,5 @@ def test_a_version_that_is_never_ready_takes_no_traffic(team, monkeypatch):
 
 def test_compare_says_where_cluster_metrics_are(team):
     stack, _, _ = team
-    with pytest.raises(PlinthError, match="compare reads the local router's metrics; stack team-feed serves on a cluster"):
+    with pytest.raises(PlinthError, match="model compare is not available on stack 'team-feed' \\(target kubernetes\\): compare reads the local router's metrics"):
         release.router_state(stack, "ctr")

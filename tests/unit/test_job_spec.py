@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from platform_cli.errors import PlinthError
-from platform_cli.spec.job import HorovodJobSpec, SparkJobSpec, load_job
+from platform_cli.kinds.horovod import HorovodJobSpec
+from platform_cli.kinds.spark import SparkJobSpec
+from platform_cli.spec.job import load_job
 from tests.conftest import write_job
 
 VALID = """\

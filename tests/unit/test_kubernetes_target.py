@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import parse_qsl, urlsplit
 
 import pytest
-from kubernetes.client import ApiClient, Configuration
 from typer.testing import CliRunner
 
 from platform_cli.errors import PlinthError
@@ -30,66 +27,16 @@ from platform_cli.main import app
 from platform_cli.render.job import render_job
 from platform_cli.spec.job import load_job
 from platform_cli.spec.stack import load_stack
+from platform_cli import kube
 from platform_cli.targets import base, kubernetes
 from platform_cli.status import JobStatus
 from platform_cli.targets.kubernetes import KubernetesTarget
 from platform_cli.targets.yarn import YarnTarget
 from tests.conftest import REPO, write_job
+from tests.kube_stand_in import Call, RecordingApiClient
 
 TRAIN = REPO / "examples" / "ctr" / "train.job.yaml"
 MPIJOBS = "/apis/kubeflow.org/v2beta1/namespaces/feed/mpijobs"
-
-
-@dataclass
-class Call:
-    method: str
-    path: str
-    query: dict[str, str]
-    content_type: str | None
-    body: object
-
-
-class FakeResponse:
-    """What RESTClientObject.request returns (kubernetes.client.rest.RESTResponse), in memory."""
-
-    def __init__(self, status: int, payload: object):
-        self.status = status
-        self.reason = {200: "OK", 201: "Created", 404: "Not Found", 403: "Forbidden"}.get(status, "")
-        self.data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-        self.headers = {"content-type": "text/plain" if isinstance(payload, bytes) else "application/json"}
-        self.response = self  # the raw urllib3 response handed out with _preload_content=False
-
-    def read(self) -> bytes:
-        return self.data
-
-    def getheaders(self) -> dict:
-        return self.headers
-
-    def getheader(self, name: str, default=None):
-        return self.headers.get(name, default)
-
-    def stream(self, amount: int):
-        for start in range(0, len(self.data), 7):  # small chunks: lines arrive split
-            yield self.data[start : start + 7]
-
-    def release_conn(self) -> None:
-        pass
-
-
-class RecordingApiClient(ApiClient):
-    def __init__(self, respond):
-        configuration = Configuration()
-        configuration.host = "https://cluster.test"
-        super().__init__(configuration)
-        self.calls: list[Call] = []
-        self.respond = respond
-
-    def call_api(self, method, url, header_params=None, body=None, post_params=None, _request_timeout=None):
-        parts = urlsplit(url)
-        call = Call(method, parts.path, dict(parse_qsl(parts.query)), (header_params or {}).get("Content-Type"), body)
-        self.calls.append(call)
-        status, payload = self.respond(call)
-        return FakeResponse(status, payload)
 
 
 def empty_lists(call: Call):
@@ -173,10 +120,11 @@ def test_ls_finds_the_team_jobs_by_label_and_reads_each_operator_status(project:
     client = RecordingApiClient(cluster)
     records = KubernetesTarget(load_stack("team-feed"), api_client=client).list()
     assert {(c.path, c.query["labelSelector"]) for c in client.calls} == {
-        ("/apis/sparkoperator.k8s.io/v1beta2/namespaces/feed/sparkapplications", "plinth.dev/team=feed"),
-        (MPIJOBS, "plinth.dev/team=feed"),
-        ("/apis/kubeflow.org/v1/namespaces/feed/tfjobs", "plinth.dev/team=feed"),
-        ("/apis/batch/v1/namespaces/feed/jobs", "plinth.dev/team=feed,plinth.dev/kind=python"),  # not mpi-operator's launcher Jobs
+        # Each kind's own label keeps look-alikes out (mpi-operator's launchers are batch Jobs too).
+        ("/apis/sparkoperator.k8s.io/v1beta2/namespaces/feed/sparkapplications", "plinth.dev/team=feed,plinth.dev/kind=spark"),
+        (MPIJOBS, "plinth.dev/team=feed,plinth.dev/kind=horovod"),
+        ("/apis/kubeflow.org/v1/namespaces/feed/tfjobs", "plinth.dev/team=feed,plinth.dev/kind=tf-ps"),
+        ("/apis/batch/v1/namespaces/feed/jobs", "plinth.dev/team=feed,plinth.dev/kind=python"),
     }
     assert [(r.id, r.kind, r.status) for r in records] == [
         ("ctr-generate-ddddd", "python", JobStatus.FAILED),
@@ -230,7 +178,7 @@ def test_cli_submit_watch_shows_progress_until_the_job_ends(project: Path, monke
         return empty_lists(call)
 
     client = RecordingApiClient(respond)
-    monkeypatch.setattr(kubernetes, "connect", lambda stack: client)
+    monkeypatch.setattr(kube, "connect", lambda stack: client)
     monkeypatch.setattr(base, "WATCH_POLL_SECONDS", 0.0)
     result = CliRunner().invoke(app, ["job", "submit", "-f", str(TRAIN), "--stack", "team-feed", "--watch"])
     assert result.exit_code == 0, result.output
@@ -242,7 +190,7 @@ def test_cli_submit_watch_shows_progress_until_the_job_ends(project: Path, monke
 
 def test_cli_preflight_refusal_sends_nothing(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     client = RecordingApiClient(empty_lists)
-    monkeypatch.setattr(kubernetes, "connect", lambda stack: client)
+    monkeypatch.setattr(kube, "connect", lambda stack: client)
     job = write_job(project / "jobs", "big", "kind: horovod\nname: big\nscript: big.py\nworkers: 3\npool: a100\nresources: {gpu: 8}\n", script="")
     result = CliRunner().invoke(app, ["job", "submit", "-f", str(job), "--stack", "team-feed"])
     assert result.exit_code == 1
@@ -267,7 +215,7 @@ def test_yarn_stack_routes_spark_to_yarn_and_the_rest_to_kubernetes(lab: Path) -
 
 
 def test_cli_render_prints_every_object_as_yaml_or_json_without_connecting(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(kubernetes, "connect", lambda stack: pytest.fail("render must not reach the cluster"))
+    monkeypatch.setattr(kube, "connect", lambda stack: pytest.fail("render must not reach the cluster"))
     as_json = CliRunner().invoke(app, ["job", "render", "-f", str(TRAIN), "--stack", "team-feed", "-o", "json"])
     assert as_json.exit_code == 0, as_json.output
     objects = json.loads(as_json.output)
@@ -297,7 +245,7 @@ def test_cli_submit_wait_streams_the_launcher_log_then_reports_the_end(project: 
             return 200, b"epoch 1/4 loss=0.45\nexported\n"
         return empty_lists(call)
 
-    monkeypatch.setattr(kubernetes, "connect", lambda stack: RecordingApiClient(respond))
+    monkeypatch.setattr(kube, "connect", lambda stack: RecordingApiClient(respond))
     monkeypatch.setattr(kubernetes, "POLL_SECONDS", 0.0)
     result = CliRunner().invoke(app, ["job", "submit", "-f", str(TRAIN), "--stack", "team-feed", "--wait"])
     assert result.exit_code == 0, result.output

@@ -91,7 +91,7 @@ def test_without_a_schedule_the_flow_is_a_workflow(project: Path, tmp_path: Path
 
 def test_local_stack_and_unsupported_references_are_refused(project: Path, tmp_path: Path) -> None:
     plan = plan_flow(load_flow(FLOW))
-    with pytest.raises(PlinthError, match="local stack; Argo workflows run in a team's namespace"):
+    with pytest.raises(PlinthError, match=r"^flow submit is not available on stack 'local' \(target local\): Argo Workflows runs flows on a cluster; the local platform runs them itself; plinth flow run -f FLOW --stack local$"):
         render_flow(plan, load_stack("local"))
     # a job step reading another job's metrics.json: Argo resource templates cannot read it
     (tmp_path / "s.py").write_text("print()\n")
@@ -105,32 +105,25 @@ def test_local_stack_and_unsupported_references_are_refused(project: Path, tmp_p
 
 
 def test_submit_creates_the_rendered_object_through_the_kubernetes_api(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A stand-in replaces the Kubernetes API client only. It proves which object is sent where
-    and how a refusal is reported; not that a real API server and Argo accept it."""
-    from kubernetes import client
-    from kubernetes.client.exceptions import ApiException
+    """A stand-in at the API client's HTTP boundary (tests/kube_stand_in.py). It proves which
+    object is sent where and that a refusal carries the API server's own message; not that a
+    real API server and Argo accept it."""
+    from platform_cli import kube
+    from platform_cli.targets import submit_workflow
+    from tests.kube_stand_in import RecordingApiClient
 
-    from platform_cli.render.argo import submit_flow
-    from platform_cli.targets import kubernetes as kubernetes_target
+    def respond(call):
+        if call.body["metadata"].get("generateName") == "refused-":
+            return 403, {"kind": "Status", "code": 403, "message": 'workflows.argoproj.io is forbidden: User "ann" cannot create resource "workflows" in the namespace "feed"'}
+        return 201, call.body
 
-    sent = []
-
-    class CustomObjectsApi:
-        def __init__(self, api_client):
-            assert api_client == "client for team-feed"
-
-        def create_namespaced_custom_object(self, group, version, namespace, plural, body):
-            sent.append((group, version, namespace, plural, body))
-            if body["metadata"].get("generateName") == "refused-":
-                raise ApiException(status=403, reason="Forbidden")
-            return {"metadata": {"name": body["metadata"].get("name") or body["metadata"]["generateName"] + "x7k2p"}}
-
-    monkeypatch.setattr(kubernetes_target, "connect", lambda stack: f"client for {stack.name}")
-    monkeypatch.setattr(client, "CustomObjectsApi", CustomObjectsApi)
+    client = RecordingApiClient(respond)
+    monkeypatch.setattr(kube, "connect", lambda stack: client)
     stack = load_stack("team-feed")
     cron = {"apiVersion": "argoproj.io/v1alpha1", "kind": "CronWorkflow", "metadata": {"name": "ctr", "namespace": "feed"}, "spec": {}}
-    assert submit_flow([cron], stack) == ["cronworkflow/ctr created in namespace feed"]
-    assert sent[0][:4] == ("argoproj.io", "v1alpha1", "feed", "cronworkflows") and sent[0][4] is cron
+    assert submit_workflow(stack, [cron]) == ["cronworkflow/ctr created in namespace feed"]
+    assert (client.calls[0].method, client.calls[0].path, client.calls[0].body) == ("POST", "/apis/argoproj.io/v1alpha1/namespaces/feed/cronworkflows", cron)
     refused = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Workflow", "metadata": {"generateName": "refused-", "namespace": "feed"}, "spec": {}}
-    with pytest.raises(PlinthError, match="the cluster refused the Workflow: 403 Forbidden"):
-        submit_flow([refused], stack)
+    with pytest.raises(PlinthError, match=r'creating Workflow feed/refused-\*: workflows.argoproj.io is forbidden: User "ann" cannot create.*; check that your identity is in the team\'s group'):
+        submit_workflow(stack, [refused])
+

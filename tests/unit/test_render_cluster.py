@@ -14,12 +14,12 @@ import pytest
 import yaml
 
 from platform_cli.errors import PlinthError
+from platform_cli.kinds import job_kind
 from platform_cli.render.cluster import (
     MAX_CODE_BYTES,
     STORAGE_SECRET,
     parse_quantity,
     render_cluster_job,
-    workload_conditions,
 )
 from platform_cli.render.engine import quote
 from platform_cli.render.job import render_job
@@ -64,7 +64,7 @@ def test_example_jobs_match_their_kubernetes_golden_render(project: Path, job_fi
 @pytest.mark.parametrize("job_file", EXAMPLE_JOBS, ids=lambda p: p.name)
 def test_every_object_is_labelled_valid_and_the_workload_comes_last(project: Path, job_file: Path) -> None:
     job = load_job(job_file)
-    objects = render_cluster_job(job, load_stack("team-feed"), f"{job.spec.name}-abcde")
+    objects = render_cluster_job(job, load_stack("team-feed"), f"{job.spec.name}-abcde").documents
     validate_objects(objects)  # again, explicitly: what the workflow helper embeds is valid
     assert [o["kind"] for o in objects] == ["ConfigMap", WORKLOAD[job.spec.kind]]
     for obj in objects:
@@ -80,7 +80,7 @@ def test_every_object_is_labelled_valid_and_the_workload_comes_last(project: Pat
 
 def test_volcano_stack_gang_schedules_in_the_team_queue(project: Path) -> None:
     job = load_job(REPO / "examples" / "ctr" / "train.job.yaml")
-    mpijob = render_cluster_job(job, load_stack("team-feed"), "ctr-train-abcde")[-1]
+    mpijob = render_cluster_job(job, load_stack("team-feed"), "ctr-train-abcde").documents[-1]
     assert mpijob["spec"]["runPolicy"]["schedulingPolicy"] == {"minAvailable": 3, "queue": "feed", "priorityClass": "plinth-training"}
     for replica in mpijob["spec"]["mpiReplicaSpecs"].values():
         pod = replica["template"]["spec"]
@@ -93,7 +93,7 @@ def test_volcano_stack_gang_schedules_in_the_team_queue(project: Path) -> None:
 
 def test_kueue_and_s3_stack_label_the_queue_and_reference_the_secret(lab: Path) -> None:
     job = load_job(REPO / "examples" / "ctr" / "generate.job.yaml")
-    workload = render_cluster_job(job, load_stack("team-lab"), "ctr-generate-abcde")[-1]
+    workload = render_cluster_job(job, load_stack("team-lab"), "ctr-generate-abcde").documents[-1]
     assert workload["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "lab"
     pod = workload["spec"]["template"]["spec"]
     assert "schedulerName" not in pod  # Kueue admits the Job; the default scheduler places it
@@ -109,7 +109,7 @@ def test_kueue_and_s3_stack_label_the_queue_and_reference_the_secret(lab: Path) 
 def test_gpu_jobs_go_to_their_pool_and_only_workers_hold_gpus(lab: Path) -> None:
     text = "kind: horovod\nname: big\nscript: s.py\nworkers: 2\npool: t4\nresources: {cpu: 4, memory: 8Gi, gpu: 2}\n"
     job = load_job(write_job(lab / "jobs", "s", text, script=""))
-    mpijob = render_cluster_job(job, load_stack("team-lab"), "big-abcde")[-1]
+    mpijob = render_cluster_job(job, load_stack("team-lab"), "big-abcde").documents[-1]
     assert mpijob["spec"]["slotsPerWorker"] == 2
     worker = mpijob["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"]
     assert worker["nodeSelector"] == {"plinth.dev/gpu-pool": "t4", "plinth.dev/gpu-type": "nvidia-tesla-t4"}
@@ -122,7 +122,7 @@ def test_gpu_jobs_go_to_their_pool_and_only_workers_hold_gpus(lab: Path) -> None
 
 def test_tf_ps_job_is_a_tfjob_that_ends_with_its_chief(project: Path) -> None:
     job = load_job(write_job(project / "jobs", "ps", "kind: tf-ps\nname: ps\nscript: ps.py\nworkers: 2\nparameterServers: 1\n", script=""))
-    tfjob = render_cluster_job(job, load_stack("team-feed"), "ps-abcde")[-1]
+    tfjob = render_cluster_job(job, load_stack("team-feed"), "ps-abcde").documents[-1]
     replicas = tfjob["spec"]["tfReplicaSpecs"]
     assert {name: r["replicas"] for name, r in replicas.items()} == {"Chief": 1, "Worker": 2, "PS": 1}
     assert tfjob["spec"]["runPolicy"]["cleanPodPolicy"] == "Running"  # servers stop with the chief
@@ -133,7 +133,7 @@ def test_tf_ps_job_is_a_tfjob_that_ends_with_its_chief(project: Path) -> None:
 
 def test_spark_application_runs_the_shipped_script_with_hdfs_config(project: Path) -> None:
     job = load_job(REPO / "examples" / "ctr" / "preprocess.job.yaml")
-    app = render_cluster_job(job, load_stack("team-feed"), "ctr-preprocess-abcde")[-1]
+    app = render_cluster_job(job, load_stack("team-feed"), "ctr-preprocess-abcde").documents[-1]
     assert app["spec"]["mainApplicationFile"] == "local:///opt/plinth/job/preprocess.py"
     assert app["spec"]["hadoopConfigMap"] == "plinth-hdfs-config"
     assert app["spec"]["batchSchedulerOptions"] == {"queue": "feed", "priorityClassName": "plinth-training"}
@@ -192,7 +192,7 @@ def test_hostile_values_cannot_change_a_cluster_manifest(project: Path, kind: st
     clean = load_job(write_job(project / "clean", "s", f"kind: {kind}\nname: hostile\nscript: s.py\nargs: [plain]\nenv: {{EVIL: plain}}\n"
                                + ("conf: {spark.app.note: plain}\n" if kind == "spark" else ""), script=""))
     stack = load_stack("team-feed")
-    objects = render_cluster_job(job, stack, "hostile-abcde")
+    objects = render_cluster_job(job, stack, "hostile-abcde").documents
     expected = value.replace("$$", "$")
 
     def shape(node):  # the manifest's structure: every key path, with values left out
@@ -202,7 +202,7 @@ def test_hostile_values_cannot_change_a_cluster_manifest(project: Path, kind: st
             return [shape(child) for child in node]
         return type(node).__name__
 
-    assert [shape(o) for o in objects] == [shape(o) for o in render_cluster_job(clean, stack, "hostile-abcde")]
+    assert [shape(o) for o in objects] == [shape(o) for o in render_cluster_job(clean, stack, "hostile-abcde").documents]
     assert objects[0]["data"]["s.py"] == expected
     flat = yaml.safe_dump(objects[-1])
     workload = objects[-1]
@@ -223,24 +223,24 @@ def test_hostile_values_cannot_change_a_cluster_manifest(project: Path, kind: st
 def test_hostile_label_values_are_refused_not_rendered(project: Path, value: str) -> None:
     job = load_job(write_job(project / "jobs", "s", f"kind: python\nname: l\nscript: s.py\nlabels: {{team: {quote(value)}}}\n", script=""))
     with pytest.raises(SchemaError, match="metadata.labels: 'team'"):
-        render_cluster_job(job, load_stack("team-feed"), "l-abcde")
+        render_cluster_job(job, load_stack("team-feed"), "l-abcde").documents
 
 
-def test_workload_conditions_per_kind(project: Path) -> None:
+def test_argo_conditions_per_kind(project: Path) -> None:
     conditions = {}
     tf_ps = write_job(project / "jobs", "ps", "kind: tf-ps\nname: ps\nscript: ps.py\n", script="")
     for job_file in [*EXAMPLE_JOBS, tf_ps]:
         job = load_job(job_file)
-        workload = render_cluster_job(job, load_stack("team-feed"), f"{job.spec.name}-abcde")[-1]
-        conditions[workload["kind"]] = workload_conditions(workload)
+        workload = render_cluster_job(job, load_stack("team-feed"), f"{job.spec.name}-abcde").documents[-1]
+        conditions[workload["kind"]] = job_kind(job.spec.kind).argo_conditions(workload)
     assert conditions == {
         "Job": ("status.succeeded > 0", "status.failed > 3"),
         "SparkApplication": ("status.applicationState.state == COMPLETED", "status.applicationState.state in (FAILED, SUBMISSION_FAILED)"),
         "MPIJob": ("status.replicaStatuses.Launcher.succeeded > 0", "status.replicaStatuses.Launcher.failed > 0"),
         "TFJob": ("status.replicaStatuses.Chief.succeeded > 0", "status.replicaStatuses.Chief.failed > 0"),
     }
-    with pytest.raises(PlinthError):
-        workload_conditions({"apiVersion": "v1", "kind": "ConfigMap"})
+    with pytest.raises(PlinthError, match="'pytorch' is not a job kind"):
+        job_kind("pytorch")
 
 
 @pytest.mark.parametrize(("quantity", "value"), [("500m", "0.5"), ("2Gi", str(2 * 2**30)), ("1Ti", str(2**40)), ("64", "64"), ("1.5G", "1500000000")])
@@ -305,7 +305,7 @@ def test_hostile_values_stay_single_spark_submit_arguments(lab: Path, value: str
 
 
 def test_spark_on_kueue_puts_its_pods_in_the_team_queue(lab: Path) -> None:
-    app = render_cluster_job(load_job(REPO / "examples" / "ctr" / "preprocess.job.yaml"), load_stack("team-lab"), "p-abcde")[-1]
+    app = render_cluster_job(load_job(REPO / "examples" / "ctr" / "preprocess.job.yaml"), load_stack("team-lab"), "p-abcde").documents[-1]
     assert "batchScheduler" not in app["spec"]
     for role in ("driver", "executor"):
         assert app["spec"][role]["labels"]["kueue.x-k8s.io/queue-name"] == "lab"

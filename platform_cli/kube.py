@@ -1,0 +1,244 @@
+"""The one Kubernetes API client: connect, apply, create, get, list, delete and read logs by
+group-version-kind, with one mapping of API failures to one-line errors.
+
+Everything in Plinth that talks to a cluster goes through `KubeClient`: the Kubernetes target
+(jobs), cluster serving (KServe objects) and flow submission (Argo). Requests are built from
+the object's `apiVersion` and `kind` and sent through `ApiClient.call_api`, the single method
+through which the `kubernetes` package sends HTTP, so tests replace exactly that boundary
+(tests/kube_stand_in.py) and a live API server sees the same requests.
+
+Applies are server-side (`kubectl apply --server-side`) with the field manager `plinth`, so
+fields that controllers own (status, defaults) stay theirs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from platform_cli.errors import PlinthError
+
+if TYPE_CHECKING:
+    from platform_cli.spec.stack import Stack
+
+FIELD_MANAGER = "plinth"
+APPLY_PATCH = "application/apply-patch+yaml"
+
+# The engine to install when the API server does not know a group (a 404 on the resource path).
+ENGINES = {
+    "sparkoperator.k8s.io": "the Spark operator",
+    "kubeflow.org": "the MPI operator or the Kubeflow training operator",
+    "serving.kserve.io": "KServe",
+    "argoproj.io": "Argo Workflows",
+    "scheduling.volcano.sh": "Volcano",
+    "kueue.x-k8s.io": "Kueue",
+}
+
+
+def plural(kind: str) -> str:
+    """The resource name of a kind, by the rule the API machinery itself guesses with
+    (k8s.io/apimachinery meta.UnsafeGuessKindToResource); every kind Plinth sends follows it."""
+    lower = kind.lower()
+    if lower.endswith("s"):
+        return lower + "es"
+    if lower.endswith("y"):
+        return lower[:-1] + "ies"
+    return lower + "s"
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where objects of one kind live in the API: `/api/v1/...` for the core group, else `/apis/<group>/<version>/...`."""
+
+    api_version: str
+    kind: str
+
+    def path(self, namespace: str | None = None, name: str | None = None, subresource: str | None = None) -> str:
+        root = f"/api/{self.api_version}" if "/" not in self.api_version else f"/apis/{self.api_version}"
+        parts = [root]
+        if namespace is not None:
+            parts.append(f"namespaces/{namespace}")
+        parts.append(plural(self.kind))
+        if name is not None:
+            parts.append(name)
+        if subresource is not None:
+            parts.append(subresource)
+        return "/".join(parts)
+
+    @classmethod
+    def of(cls, obj: dict) -> Resource:
+        return cls(obj["apiVersion"], obj["kind"])
+
+
+POD = Resource("v1", "Pod")
+CONFIG_MAP = Resource("v1", "ConfigMap")
+
+
+@dataclass(frozen=True)
+class ErrorContext:
+    """What a refusal's fix may name: the stack the user passed and its team."""
+
+    stack: str
+    namespace: str | None = None
+    group: str | None = None  # the team's identity group (RBAC)
+
+
+class KubeClient:
+    """One connection to one cluster. `api_client` is a kubernetes.client.ApiClient."""
+
+    def __init__(self, api_client, context: ErrorContext):
+        self.api_client = api_client
+        self.context = context
+
+    @classmethod
+    def for_stack(cls, stack: Stack, api_client=None) -> KubeClient:
+        team = stack.config.team
+        context = ErrorContext(stack.name, team.namespace_name if team else None, team.group if team else None)
+        return cls(api_client if api_client is not None else connect(stack), context)
+
+    # -- verbs -------------------------------------------------------------------------------
+
+    def apply(self, obj: dict) -> dict:
+        """Server-side apply of `obj` (namespaced objects carry metadata.namespace)."""
+        meta = obj["metadata"]
+        return self._request(
+            f"applying {obj['kind']} {_where(meta.get('namespace'), meta['name'])}",
+            "PATCH", Resource.of(obj).path(meta.get("namespace"), meta["name"]),
+            body=obj, query=[("fieldManager", FIELD_MANAGER), ("force", "true")], content_type=APPLY_PATCH,
+        )
+
+    def create(self, obj: dict) -> dict:
+        """Create `obj` (for generateName objects, which apply cannot name)."""
+        meta = obj["metadata"]
+        return self._request(f"creating {obj['kind']} {_where(meta.get('namespace'), meta.get('name') or meta.get('generateName', '') + '*')}",
+                             "POST", Resource.of(obj).path(meta.get("namespace")), body=obj)
+
+    def get(self, resource: Resource, namespace: str | None, name: str) -> dict | None:
+        """The object, or None if it does not exist."""
+        return self._request(f"reading {resource.kind} {_where(namespace, name)}", "GET", resource.path(namespace, name), missing_ok=True)
+
+    def list(self, resource: Resource, namespace: str | None, selector: str | None = None) -> list[dict]:
+        """Objects of one kind (each with its apiVersion and kind filled in, as `kubectl get -o json` shows them)."""
+        query = [("labelSelector", selector)] if selector else []
+        listing = self._request(f"listing {resource.kind}s{' in namespace ' + namespace if namespace else ''}", "GET", resource.path(namespace), query=query)
+        return [{**item, "apiVersion": resource.api_version, "kind": resource.kind} for item in listing.get("items") or []]
+
+    def delete(self, resource: Resource, namespace: str | None, name: str, missing_ok: bool = True) -> bool:
+        """Delete one object (its dependents go in the background). False if it was already gone."""
+        found = self._request(f"deleting {resource.kind} {_where(namespace, name)}", "DELETE", resource.path(namespace, name),
+                              query=[("propagationPolicy", "Background")], missing_ok=missing_ok)
+        return found is not None
+
+    def delete_collection(self, resource: Resource, namespace: str, selector: str) -> None:
+        self._request(f"deleting the {resource.kind}s labelled {selector}", "DELETE", resource.path(namespace), query=[("labelSelector", selector)])
+
+    def pod_log(self, namespace: str, pod: str, container: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
+        """The container's log, in whole lines as they arrive (streamed while `follow`)."""
+        query = [("container", container), ("follow", str(follow).lower())]
+        if tail is not None:
+            query.append(("tailLines", str(tail)))
+        response = self._send(f"reading the log of pod {namespace}/{pod}", "GET", POD.path(namespace, pod, "log"), query=query, stream=True)
+        try:
+            pending = b""
+            for chunk in response.stream(4096):
+                pending += chunk
+                cut = pending.rfind(b"\n") + 1  # whole lines only; the rest comes with the next chunk
+                if cut:
+                    yield pending[:cut].decode("utf-8", "replace")
+                    pending = pending[cut:]
+            if pending:
+                yield pending.decode("utf-8", "replace")
+        finally:
+            response.release_conn()
+
+    # -- transport ---------------------------------------------------------------------------
+
+    def _request(self, what: str, method: str, path: str, body=None, query=None, content_type=None, missing_ok: bool = False):
+        response = self._send(what, method, path, body=body, query=query, content_type=content_type, missing_ok=missing_ok)
+        if response is None:
+            return None
+        return json.loads(response.read() or b"{}")
+
+    def _send(self, what: str, method: str, path: str, body=None, query=None, content_type=None, stream: bool = False, missing_ok: bool = False):
+        """One HTTP request built by the client itself (auth, headers, query encoding); a
+        non-2xx answer becomes `api_error`, or None for a missing object with `missing_ok`."""
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        client = self.api_client
+        headers = {"Accept": "application/json", "Content-Type": content_type or "application/json"}
+        request = client.param_serialize(method, path, query_params=query or None, header_params=headers, body=body, auth_settings=["BearerToken"])
+        try:
+            response = client.call_api(*request)
+        except HTTPError as exc:
+            raise PlinthError(f"{what}: cannot reach the Kubernetes API ({type(exc).__name__})", "check the cluster is up and the stack's kubernetes:context") from None
+        if 200 <= response.status <= 299:
+            return response.response if stream else response
+        response.read()
+        exc = ApiException(http_resp=response)
+        if missing_ok and exc.status == 404 and not _unknown_resource(exc):
+            return None
+        raise api_error(what, exc, self.context, path)
+
+
+def api_reason(exc) -> str:
+    """The API server's own message (a Status object's `message`), else the HTTP status."""
+    try:
+        return " ".join(json.loads(exc.body)["message"].split())
+    except (TypeError, ValueError, KeyError):
+        return f"{exc.status} {exc.reason}"
+
+
+def _unknown_resource(exc) -> bool:
+    return exc.status == 404 and "the server could not find the requested resource" in api_reason(exc).lower()
+
+
+def api_error(what: str, exc, context: ErrorContext, path: str = "") -> PlinthError:
+    """The one mapping of API failures to a one-line error with its fix."""
+    reason = api_reason(exc)
+    fix = None
+    if exc.status in (401, 403) and "exceeded quota" in reason:
+        fix = "lower the job's workers or resources, or raise the team's quota in its stack"
+    elif exc.status in (401, 403):
+        group = f" ({context.group})" if context.group else ""
+        fix = f"check that your identity is in the team's group{group} and the stack's kubernetes:context"
+    elif _unknown_resource(exc):
+        group = path.split("/")[2] if path.startswith("/apis/") else ""
+        fix = f"the cluster lacks this API: install {ENGINES.get(group, group or 'its engine')} (the platform stack installs it)"
+    elif exc.status == 404 and context.namespace:
+        fix = f"does namespace {context.namespace!r} exist? pulumi up -s {context.stack} creates it"
+    elif exc.status == 409:
+        fix = "another field manager owns these fields; change them there, or delete the object first"
+    return PlinthError(f"{what}: {reason}", fix)
+
+
+def _where(namespace: str | None, name: str) -> str:
+    return f"{namespace}/{name}" if namespace else name
+
+
+def connect(stack: Stack):
+    """An ApiClient for the stack's kubeconfig context (in-cluster credentials inside a pod)."""
+    from kubernetes import client, config
+
+    context = stack.config.kubernetes.context or provider_context(stack)
+    try:
+        if os.environ.get("KUBERNETES_SERVICE_HOST") and not context:
+            config.load_incluster_config()
+            return client.ApiClient()
+        return config.new_client_from_config(context=context)
+    except (config.ConfigException, OSError) as exc:
+        where = f"context {context!r}" if context else "the current context"
+        raise PlinthError(f"cannot use kubeconfig {where} for stack {stack.name!r}: {' '.join(str(exc).split())}", "check KUBECONFIG / ~/.kube/config, or set kubernetes:context in the stack file") from None
+
+
+def provider_context(stack: Stack) -> str | None:
+    """The stack file's `kubernetes:context` (what Pulumi's provider deploys to), so the CLI
+    talks to the cluster `pulumi up` built unless plinth:kubernetes.context says otherwise."""
+    import yaml
+
+    document = yaml.safe_load(stack.file.read_text()) or {}
+    context = (document.get("config") or {}).get("kubernetes:context")
+    return str(context) if context else None
