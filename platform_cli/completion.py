@@ -49,8 +49,10 @@ def stack_names(ctx: Any) -> list[str]:
 
 
 def _local_runs(ctx: Any, kind: str, record_file: str) -> list[str]:
+    from platform_cli.targets import target_name
+
     stack = _stack(ctx)
-    if stack.config.target != "local":
+    if target_name(stack) != "local":  # a cluster's jobs are not asked for from a Tab key
         return []
     directory = stack.home / kind
     return [entry.name for entry in _entries(directory) if not entry.name.startswith(".") and (entry / record_file).is_file()]

@@ -30,7 +30,7 @@ def cluster_engines() -> dict[str, str]:
     """Engine -> version that rendered objects are validated for: Kubernetes' own schema, each
     engine whose CRD schemas are vendored (crds/<engine>/<version>/...), and the Spark of the
     runtime image."""
-    from platform_cli.render.cluster import SPARK_VERSION
+    from platform_cli.kinds.spark import SPARK_VERSION
     from platform_cli.render.validate import CRD_FILES, KUBERNETES_VERSION
 
     engines = {"kubernetes": KUBERNETES_VERSION}

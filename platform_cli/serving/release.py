@@ -123,8 +123,8 @@ def start(stack: Stack, registry: ModelRegistry, model: str) -> TrafficState:
     """Serve the model's saved split again after `stop` (or a crash, or a reboot): production
     and canary with the weights they had, each version's server and the router started if they
     are not running. Serving what is already live changes nothing."""
-    if stack.config.target != "local":
-        raise PlinthError(f"plinth model start brings back servers on this machine; stack {stack.name!r} serves on a cluster, where KServe keeps them running")
+    if not serves_locally(stack):
+        raise PlinthError(f"model start is not available on stack {stack.name!r}: it brings back model servers on this machine, and this stack serves on KServe, which keeps them running")
     saved = _seeded(store.load(state_path(stack, model), model), registry)
     if not saved.weights:
         registry.get(model)  # an unknown model is named as such
