@@ -34,13 +34,12 @@ def register(
     output: OutputFormat = OutputOption,
 ):
     """Register a training job's exported model as the next version, with its lineage and metrics."""
-    from platform_cli.lineage import find_training_job, job_lineage, job_outputs
+    from platform_cli.registry.lineage import find_training_job, register_job_model
     from platform_cli.targets import get_target
 
     stack_config = _stack(stack)
     record = find_training_job(get_target(stack_config).list(), job)
-    model_dir, metrics = job_outputs(record)
-    version = _registry(stack_config).register(name, model_dir, metrics, job_lineage(record, stack_config.project_root))
+    version = register_job_model(_registry(stack_config), name, record, stack_config.project_root)
     if output is OutputFormat.table:
         shown = " ".join(f"{k}={v:.4f}" for k, v in sorted(version.metrics.items()) if k in ("auc", "logloss"))
         typer.echo(f"model/{version.name} version {version.version} registered from job/{record.id} {shown}".rstrip())

@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from platform_cli.errors import PlinthError
-from platform_cli.lineage import file_sha256, source_revision
+from platform_cli.registry.lineage import file_sha256, source_revision
 from platform_cli.render.cluster import LABEL_JOB_ID, LABEL_KIND, LABEL_ROLE, LABEL_TEAM, MAIN_ROLE
 from platform_cli.render.job import job_paths
 from platform_cli.targets.base import JobRecord, JobStatus, new_job_id

@@ -31,7 +31,7 @@ import yaml
 
 from platform_cli.atomic import write_json
 from platform_cli.errors import PlinthError
-from platform_cli.lineage import file_sha256, source_revision
+from platform_cli.registry.lineage import file_sha256, source_revision
 from platform_cli.processes import created_at, read_tail, running, tail_lines, terminate_tree
 from platform_cli.spec.job import dump_job_spec
 from platform_cli.spec.launch import LocalLaunch
