@@ -245,8 +245,6 @@ class FlowRunner:
                         raise PlinthError(f"outputs: {metrics_file} has no key {name!r} (keys: {', '.join(metrics)})")
                     outputs[name] = _text(metrics[name])
             return outputs
-        if step.kind == "promote":  # `plinth model promote` is run exactly as a user would; it prints a sentence
-            return {"model": step.action.model, "version": substitute_refs(step.action.version, key, self.plan.params, self.outputs(), self.variables())}
         try:
             published = json.loads(step_log_path(self.dir, key).with_suffix(".out").read_text() or "{}")
         except ValueError as exc:

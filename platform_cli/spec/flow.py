@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from platform_cli.errors import PlinthError
 from platform_cli.spec.job import LoadedJob, load_job, parse_job_spec
-from platform_cli.spec.stack import describe_validation_error
+from platform_cli.spec.stack import CanaryShare, describe_validation_error
 
 # Node and step names become Argo template and task names, and parts of job ids.
 FLOW_NAME_PATTERN = r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$"
@@ -87,7 +87,7 @@ class PromoteStep(FlowModel):
 
     model: str = Field(min_length=1)
     version: str = Field(min_length=1)
-    canary: int = Field(ge=1, le=100, description="percent of traffic")
+    canary: CanaryShare = Field(description="percent of traffic")
 
 
 class Step(FlowModel):

@@ -65,11 +65,28 @@ class AutoRollbackConfig(ConfigModel):
     min_requests: int = Field(200, ge=1, description="canary requests before the limits are judged")
 
 
+def canary_share_problem(percent: int) -> str | None:
+    """Why `percent` is not a canary's share of traffic, or None. The one statement of the rule,
+    for the stack's canaryMax, a flow's promote step and the release commands alike."""
+    if 1 <= percent <= 99:
+        return None
+    return f"{percent} is not a canary share: a canary takes 1-99 percent of traffic (a full rollout gives a version all of it)"
+
+
+def _canary_share(percent: int) -> int:
+    if problem := canary_share_problem(percent):
+        raise ValueError(problem)
+    return percent
+
+
+CanaryShare = Annotated[int, AfterValidator(_canary_share)]
+
+
 class GrayReleaseConfig(ConfigModel):
     """How new model versions take traffic (plinth model promote / rollout / approve / rollback)."""
 
     require_approval: bool = Field(False, description="a version needs `plinth model approve` before it takes more than canaryMax percent")
-    canary_max: int = Field(10, ge=1, le=99, description="the largest traffic share, in percent, of an unapproved canary")
+    canary_max: CanaryShare = Field(10, description="the largest traffic share, in percent, of an unapproved canary")
     auto_rollback: AutoRollbackConfig | None = Field(None, description="limits that roll a worse canary back automatically")
 
 
