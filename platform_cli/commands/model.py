@@ -101,8 +101,9 @@ def evaluate(
 
     from platform_cli.evaluate import evaluate_version
 
+    stack_config = _stack(stack)
     with Console(stderr=True).status(f"evaluating {name} v{version or 'latest'} ..."):
-        result = evaluate_version(_stack(stack), name, version, data, segment or [], report_dir)
+        result = evaluate_version(stack_config, name, version, data, segment or [], report_dir)
     if output is not OutputFormat.table:
         emit(result, output, lambda: ([], []))
         return
@@ -115,7 +116,7 @@ def evaluate(
             [(result["version"], result["rows"], _number(result["auc"], 4), _number(result["logloss"], 4), _number(result["calibration_ratio"], 3), production, _number(result["production_auc"], 4), str(result["better"]).lower())],
         ),
     )
-    typer.echo(f"\n{result['reason']}\nreport: {result['report']}")
+    typer.echo(f"\n{result['reason']}\nreport: {stack_config.shown(result['report'])}")
 
 
 @app.command()

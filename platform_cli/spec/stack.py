@@ -434,6 +434,11 @@ class Stack(BaseModel):
     def role(self) -> str:
         return self.config.role
 
+    def shown(self, location: str | Path) -> str:
+        """A path as output shows it: relative to the project when inside it (so it reads the
+        same on every checkout), else as it is (a URI, a path elsewhere)."""
+        return str(location) if "://" in str(location) else _shown(Path(location), self.project_root)
+
     def platform_stack(self) -> "Stack":
         """A team stack's platform stack: the GPU pools, scheduler, storage and KServe it runs on."""
         if self.config.team is None:
