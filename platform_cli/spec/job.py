@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
 
 from platform_cli.errors import PlinthError, one_line, shown
 from platform_cli.spec.stack import describe_validation_error, refuse_nul
@@ -81,21 +81,17 @@ class JobSpecBase(SpecModel):
             raise ValueError(f"{name!r} must be lowercase letters, digits and '-', start with a letter, at most 52 characters")
         return name
 
-    @field_validator("env")
+    @field_validator("env", "labels")
     @classmethod
-    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
-        for key in env:
-            if not re.match(ENV_NAME_PATTERN, key):
-                raise ValueError(f"{shown(key)} is not an environment variable name (letters, digits, _; at most 253)")
-        return env
-
-    @field_validator("labels")
-    @classmethod
-    def _label_keys(cls, labels: dict[str, str]) -> dict[str, str]:
-        for key in labels:
-            if not re.match(LABEL_KEY_PATTERN, key):
-                raise ValueError(f"{shown(key)} is not a label key (letters, digits, '-', '_', '.', at most 63, after an optional DNS prefix/)")
-        return labels
+    def _keys(cls, mapping: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        pattern, what = {
+            "env": (ENV_NAME_PATTERN, "an environment variable name (letters, digits, _; at most 253)"),
+            "labels": (LABEL_KEY_PATTERN, "a label key (letters, digits, '-', '_', '.', at most 63, after an optional DNS prefix/)"),
+        }[info.field_name]
+        for key in mapping:
+            if not re.match(pattern, key):
+                raise ValueError(f"{shown(key)} is not {what}")
+        return mapping
 
     @field_validator("files")
     @classmethod

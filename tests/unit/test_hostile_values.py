@@ -14,7 +14,6 @@ PlinthError), never a traceback.
 from __future__ import annotations
 
 import copy
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from xml.sax.saxutils import escape as xml_escape
@@ -26,6 +25,7 @@ from typer.testing import CliRunner
 from platform_cli.errors import PlinthError
 from platform_cli.main import app
 from tests.conftest import REPO
+from tests.unit.test_render_cluster import lab  # noqa: F401 - the project plus the YARN and S3 test stacks
 
 HOSTILE = {
     "long": "x" * 5000,
@@ -145,13 +145,6 @@ JOB_FIELDS = [(kind, path, is_key) for kind, document in JOBS.items() for path, 
 JOB_STACKS = {"spark": ["local", "team-lab", "team-lab-yarn"], "horovod": ["local", "team-feed"], "tf-ps": ["local", "team-feed"], "python": ["local", "team-feed"]}
 
 
-@pytest.fixture
-def stacks(project: Path) -> Path:
-    for stack in (REPO / "tests" / "fixtures" / "stacks").glob("Pulumi.*.yaml"):
-        shutil.copy(stack, project / "stacks" / stack.name)
-    return project
-
-
 def job_dir(project: Path, value: str) -> Path:
     """A directory holding the job's script and files, and a file named `value` too if the
     filesystem takes the name, so a hostile script or file name can be found and rendered."""
@@ -180,12 +173,12 @@ def rendered_job(job_file: Path, stack_name: str) -> list | None:
 
 
 @pytest.mark.parametrize(("kind", "path", "is_key"), JOB_FIELDS, ids=[f"{k}:{ids(p, key)}" for k, p, key in JOB_FIELDS])
-def test_a_hostile_value_in_any_job_field_renders_as_data_or_is_refused(stacks: Path, kind: str, path: tuple, is_key: bool) -> None:
-    directory = job_dir(stacks, PLAIN)
+def test_a_hostile_value_in_any_job_field_renders_as_data_or_is_refused(lab: Path, kind: str, path: tuple, is_key: bool) -> None:
+    directory = job_dir(lab, PLAIN)
     plain_file = write_yaml(directory / "plain.job.yaml", replaced(JOBS[kind], path, is_key, PLAIN))
     plain = {stack: rendered_job(plain_file, stack) for stack in JOB_STACKS[kind]}
     for name, value in HOSTILE.items():
-        directory = job_dir(stacks, value)
+        directory = job_dir(lab, value)
         job_file = write_yaml(directory / "hostile.job.yaml", replaced(JOBS[kind], path, is_key, value))
         for stack in JOB_STACKS[kind]:
             hostile = rendered_job(job_file, stack)
@@ -299,18 +292,18 @@ def stack_uses(project: Path, name: str, heavy: bool) -> dict | None:
 
 
 @pytest.mark.parametrize(("file", "path", "is_key"), STACK_FIELDS, ids=[f"{f}:{ids(p[1:], key)}" for f, p, key in STACK_FIELDS])
-def test_a_hostile_value_in_any_stack_key_renders_as_data_or_is_refused(stacks: Path, file: str, path: tuple, is_key: bool) -> None:
+def test_a_hostile_value_in_any_stack_key_renders_as_data_or_is_refused(lab: Path, file: str, path: tuple, is_key: bool) -> None:
     name = file.removeprefix("Pulumi.").removesuffix(".yaml")
-    target = stacks / "stacks" / file
+    target = lab / "stacks" / file
     document = yaml.safe_load(target.read_text())
     write_yaml(target, replaced(document, path, is_key, PLAIN))
-    plain = {heavy: stack_uses(stacks, name, heavy) for heavy in (False, True)}
+    plain = {heavy: stack_uses(lab, name, heavy) for heavy in (False, True)}
     for value_name, value in HOSTILE.items():
         write_yaml(target, replaced(document, path, is_key, value))
         heavy = value_name in STACK_HEAVY
-        hostile = stack_uses(stacks, name, heavy)
+        hostile = stack_uses(lab, name, heavy)
         if hostile is not None:
-            assert_same_structure(hostile, plain[heavy], value_forms(value, stacks), value_forms(PLAIN, stacks), value_name)
+            assert_same_structure(hostile, plain[heavy], value_forms(value, lab), value_forms(PLAIN, lab), value_name)
 
 
 def test_a_nul_is_refused_where_it_is_written_not_where_it_breaks(project: Path) -> None:
