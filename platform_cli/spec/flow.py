@@ -64,7 +64,7 @@ class FlowModel(BaseModel):
 
 
 def _check_name(name: str, what: str) -> str:
-    if not re.match(FLOW_NAME_PATTERN, name):
+    if not re.fullmatch(FLOW_NAME_PATTERN, name):
         raise ValueError(f"{what} {name!r} must be lowercase letters, digits and '-', start with a letter, at most 40 characters")
     return name
 
@@ -121,7 +121,7 @@ class Step(FlowModel):
     @classmethod
     def _output_names(cls, outputs: list[str]) -> list[str]:
         for name in outputs:
-            if not re.match(PARAM_PATTERN, name):
+            if not re.fullmatch(PARAM_PATTERN, name):
                 raise ValueError(f"output {name!r} must be letters, digits and _")
         return outputs
 
@@ -184,7 +184,7 @@ class FlowSpec(FlowModel):
     @classmethod
     def _param_names(cls, params: dict[str, str | None]) -> dict[str, str | None]:
         for name in params:
-            if not re.match(PARAM_PATTERN, name):
+            if not re.fullmatch(PARAM_PATTERN, name):
                 raise ValueError(f"parameter {name!r} must be letters, digits and _")
         return params
 
@@ -198,7 +198,7 @@ class FlowSpec(FlowModel):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, schedule: str | None) -> str | None:
-        if schedule is not None and not (_CRON.match(schedule) or _CRON_MACRO.match(schedule)):
+        if schedule is not None and not (_CRON.fullmatch(schedule) or _CRON_MACRO.fullmatch(schedule)):
             raise ValueError(f"{shown(schedule)} is not a cron expression (five fields, e.g. '0 3 * * *')")
         return schedule
 

@@ -77,7 +77,7 @@ class JobSpecBase(SpecModel):
     @classmethod
     def _dns_label(cls, name: str) -> str:
         # Job names become Kubernetes object names and label values on cluster targets.
-        if not re.match(NAME_PATTERN, name):
+        if not re.fullmatch(NAME_PATTERN, name):
             raise ValueError(f"{name!r} must be lowercase letters, digits and '-', start with a letter, at most 52 characters")
         return name
 
@@ -89,7 +89,7 @@ class JobSpecBase(SpecModel):
             "labels": (LABEL_KEY_PATTERN, "a label key (letters, digits, '-', '_', '.', at most 63, after an optional DNS prefix/)"),
         }[info.field_name]
         for key in mapping:
-            if not re.match(pattern, key):
+            if not re.fullmatch(pattern, key):
                 raise ValueError(f"{shown(key)} is not {what}")
         return mapping
 
@@ -98,7 +98,7 @@ class JobSpecBase(SpecModel):
     def _sibling_files(cls, files: list[str]) -> list[str]:
         # Shipped as flat ConfigMap keys next to the script, so they must be plain file names.
         for name in files:
-            if not re.match(r"^[A-Za-z0-9_][-A-Za-z0-9_.]*$", name):
+            if not re.fullmatch(r"^[A-Za-z0-9_][-A-Za-z0-9_.]*$", name):
                 raise ValueError(f"{name!r} must be a file name next to the job file (no directories)")
         return files
 
@@ -111,7 +111,7 @@ class SparkJobSpec(JobSpecBase):
     @classmethod
     def _spark_keys(cls, conf: dict[str, str]) -> dict[str, str]:
         for key in conf:
-            if not re.match(SPARK_PROPERTY_PATTERN, key):
+            if not re.fullmatch(SPARK_PROPERTY_PATTERN, key):
                 raise ValueError(f"{shown(key)} is not a Spark property (they start with 'spark.': letters, digits, '.', '_', '-', at most 253)")
         return conf
 

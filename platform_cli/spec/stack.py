@@ -557,7 +557,7 @@ def stack_names(root: Path | None = None) -> list[str]:
 def load_stack(name: str | None = None) -> Stack:
     """Load and validate a stack file; every problem becomes one PlinthError naming the key path."""
     name = name or os.environ.get("PLINTH_STACK") or DEFAULT_STACK
-    if not re.match(STACK_NAME_PATTERN, name):
+    if not re.fullmatch(STACK_NAME_PATTERN, name):
         raise PlinthError(f"{shown(name)} is not a stack name", "stack names are letters, digits, '-', '_' and '.' (the file is stacks/Pulumi.<name>.yaml)")
     root = project_root()
     path = stacks_dir(root) / f"Pulumi.{name}.yaml"

@@ -31,6 +31,7 @@ HOSTILE = {
     "long": "x" * 5000,
     "nul": "a\x00b",
     "newlines": "one\ntwo\r\nthree",
+    "trailing-newline": "plain\n",  # what a pattern ending in $ lets through re.match
     "quotes": "it's \"quoted\" and `ticked`",
     "template": "{{ 7 * 7 }}{% if true %}jinja{% endif %}{# comment #}",
     "yaml": "key: value\n- item\n--- &anchor *alias !!python/object/apply:os.system ['id']",
