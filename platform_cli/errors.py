@@ -14,3 +14,15 @@ class PlinthError(Exception):
 
     def __str__(self) -> str:
         return f"{self.message}; {self.fix}" if self.fix else self.message
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """A value from a user's file as an error quotes it: repr (so a newline or a NUL cannot break
+    the one line), and cut short past `limit` characters."""
+    text = str(value)
+    return repr(text) if len(text) <= limit else f"{text[:limit]!r}... ({len(text)} characters)"
+
+
+def one_line(text: str) -> str:
+    """`text` as written if it prints on one line (a path, a key), else quoted like `shown`."""
+    return text if text.isprintable() else repr(text)

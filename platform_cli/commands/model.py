@@ -34,13 +34,12 @@ def register(
     output: OutputFormat = OutputOption,
 ):
     """Register a training job's exported model as the next version, with its lineage and metrics."""
-    from platform_cli.lineage import find_training_job, job_lineage, job_outputs
+    from platform_cli.registry.lineage import find_training_job, register_job_model
     from platform_cli.targets import get_target
 
     stack_config = _stack(stack)
     record = find_training_job(get_target(stack_config).list(), job)
-    model_dir, metrics = job_outputs(record)
-    version = _registry(stack_config).register(name, model_dir, metrics, job_lineage(record, stack_config.project_root))
+    version = register_job_model(_registry(stack_config), name, record, stack_config.project_root)
     if output is OutputFormat.table:
         shown = " ".join(f"{k}={v:.4f}" for k, v in sorted(version.metrics.items()) if k in ("auc", "logloss"))
         typer.echo(f"model/{version.name} version {version.version} registered from job/{record.id} {shown}".rstrip())
@@ -102,8 +101,9 @@ def evaluate(
 
     from platform_cli.evaluate import evaluate_version
 
+    stack_config = _stack(stack)
     with Console(stderr=True).status(f"evaluating {name} v{version or 'latest'} ..."):
-        result = evaluate_version(_stack(stack), name, version, data, segment or [], report_dir)
+        result = evaluate_version(stack_config, name, version, data, segment or [], report_dir)
     if output is not OutputFormat.table:
         emit(result, output, lambda: ([], []))
         return
@@ -116,7 +116,7 @@ def evaluate(
             [(result["version"], result["rows"], _number(result["auc"], 4), _number(result["logloss"], 4), _number(result["calibration_ratio"], 3), production, _number(result["production_auc"], 4), str(result["better"]).lower())],
         ),
     )
-    typer.echo(f"\n{result['reason']}\nreport: {result['report']}")
+    typer.echo(f"\n{result['reason']}\nreport: {stack_config.shown(result['report'])}")
 
 
 @app.command()
@@ -219,7 +219,8 @@ def promote(
 ):
     """Start serving a version as the canary next to production (the first version: production).
 
-    Exit 0 once the canary takes its share; otherwise one line saying why, and traffic as it was."""
+    Exit 0 once the canary takes its share; otherwise one line saying why, and traffic as it was.
+    -o json|yaml: the version promoted, its stage, and the model's traffic split."""
     from rich.console import Console
 
     from platform_cli.serving import release
@@ -228,7 +229,7 @@ def promote(
     stack_config = _stack(stack)
     with Console(stderr=True).status(f"promoting {name} v{version} ..."):
         after = release.promote(stack_config, _registry(stack_config), name, version, canary)
-    _report_change(stack_config, after, output, started)
+    _report_change(stack_config, after, output, started, version)
 
 
 @app.command()
@@ -338,33 +339,26 @@ def render(
     import yaml
 
     from platform_cli.render.serving import render_release
-    from platform_cli.serving.traffic import TrafficState
+    from platform_cli.serving import traffic
 
     stack_config = _stack(stack)
     registry = _registry(stack_config)
-    aliases = registry.aliases(name)
-    production, canary = aliases.get("production"), aliases.get("canary")
-    if production is None:
-        raise PlinthError(f"model '{name}' has no production version", f"promote one first: plinth model promote {name} VERSION")
-    weights = {production: 100}
-    if canary is not None:
-        share = canary_weight if canary_weight is not None else stack_config.config.serving.gray_release.canary_max
-        if not 1 <= share <= 99:
-            raise PlinthError(f"--canary-weight {share}: a canary takes 1 to 99 percent of traffic")
-        weights = {production: 100 - share, canary: share}
-    state = TrafficState(model=name, production=production, canary=canary, weights=weights)
-    objects = render_release(stack_config, state, {v: registry.artifact_uri(name, v) for v in weights})
+    state = traffic.from_aliases(name, registry.aliases(name), canary_weight, stack_config.config.serving.gray_release)
+    objects = render_release(stack_config, state, {v: registry.artifact_uri(name, v) for v in state.weights})
     if output is OutputFormat.json:
         typer.echo(json.dumps(objects, indent=2))
     else:
         typer.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
 
 
-def _report_change(stack_config, after, output: OutputFormat, started) -> None:
+def _report_change(stack_config, after, output: OutputFormat, started, version: int | None = None) -> None:
+    """The split after a change; `version`: the one the change was about (promote's)."""
     from platform_cli.serving import release
 
     if output is not OutputFormat.table:
-        emit(after.model_dump(mode="json", exclude={"history"}), output, lambda: ([], []))
+        state = after.model_dump(mode="json", exclude={"history"})
+        about = {} if version is None else {"version": version, "stage": after.stage(version)}
+        emit({"model": state.pop("model"), **about, **state}, output, lambda: ([], []))
         return
     router = release.find_router(stack_config, after.model)
     where = f" at {router.url}/v1/models/{after.model}:predict" if router else ""

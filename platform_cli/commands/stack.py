@@ -36,8 +36,8 @@ def list_stacks(output: OutputFormat = OutputOption):
     headers = ["name", "role", "target", "storage", "file"] + (["deployed", "resources"] if deployed is not None else [])
 
     def row(s):
-        storage = s.config.platform.storage.uri if s.role == "platform" else s.storage_root
-        cells = [s.name, s.role, target_name(s), storage, s.file.relative_to(s.project_root)]
+        storage = s.config.platform.storage.uri if s.role == "platform" else s.shown(s.storage_root)
+        cells = [s.name, s.role, target_name(s), storage, s.shown(s.file)]
         if deployed is not None:
             d = deployed.get(s.name)
             cells += [age(d.last_update) if d and d.last_update else "-", d.resource_count if d and d.resource_count is not None else "-"]

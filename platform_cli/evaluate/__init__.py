@@ -30,7 +30,7 @@ def evaluate_version(stack: Stack, name: str, version: int | None, data: str, se
     frame = _read_rows(data)
     for field in segments:
         if field not in frame.columns:
-            raise PlinthError(f"--segment {field!r}: the data has no such column", f"columns: {', '.join(map(str, frame.columns))}")
+            raise PlinthError(f"segments: {field!r} is not a column of the data", f"columns: {', '.join(map(str, frame.columns))}")
     registry = ModelRegistry(stack.tracking_uri, stack.artifact_root)
     found = registry.get(name, version)
     production_version = registry.alias_version(name, PRODUCTION_ALIAS)
@@ -103,13 +103,13 @@ def _read_rows(data: str):
 
     path = Path(data)
     if "://" not in data and not path.exists():
-        raise PlinthError(f"--data {data!r} not found", "pass a Parquet file or directory of labelled raw rows")
+        raise PlinthError(f"data: {data!r} not found", "pass a Parquet file or directory of labelled raw rows")
     try:
         frame = pd.read_parquet(data)
     except (OSError, ValueError) as exc:
-        raise PlinthError(f"--data {data!r}: not readable as Parquet ({' '.join(str(exc).split())[:160]})") from None
+        raise PlinthError(f"data: {data!r} is not readable as Parquet ({' '.join(str(exc).split())[:160]})") from None
     if frame.empty:
-        raise PlinthError(f"--data {data!r} has no rows")
+        raise PlinthError(f"data: {data!r} has no rows")
     return frame
 
 
@@ -131,6 +131,6 @@ def _predict(name: str, model_dir: Path, frame):
         try:
             inputs = predictor.preprocess({"instances": rows[start : start + PREDICT_BATCH]})
         except InvalidInput as exc:  # a row the model server would refuse (a 400)
-            raise PlinthError(f"--data: rows from {start}: {exc.reason}", "evaluate on raw rows with the fields of the model's feature_spec.json") from None
+            raise PlinthError(f"data: rows from {start}: {exc.reason}", "evaluate on raw rows with the fields of the model's feature_spec.json") from None
         predictions.extend(predictor.predict(inputs)["predictions"])
     return np.asarray(predictions), label

@@ -323,12 +323,15 @@ def _number(value: str) -> float | None:
 
 def builtin_argv(kind: str, values: dict, stack: str) -> list[str]:
     """The `plinth` arguments a built-in step runs, from its substituted fields. Locally the flow
-    runner runs them; on a cluster the workflow's container does: one contract, the CLI."""
+    runner runs them; on a cluster the workflow's container does: one contract, the CLI. Each
+    prints its result as JSON, whose fields are the step's outputs (STEP_OUTPUTS)."""
     if kind == "register":
-        return ["model", "register", values["model"], "--job", values["job"], "--stack", stack, "-o", "json"]
-    if kind == "evaluate":
+        command = ["register", values["model"], "--job", values["job"]]
+    elif kind == "evaluate":
         segments = [arg for segment in values.get("segments", []) for arg in ("--segment", segment)]
-        return ["model", "evaluate", values["model"], values["version"], "--data", values["data"], *segments, "--stack", stack, "-o", "json"]
-    if kind == "promote":
-        return ["model", "promote", values["model"], values["version"], "--canary", str(values["canary"]), "--stack", stack]
-    raise ValueError(f"not a built-in step kind: {kind}")
+        command = ["evaluate", values["model"], values["version"], "--data", values["data"], *segments]
+    elif kind == "promote":
+        command = ["promote", values["model"], values["version"], "--canary", str(values["canary"])]
+    else:
+        raise ValueError(f"not a built-in step kind: {kind}")
+    return ["model", *command, "--stack", stack, "-o", "json"]

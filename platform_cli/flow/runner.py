@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from platform_cli import job_outputs
 from platform_cli.errors import PlinthError
 from platform_cli.flow.plan import Plan, blocked_steps, builtin_argv, check_condition, parse_condition, plan_flow, ready_steps, step_outputs, substitute_refs
 from platform_cli.flow.run import CANCEL_GRACE_SECONDS, StepRecord, load_snapshot, read_state, step_log_path, write_state
@@ -247,20 +248,20 @@ class FlowRunner:
         step = self.plan.step(key)
         if step.kind == "job":
             job = self.target.status(active.job_id)
-            outputs = {"job_id": job.id, "output_dir": job.output_dir, "checkpoint_dir": job.checkpoint_dir, "model_dir": f"{job.output_dir}/model"}
+            outputs = {"job_id": job.id, "output_dir": job.output_dir, "checkpoint_dir": job.checkpoint_dir, "model_dir": job_outputs.model_dir(job.output_dir)}
             if step.outputs:
-                metrics_file = Path(job.output_dir) / "metrics.json"
+                metrics_file = job_outputs.metrics_file(job.output_dir)
                 try:
-                    metrics = json.loads(metrics_file.read_text())
-                except (OSError, ValueError) as exc:
-                    raise PlinthError(f"outputs: cannot read {metrics_file} ({exc})") from None
+                    metrics = job_outputs.read_metrics(job.output_dir)
+                except PlinthError as exc:
+                    raise PlinthError(f"outputs: {exc.message}", exc.fix) from None
+                if metrics is None:
+                    raise PlinthError(f"outputs: the job wrote no {metrics_file}")
                 for name in step.outputs:
                     if name not in metrics:
                         raise PlinthError(f"outputs: {metrics_file} has no key {name!r} (keys: {', '.join(metrics)})")
                     outputs[name] = _text(metrics[name])
             return outputs
-        if step.kind == "promote":  # `plinth model promote` is run exactly as a user would; it prints a sentence
-            return {"model": step.action.model, "version": substitute_refs(step.action.version, key, self.plan.params, self.outputs(), self.variables())}
         try:
             published = json.loads(step_log_path(self.dir, key).with_suffix(".out").read_text() or "{}")
         except ValueError as exc:

@@ -11,12 +11,13 @@ from typing import Literal
 
 from pydantic import Field, field_validator
 
-from platform_cli.errors import PlinthError
+from platform_cli.errors import PlinthError, shown
 from platform_cli.kinds import JobKind, PodGroup, WorkloadStatus, cpu_quantity, parse_time
 from platform_cli.kube import Resource
 from platform_cli.spec.job import JobSpecBase
 from platform_cli.status import JobStatus
 
+SPARK_PROPERTY_PATTERN = r"^spark\.[A-Za-z0-9_.-]{1,247}$"
 # Spark the runtime image ships (the version Plinth's lock file pins).
 SPARK_VERSION = "4.3.0"
 
@@ -29,8 +30,8 @@ class SparkJobSpec(JobSpecBase):
     @classmethod
     def _spark_keys(cls, conf: dict[str, str]) -> dict[str, str]:
         for key in conf:
-            if not key.startswith("spark."):
-                raise ValueError(f"{key!r} is not a Spark property (they start with 'spark.')")
+            if not re.fullmatch(SPARK_PROPERTY_PATTERN, key):
+                raise ValueError(f"{shown(key)} is not a Spark property (they start with 'spark.': letters, digits, '.', '_', '-', at most 253)")
         return conf
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from platform_cli import job_outputs
 from platform_cli.errors import PlinthError
 from platform_cli.flow.plan import Plan, builtin_argv, parse_ref, step_key
 from platform_cli.kinds import job_kind
@@ -88,7 +89,7 @@ def render_flow(plan: Plan, stack: Stack) -> list[dict]:
                     objects = _replace(objects, stand_in, WORKFLOW_NAME)
                     templates.extend(_job_templates(template_name, objects, kind.argo_conditions(objects[-1]), step.timeout))
                     paths = job_paths(stack.storage_root, job_id.replace(stand_in, WORKFLOW_NAME))
-                    static_outputs[key] = {"job_id": job_id.replace(stand_in, WORKFLOW_NAME), **paths, "model_dir": f"{paths['output_dir']}/model"}
+                    static_outputs[key] = {"job_id": job_id.replace(stand_in, WORKFLOW_NAME), **paths, "model_dir": job_outputs.model_dir(paths["output_dir"])}
                 else:
                     # Outputs of earlier steps are in scope in the node's DAG only: the task
                     # passes them in as input parameters, the container reads those.

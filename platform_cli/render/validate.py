@@ -84,17 +84,46 @@ def validate_objects(objects: Iterable[dict]) -> None:
 
 
 def _validate_core(obj: dict) -> None:
-    import kubernetes_validate
+    import jsonschema
 
-    try:
-        kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
-    except kubernetes_validate.SchemaNotFoundError:
+    validator = _core_validator(obj["apiVersion"], obj["kind"])
+    if validator is None:
         raise SchemaError(
             f"{describe(obj)}: no schema for {obj['apiVersion']} {obj['kind']}",
             "use a Kubernetes API of v" + KUBERNETES_VERSION + " or a custom resource Plinth knows",
-        ) from None
-    except kubernetes_validate.ValidationError as exc:
-        raise SchemaError(f"{describe(obj)}: {_where(exc)}: {_message(exc)}") from None
+        )
+    error = jsonschema.exceptions.best_match(validator.iter_errors(obj))
+    if error is not None:
+        raise SchemaError(f"{describe(obj)}: {_where(error)}: {_message(error)}")
+
+
+@functools.cache
+def _core_validator(api_version: str, kind: str):
+    """kubernetes-validate's strict schema of a core kind, loaded once per process: its own
+    `validate` re-reads the 1.5 MB definitions file and builds a validator on every call, which
+    was 40 % of a cluster render."""
+    import jsonschema
+    from kubernetes_validate.utils import schema_contents
+    from referencing import Registry, Resource
+
+    # The file names kubernetes-validate uses (utils.validate): group without domain, '-' for '/'.
+    directory = f"kubernetes-json-schema/v{_schema_version()}-local-strict"
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    try:
+        schema = schema_contents(f"{directory}/{kind.lower()}-{group_version}.json", KUBERNETES_VERSION)
+    except FileNotFoundError:
+        return None
+    definitions = schema_contents(f"{directory}/_definitions.json", KUBERNETES_VERSION)
+    registry = Resource.from_contents(definitions) @ (Resource.from_contents(schema) @ Registry())
+    return jsonschema.validators.Draft202012Validator(schema, registry=registry)
+
+
+@functools.cache
+def _schema_version() -> str:
+    """The newest schema kubernetes-validate ships that is not newer than KUBERNETES_VERSION."""
+    from kubernetes_validate.utils import all_versions, major_minor
+
+    return [v for v in all_versions() if major_minor(v) <= major_minor(KUBERNETES_VERSION)][-1]
 
 
 def _validate_custom(obj: dict, group: str, version: str) -> None:
@@ -112,8 +141,6 @@ def _validate_metadata(obj: dict) -> None:
     # The API server checks metadata the same way for every kind: ObjectMeta's schema, plus the
     # name and label formats that only the server enforces (checked here so a bad name fails
     # at render time, not at apply time).
-    import kubernetes_validate
-
     metadata = obj.get("metadata") or {}
     name = metadata.get("name")
     if name is not None and not _DNS_SUBDOMAIN.fullmatch(str(name)):
@@ -129,10 +156,7 @@ def _validate_metadata(obj: dict) -> None:
             )
 
     probe = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj.get("metadata") or {}}
-    try:
-        kubernetes_validate.validate(probe, KUBERNETES_VERSION, strict=True)
-    except kubernetes_validate.ValidationError as exc:
-        raise SchemaError(f"{describe(obj)}: {_where(exc)}: {_message(exc)}") from None
+    _validate_core(probe)
 
 
 @functools.cache

@@ -22,7 +22,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from platform_cli.errors import PlinthError
-from platform_cli.spec.stack import AutoRollbackConfig, GrayReleaseConfig
+from platform_cli.spec.stack import AutoRollbackConfig, GrayReleaseConfig, canary_share_problem
 
 Action = Literal["promote", "rollout", "approve", "rollback", "auto-rollback"]
 # Kept on disk for `plinth model history`; older events are dropped beyond this many.
@@ -78,23 +78,20 @@ def promote(state: TrafficState, version: int, percent: int | None, policy: Gray
             f"version {state.canary} of {state.model} is already the canary",
             f"roll it out (plinth model rollout {state.model} --full) or back (plinth model rollback {state.model}) first",
         )
-    percent = policy.canary_max if percent is None else percent
-    if not 1 <= percent <= 99:
-        raise PlinthError(f"--canary {percent}: a canary takes 1 to 99 percent of traffic", "use rollout --full to give it all")
+    percent = policy.canary_max if percent is None else _canary_share("canary", percent)
     _require_approval(state, version, percent, policy)
     return _changed(state, "promote", version, f"version {version} is the canary with {percent}%",
                     canary=version, weights=_split(state.production, version, percent))
 
 
 def rollout(state: TrafficState, percent: int | None, policy: GrayReleaseConfig) -> TrafficState:
-    """Give the canary `percent` of traffic, or (percent None: --full) make it production."""
+    """Give the canary `percent` of traffic, or (percent None: a full rollout) make it production."""
     canary = _the_canary(state, "roll out")
     if percent is None:
         _require_approval(state, canary, 100, policy)
         return _changed(state, "rollout", canary, f"version {canary} is production with 100% (was version {state.production})",
                         production=canary, canary=None, previous=state.production, weights={canary: 100})
-    if not 1 <= percent <= 99:
-        raise PlinthError(f"--weight {percent}: a canary takes 1 to 99 percent of traffic", "use --full to make it production")
+    _canary_share("weight", percent)
     _require_approval(state, canary, percent, policy)
     return _changed(state, "rollout", canary, f"version {canary} has {percent}%",
                     weights=_split(state.production, canary, percent))
@@ -127,6 +124,19 @@ def rollback(state: TrafficState, reason: str | None = None) -> TrafficState:
     raise PlinthError(f"{state.model} has no canary and no earlier production version to roll back to")
 
 
+def from_aliases(model: str, aliases: dict[str, int], percent: int | None, policy: GrayReleaseConfig) -> TrafficState:
+    """The split a model's `production` and `canary` aliases stand for (what a cluster serves):
+    the canary with `percent` (default: the stack's canaryMax), production with the rest."""
+    production, canary = aliases.get("production"), aliases.get("canary")
+    if production is None:
+        raise PlinthError(f"model '{model}' has no production version", f"promote one first: plinth model promote {model} VERSION")
+    weights = {production: 100}
+    if canary is not None:
+        percent = policy.canary_max if percent is None else _canary_share("canary", percent)
+        weights = {production: 100 - percent, canary: percent}
+    return TrafficState(model=model, production=production, canary=canary, weights=weights)
+
+
 def breach(limits: AutoRollbackConfig, canary: dict, production: dict | None) -> str | None:
     """Why the canary should be rolled back, or None. `canary`/`production` are router metrics
     (requests, errors, p99_ms). A limit counts only where the canary also does worse than
@@ -152,6 +162,12 @@ def pick(weights: list[tuple[int, int]], draw: float) -> int:
             return version
         point -= weight
     return weights[-1][0]  # draw * total rounded up to total
+
+
+def _canary_share(field: str, percent: int) -> int:
+    if problem := canary_share_problem(percent):
+        raise PlinthError(f"{field}: {problem}")
+    return percent
 
 
 def _the_canary(state: TrafficState, verb: str) -> int:

@@ -46,9 +46,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from platform_cli.errors import PlinthError
-from platform_cli.spec.job import LoadedJob, load_job, parse_job_spec
-from platform_cli.spec.stack import describe_validation_error
+from platform_cli.errors import PlinthError, shown
+from platform_cli.spec.job import LoadedJob, is_file, load_job, parse_job_spec
+from platform_cli.spec.stack import CanaryShare, describe_validation_error, refuse_nul
 
 # Node and step names become Argo template and task names, and parts of job ids.
 FLOW_NAME_PATTERN = r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$"
@@ -56,6 +56,9 @@ PARAM_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 _DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(s|m|h)?$")
 _DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, None: 1}
 BUILTIN_KINDS = ("register", "evaluate", "promote")
+# Five or six cron fields (numbers, names, * / , - ? L W #), or a macro such as @daily.
+_CRON = re.compile(r"^[0-9A-Za-z*/,?#-]+( +[0-9A-Za-z*/,?#-]+){4,5}$")
+_CRON_MACRO = re.compile(r"^@[a-z]+$")
 
 
 class FlowModel(BaseModel):
@@ -63,7 +66,7 @@ class FlowModel(BaseModel):
 
 
 def _check_name(name: str, what: str) -> str:
-    if not re.match(FLOW_NAME_PATTERN, name):
+    if not re.fullmatch(FLOW_NAME_PATTERN, name):
         raise ValueError(f"{what} {name!r} must be lowercase letters, digits and '-', start with a letter, at most 40 characters")
     return name
 
@@ -89,7 +92,7 @@ class PromoteStep(FlowModel):
 
     model: str = Field(min_length=1)
     version: str = Field(min_length=1)
-    canary: int = Field(ge=1, le=100, description="percent of traffic")
+    canary: CanaryShare = Field(description="percent of traffic")
 
 
 class Step(FlowModel):
@@ -120,7 +123,7 @@ class Step(FlowModel):
     @classmethod
     def _output_names(cls, outputs: list[str]) -> list[str]:
         for name in outputs:
-            if not re.match(PARAM_PATTERN, name):
+            if not re.fullmatch(PARAM_PATTERN, name):
                 raise ValueError(f"output {name!r} must be letters, digits and _")
         return outputs
 
@@ -226,7 +229,7 @@ class FlowSpec(FlowModel):
     @classmethod
     def _param_names(cls, params: dict[str, Param]) -> dict[str, Param]:
         for name in params:
-            if not re.match(PARAM_PATTERN, name):
+            if not re.fullmatch(PARAM_PATTERN, name):
                 raise ValueError(f"parameter {name!r} must be letters, digits and _")
         return params
 
@@ -240,8 +243,8 @@ class FlowSpec(FlowModel):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, schedule: str | None) -> str | None:
-        if schedule is not None and len(schedule.split()) not in (5, 6) and not schedule.startswith("@"):
-            raise ValueError(f"{schedule!r} is not a cron expression (five fields, e.g. '0 3 * * *')")
+        if schedule is not None and not (_CRON.fullmatch(schedule) or _CRON_MACRO.fullmatch(schedule)):
+            raise ValueError(f"{shown(schedule)} is not a cron expression (five fields, e.g. '0 3 * * *')")
         return schedule
 
 
@@ -287,6 +290,7 @@ def parse_flow_spec(document: object, where: str) -> FlowSpec:
         raise PlinthError(f"{where}: expected a mapping with kind: flow, name and nodes")
     if document.get("kind") != "flow":
         raise PlinthError(f"{where}: kind: must be flow (got {document.get('kind')!r})", "start the file with kind: flow")
+    refuse_nul(document, where)
     try:
         return FlowSpec.model_validate(document)
     except ValidationError as exc:
@@ -302,13 +306,13 @@ def _load_jobs(spec: FlowSpec, path: Path) -> dict[str, LoadedJob]:
             field = f"nodes.{node_name}.steps.{step_name}.job"
             if isinstance(step.job, str):
                 job_file = path.parent / step.job
-                if not job_file.is_file():
-                    raise PlinthError(f"{path}: {field}: job file {step.job!r} not found next to the flow file")
+                if not is_file(job_file):
+                    raise PlinthError(f"{path}: {field}: job file {shown(step.job)} not found next to the flow file")
                 job = load_job(job_file)
             else:
                 job = LoadedJob(spec=parse_job_spec(step.job, where=f"{path}: {field}"), file=path.resolve())
-                if not job.script_path.is_file():
-                    raise PlinthError(f"{path}: {field}.script: {job.spec.script!r} not found next to the flow file")
+                if not is_file(job.base_dir / job.spec.script):
+                    raise PlinthError(f"{path}: {field}.script: {shown(job.spec.script)} not found next to the flow file")
             overrides = {"env": {**job.spec.env, **step.env}}
             if step.args is not None:
                 overrides["args"] = list(step.args)

@@ -24,10 +24,10 @@ from functools import cache
 from typing import Annotated, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, TypeAdapter, ValidationError, ValidationInfo, field_validator
 
-from platform_cli.errors import PlinthError
-from platform_cli.spec.stack import describe_validation_error
+from platform_cli.errors import PlinthError, one_line, shown
+from platform_cli.spec.stack import describe_validation_error, refuse_nul
 
 # What a job may refer to in args/env; the render step fills them in.
 JOB_VARIABLES = {
@@ -41,7 +41,10 @@ JOB_VARIABLES = {
 # A DNS-1123 label, short enough that "<name>-<suffix>" still fits Kubernetes' 63 characters.
 NAME_PATTERN = r"^[a-z]([-a-z0-9]{0,50}[a-z0-9])?$"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
-ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,252}$"
+# Kubernetes label keys ([prefix/]name), which the cluster targets put on every object. Keys of
+# a rendered manifest must stay short anyway: YAML refuses a mapping key over 1024 characters.
+LABEL_KEY_PATTERN = r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
 
 
 class SpecModel(BaseModel):
@@ -77,24 +80,28 @@ class JobSpecBase(SpecModel):
     @classmethod
     def _dns_label(cls, name: str) -> str:
         # Job names become Kubernetes object names and label values on cluster targets.
-        if not re.match(NAME_PATTERN, name):
+        if not re.fullmatch(NAME_PATTERN, name):
             raise ValueError(f"{name!r} must be lowercase letters, digits and '-', start with a letter, at most 52 characters")
         return name
 
-    @field_validator("env")
+    @field_validator("env", "labels")
     @classmethod
-    def _env_names(cls, env: dict[str, str]) -> dict[str, str]:
-        for key in env:
-            if not re.match(ENV_NAME_PATTERN, key):
-                raise ValueError(f"{key!r} is not an environment variable name (letters, digits, _)")
-        return env
+    def _keys(cls, mapping: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        pattern, what = {
+            "env": (ENV_NAME_PATTERN, "an environment variable name (letters, digits, _; at most 253)"),
+            "labels": (LABEL_KEY_PATTERN, "a label key (letters, digits, '-', '_', '.', at most 63, after an optional DNS prefix/)"),
+        }[info.field_name]
+        for key in mapping:
+            if not re.fullmatch(pattern, key):
+                raise ValueError(f"{shown(key)} is not {what}")
+        return mapping
 
     @field_validator("files")
     @classmethod
     def _sibling_files(cls, files: list[str]) -> list[str]:
         # Shipped as flat ConfigMap keys next to the script, so they must be plain file names.
         for name in files:
-            if not re.match(r"^[A-Za-z0-9_][-A-Za-z0-9_.]*$", name):
+            if not re.fullmatch(r"^[A-Za-z0-9_][-A-Za-z0-9_.]*$", name):
                 raise ValueError(f"{name!r} must be a file name next to the job file (no directories)")
         return files
 
@@ -137,21 +144,31 @@ class LoadedJob(BaseModel):
 def load_job(path: str | Path) -> LoadedJob:
     """Read and validate a job file; every problem is one PlinthError naming the field."""
     path = Path(path)
-    if not path.is_file():
-        raise PlinthError(f"job file {str(path)!r} not found", "pass an existing file with -f")
+    if not is_file(path):
+        raise PlinthError(f"job file {shown(str(path), 200)} not found", "pass an existing file with -f")
+    where = one_line(str(path))
     try:
         document = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise PlinthError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+        raise PlinthError(f"{where}: not valid YAML: {' '.join(str(exc).split())}") from None
     except OSError as exc:
-        raise PlinthError(f"{path}: cannot read it ({exc.strerror})") from None
-    job = LoadedJob(spec=parse_job_spec(document, where=str(path)), file=path.resolve())
-    if not job.script_path.is_file():
-        raise PlinthError(f"{path}: script: {job.spec.script!r} not found next to the job file")
+        raise PlinthError(f"{where}: cannot read it ({exc.strerror})") from None
+    job = LoadedJob(spec=parse_job_spec(document, where=where), file=path.resolve())
+    if not is_file(job.base_dir / job.spec.script):
+        raise PlinthError(f"{where}: script: {shown(job.spec.script)} not found next to the job file")
     for i, name in enumerate(job.spec.files):
-        if not (job.base_dir / name).is_file():
-            raise PlinthError(f"{path}: files[{i}]: {name!r} not found next to the job file")
+        if not is_file(job.base_dir / name):
+            raise PlinthError(f"{where}: files[{i}]: {shown(name)} not found next to the job file")
     return job
+
+
+def is_file(path: Path) -> bool:
+    """Path.is_file, for any name a spec may hold: one the filesystem cannot take (too long, a
+    NUL) names no file, rather than raising."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def parse_job_spec(document: object, where: str) -> JobSpecBase:
@@ -161,6 +178,7 @@ def parse_job_spec(document: object, where: str) -> JobSpecBase:
 
     if "kind" not in document:
         raise PlinthError(f"{where}: kind: missing", f"set kind to one of {', '.join(KINDS)}")
+    refuse_nul(document, where)
     try:
         return _job_adapter().validate_python(document)
     except ValidationError as exc:

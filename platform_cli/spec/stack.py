@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
@@ -23,10 +24,11 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.alias_generators import to_camel, to_snake
 
-from platform_cli.errors import PlinthError
+from platform_cli.errors import PlinthError, one_line, shown
 
 NAMESPACE = "plinth"
 DEFAULT_STACK = "local"
+STACK_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
 
 
 class ConfigModel(BaseModel):
@@ -65,11 +67,28 @@ class AutoRollbackConfig(ConfigModel):
     min_requests: int = Field(200, ge=1, description="canary requests before the limits are judged")
 
 
+def canary_share_problem(percent: int) -> str | None:
+    """Why `percent` is not a canary's share of traffic, or None. The one statement of the rule,
+    for the stack's canaryMax, a flow's promote step and the release commands alike."""
+    if 1 <= percent <= 99:
+        return None
+    return f"{percent} is not a canary share: a canary takes 1-99 percent of traffic (a full rollout gives a version all of it)"
+
+
+def _canary_share(percent: int) -> int:
+    if problem := canary_share_problem(percent):
+        raise ValueError(problem)
+    return percent
+
+
+CanaryShare = Annotated[int, AfterValidator(_canary_share)]
+
+
 class GrayReleaseConfig(ConfigModel):
     """How new model versions take traffic (plinth model promote / rollout / approve / rollback)."""
 
     require_approval: bool = Field(False, description="a version needs `plinth model approve` before it takes more than canaryMax percent")
-    canary_max: int = Field(10, ge=1, le=99, description="the largest traffic share, in percent, of an unapproved canary")
+    canary_max: CanaryShare = Field(10, description="the largest traffic share, in percent, of an unapproved canary")
     auto_rollback: AutoRollbackConfig | None = Field(None, description="limits that roll a worse canary back automatically")
 
 
@@ -415,6 +434,11 @@ class Stack(BaseModel):
     def role(self) -> str:
         return self.config.role
 
+    def shown(self, location: str | Path) -> str:
+        """A path as output shows it: relative to the project when inside it (so it reads the
+        same on every checkout), else as it is (a URI, a path elsewhere)."""
+        return str(location) if "://" in str(location) else _shown(Path(location), self.project_root)
+
     def platform_stack(self) -> "Stack":
         """A team stack's platform stack: the GPU pools, scheduler, storage and KServe it runs on."""
         if self.config.team is None:
@@ -533,6 +557,8 @@ def stack_names(root: Path | None = None) -> list[str]:
 def load_stack(name: str | None = None) -> Stack:
     """Load and validate a stack file; every problem becomes one PlinthError naming the key path."""
     name = name or os.environ.get("PLINTH_STACK") or DEFAULT_STACK
+    if not re.fullmatch(STACK_NAME_PATTERN, name):
+        raise PlinthError(f"{shown(name)} is not a stack name", "stack names are letters, digits, '-', '_' and '.' (the file is stacks/Pulumi.<name>.yaml)")
     root = project_root()
     path = stacks_dir(root) / f"Pulumi.{name}.yaml"
     if not path.is_file():
@@ -552,16 +578,33 @@ def parse_stack_config(document: dict, where: str) -> StackConfig:
         raise PlinthError(f"{where}: expected a Pulumi stack file with a `config:` mapping")
     prefix = f"{NAMESPACE}:"
     values = {key[len(prefix) :]: value for key, value in (document.get("config") or {}).items() if str(key).startswith(prefix)}
+    refuse_nul({f"{prefix}{key}": value for key, value in values.items()}, where)
     try:
         return StackConfig.model_validate(values)
     except ValidationError as exc:
         raise PlinthError(f"{where}: {describe_validation_error(exc, prefix=prefix)}") from None
 
 
+def refuse_nul(document: object, where: str, path: str = "") -> None:
+    """Refuse a NUL character anywhere in a spec document, naming its key path: no process
+    argument, environment value, file name or Kubernetes field can hold one."""
+    if isinstance(document, dict):
+        for key, value in document.items():
+            here = f"{path}.{_key(key)}" if path else _key(key)
+            if isinstance(key, str) and "\x00" in key:
+                raise PlinthError(f"{where}: {here}: a key holds a NUL character", "remove it")
+            refuse_nul(value, where, here)
+    elif isinstance(document, list):
+        for index, value in enumerate(document):
+            refuse_nul(value, where, f"{path}[{index}]")
+    elif isinstance(document, str) and "\x00" in document:
+        raise PlinthError(f"{where}: {path}: holds a NUL character", "no argument, file name or manifest field can hold one; remove it")
+
+
 def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
     """First pydantic error as `key.path: message` (stack keys: `plinth:local.sparkCores`)."""
     error = exc.errors()[0]
-    path = ".".join(str(part) if not isinstance(part, int) else f"[{part}]" for part in error["loc"])
+    path = ".".join(f"[{part}]" if isinstance(part, int) else _key(part) for part in error["loc"])
     path = path.replace(".[", "[")
     message = error["msg"]
     if error["type"] == "extra_forbidden":
@@ -569,7 +612,7 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
     elif error["type"] == "value_error":
         message = str(error["ctx"]["error"])  # our own validators' words, without pydantic's prefix
     elif error["type"] == "string_pattern_mismatch":
-        message = PATTERN_MEANINGS.get(error["ctx"]["pattern"], message) + f" (got {error['input']!r})"
+        message = PATTERN_MEANINGS.get(error["ctx"]["pattern"], message) + f" (got {shown(error['input'])})"
     elif error["type"] == "literal_error":
         message = f"must be one of {error['ctx']['expected']}"
     elif error["type"] == "union_tag_invalid":
@@ -581,6 +624,11 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
         prefix = ""
     more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
     return f"{prefix}{path}: {message}{more}"
+
+
+def _key(part: object) -> str:
+    """A key of a user's file in an error's key path: as written, unless it could break the line."""
+    return one_line(str(part)) if len(str(part)) <= 80 else shown(part)
 
 
 def _shown(path: Path, root: Path) -> str:

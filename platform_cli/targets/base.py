@@ -32,7 +32,7 @@ class JobRecord(BaseModel):
     message: str = ""
     output_dir: str
     checkpoint_dir: str
-    # What ran, captured at submission for lineage (see platform_cli.lineage).
+    # What ran, captured at submission for lineage (see platform_cli.registry.lineage).
     job_file: str = ""
     args: list[str] = []
     data_inputs: list[str] = []

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from platform_cli.errors import PlinthError
 from platform_cli.kinds import all_kinds, job_kind, parse_time
 from platform_cli.kube import CONFIG_MAP, POD, KubeClient, Resource
-from platform_cli.lineage import file_sha256, source_revision
+from platform_cli.registry.lineage import file_sha256, source_revision
 from platform_cli.render.cluster import LABEL_JOB, LABEL_JOB_ID, LABEL_KIND, LABEL_ROLE, LABEL_TEAM
 from platform_cli.render.context import job_paths
 from platform_cli.runs import new_id

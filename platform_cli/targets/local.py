@@ -27,8 +27,8 @@ import yaml
 
 from platform_cli.errors import PlinthError
 from platform_cli.kinds import job_kind
-from platform_cli.lineage import file_sha256, source_revision
 from platform_cli.processes import read_tail, running, terminate_tree
+from platform_cli.registry.lineage import file_sha256, source_revision
 from platform_cli.runs import RunStore, new_id, now, read_process, tool_path
 from platform_cli.spec.job import dump_job_spec
 from platform_cli.spec.launch import LocalLaunch

@@ -49,4 +49,4 @@ def test_unknown_run_lists_recent_runs(project: Path) -> None:
 def test_evaluate_checks_its_data_before_loading_anything(project: Path, tmp_path: Path) -> None:
     one_line_error(plinth("model", "evaluate", "ctr", "1", "--data", str(tmp_path / "nope")), "not found")
     pd.DataFrame({"device": ["ios"], "clicked": [1]}).to_parquet(tmp_path / "rows.parquet")
-    one_line_error(plinth("model", "evaluate", "ctr", "1", "--data", str(tmp_path / "rows.parquet"), "--segment", "devise"), "--segment 'devise': the data has no such column; columns: device, clicked")
+    one_line_error(plinth("model", "evaluate", "ctr", "1", "--data", str(tmp_path / "rows.parquet"), "--segment", "devise"), "segments: 'devise' is not a column of the data; columns: device, clicked")

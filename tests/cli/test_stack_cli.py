@@ -123,6 +123,12 @@ def test_ls_shows_each_stacks_role(project: Path, no_pulumi) -> None:
     assert rows == {"local": ["local", "local"], "platform-prod": ["platform", "kubernetes"], "team-antispam": ["team", "kubernetes"], "team-feed": ["team", "kubernetes"]}
 
 
+def test_ls_shows_paths_inside_the_project_relative_to_it(project: Path, no_pulumi) -> None:
+    rows = {line.split()[0]: line.split()[3:5] for line in plinth("stack", "ls").stdout.splitlines()[1:]}
+    assert rows["local"] == [".plinth/local/storage", "stacks/Pulumi.local.yaml"]  # as on every checkout
+    assert rows["team-feed"] == ["hdfs://hdfs-namenode.plinth-storage.svc:8020/teams/feed", "stacks/Pulumi.team-feed.yaml"]
+
+
 def test_a_bad_stack_file_is_refused_before_pulumi_runs(project: Path, stand_in, tmp_path, monkeypatch) -> None:
     team = yaml.safe_load((project / "stacks" / "Pulumi.team-feed.yaml").read_text())["config"]["plinth:team"]
     variant_project(project, {"team-feed": {"plinth:team": {**team, "gpuPools": ["h100"]}}})

@@ -55,9 +55,10 @@ def test_the_example_flow_runs_end_to_end_and_evaluates_against_production(serve
     from platform_cli.spec.stack import load_stack
 
     stack = load_stack("local")
-    # promote ran issue 5's `plinth model promote ctr 1 --canary 10`: the first version promoted
+    # promote ran `plinth model promote ctr 1 --canary 10 -o json`: the first version promoted
     # becomes production, served behind the local traffic-split router
     assert steps["release/promote"]["status"] == "Succeeded", steps["release/promote"]["message"]
+    assert steps["release/promote"]["outputs"] == {"model": "ctr", "version": "1"}
     assert record["status"] == "Succeeded"
     assert "production" in yaml.safe_load(plinth("model", "show", "ctr", "1").output)["aliases"]
     assert "ctr" in plinth("model", "servers").output

@@ -184,6 +184,10 @@ def test_gray_release_end_to_end(project):
     assert 400 <= response.status_code < 500
     assert versions_served(url, 5) == Counter({1: 5})
 
+    # What a flow's promote step publishes: the version promoted, its stage, and the split.
+    promoted = json.loads(plinth("model", "promote", "ctr", "1", "-o", "json"))
+    assert (promoted["model"], promoted["version"], promoted["stage"], promoted["weights"]) == ("ctr", 1, "production", {"1": 100})
+
 
 def test_a_version_that_cannot_load_leaves_traffic_where_it_was(project):
     root, stack, registry = project

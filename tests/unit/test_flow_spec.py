@@ -192,7 +192,9 @@ def test_graph_shows_both_layers(tmp_path: Path) -> None:
 
 
 def test_builtin_steps_run_the_cli_they_stand_for() -> None:
-    assert builtin_argv("promote", {"model": "ctr", "version": "3", "canary": 10}, "local") == ["model", "promote", "ctr", "3", "--canary", "10", "--stack", "local"]
+    # every one prints JSON, whose fields are the step's outputs
+    assert builtin_argv("promote", {"model": "ctr", "version": "3", "canary": 10}, "local") == ["model", "promote", "ctr", "3", "--canary", "10", "--stack", "local", "-o", "json"]
+    assert builtin_argv("register", {"model": "ctr", "job": "ctr-train-b4k9z"}, "s") == ["model", "register", "ctr", "--job", "ctr-train-b4k9z", "--stack", "s", "-o", "json"]
     assert builtin_argv("evaluate", {"model": "ctr", "version": "3", "data": "/d", "segments": ["device"]}, "s")[-6:] == ["--segment", "device", "--stack", "s", "-o", "json"]
 
 

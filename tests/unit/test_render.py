@@ -60,7 +60,7 @@ HOSTILE = [
     "null",
     "# comment",
     "&anchor *alias !!python/object:os.system",
-    "tab\tand \r carriage \x00 nul \x7f del \x85 nel \u2028 ls \u2029 ps",
+    "tab\tand \r carriage \x7f del \x85 nel \u2028 ls \u2029 ps",  # a NUL is refused at load (test_hostile_values)
     "emoji 🚀 and CJK 微博",
     "$$ literal dollar",
 ]

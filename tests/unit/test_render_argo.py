@@ -3,7 +3,7 @@ schedule) whose outer DAG calls one DAG template per node, golden-pinned and sch
 
 What this does not prove: that Argo accepts it on a live cluster (no API server here); the
 objects are checked against the vendored Argo 4.1.2 CRD schemas, and the workloads inside the
-resource templates against their operators' schemas, by issue 4's renderer.
+resource templates against their operators' schemas, by the cluster renderer.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ def normalised(text: str, project: Path) -> str:
 
 
 def without_sources(objects: list[dict]) -> list[dict]:
-    """The shipped scripts' sources out of the ConfigMaps the workflow applies (issue 4's
-    golden tests pin them), so editing an example script does not rewrite this golden file."""
+    """The shipped scripts' sources out of the ConfigMaps the workflow applies (the cluster
+    renderer's golden tests pin them), so editing an example script does not rewrite this golden file."""
     for template in objects[0]["spec"]["workflowSpec"]["templates"]:
         manifest = yaml.safe_load(template.get("resource", {}).get("manifest", "{}"))
         if manifest.get("kind") == "ConfigMap":

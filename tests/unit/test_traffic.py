@@ -34,14 +34,53 @@ def test_promote_splits_traffic_and_every_change_is_recorded():
 
 
 @pytest.mark.parametrize(("version", "percent", "message"), [
-    (3, 0, "--canary 0: a canary takes 1 to 99 percent"),
-    (3, 100, "--canary 100: a canary takes 1 to 99 percent"),
+    (3, 0, "canary: 0 is not a canary share: a canary takes 1-99 percent of traffic"),
+    (3, 100, "canary: 100 is not a canary share: a canary takes 1-99 percent of traffic (a full rollout gives a version all of it)"),
     (3, 20, "version 3 of ctr needs approval before it takes more than 10% of traffic; run plinth model approve ctr 3"),
 ])
 def test_promote_refusals(version, percent, message):
     with pytest.raises(PlinthError) as error:
         traffic.promote(serving(2), version, percent, GATED)
     assert str(error.value).startswith(message)
+
+
+def test_one_canary_share_rule_for_the_stack_a_flow_step_and_the_release_commands(project, tmp_path):
+    """1-99 percent: refused in the same words wherever the share comes from, each naming its
+    own field (a flow's promote step is refused when the flow is loaded, before anything runs)."""
+    from platform_cli.spec.flow import load_flow
+    from platform_cli.spec.stack import canary_share_problem, load_stack
+
+    problem = canary_share_problem(100)
+    assert problem == "100 is not a canary share: a canary takes 1-99 percent of traffic (a full rollout gives a version all of it)"
+    assert canary_share_problem(1) is None and canary_share_problem(99) is None and canary_share_problem(0) is not None
+    canary = traffic.promote(serving(2), 3, 10, OPEN)
+    for refused, expected in [
+        (lambda: traffic.promote(serving(2), 3, 100, OPEN), f"canary: {problem}"),
+        (lambda: traffic.rollout(canary, 100, OPEN), f"weight: {problem}"),
+        (lambda: traffic.from_aliases("ctr", {"production": 2, "canary": 3}, 100, OPEN), f"canary: {problem}"),
+    ]:
+        with pytest.raises(PlinthError) as caught:
+            refused()
+        assert str(caught.value) == expected
+
+    (project / "stacks" / "Pulumi.gray.yaml").write_text("config:\n  plinth:serving: {grayRelease: {canaryMax: 100}}\n")
+    with pytest.raises(PlinthError) as caught:
+        load_stack("gray")
+    assert str(caught.value) == f"stacks/Pulumi.gray.yaml: plinth:serving.grayRelease.canaryMax: {problem}"
+
+    flow = tmp_path / "flow.yaml"
+    flow.write_text("kind: flow\nname: demo\nnodes:\n  release:\n    steps:\n      promote: {promote: {model: ctr, version: '3', canary: 100}}\n")
+    with pytest.raises(PlinthError) as caught:
+        load_flow(flow)
+    assert str(caught.value) == f"{flow}: nodes.release.steps.promote.promote.canary: {problem}"
+
+
+def test_the_split_the_aliases_stand_for():
+    assert traffic.from_aliases("ctr", {"production": 2}, None, OPEN).weights == {2: 100}
+    assert traffic.from_aliases("ctr", {"production": 2, "canary": 3}, None, GATED).weights == {2: 90, 3: 10}  # canaryMax
+    assert traffic.from_aliases("ctr", {"production": 2, "canary": 3}, 30, GATED).weights == {2: 70, 3: 30}
+    with pytest.raises(PlinthError, match="model 'ctr' has no production version; promote one first: plinth model promote ctr VERSION"):
+        traffic.from_aliases("ctr", {"canary": 3}, None, OPEN)
 
 
 def test_promoting_production_again_changes_nothing_unless_a_canary_is_live():

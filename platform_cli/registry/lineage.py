@@ -8,13 +8,18 @@ whatever the job file and checkout look like by then.
 from __future__ import annotations
 
 import hashlib
-import json
 import subprocess
+from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from platform_cli import job_outputs
 from platform_cli.errors import PlinthError
 from platform_cli.status import JobStatus
 from platform_cli.targets.base import JobRecord
+
+if TYPE_CHECKING:  # MLflow: the targets import this module for file_sha256 and source_revision
+    from platform_cli.registry.library import ModelRegistry, ModelVersion
 
 
 def file_sha256(path: Path) -> str:
@@ -48,18 +53,16 @@ def find_training_job(records: list[JobRecord], ref: str) -> JobRecord:
     return record
 
 
-def job_outputs(record: JobRecord) -> tuple[Path, dict[str, float]]:
-    """The model directory and numeric metrics a training job wrote under its output directory."""
-    output_dir = Path(record.output_dir)
-    model_dir = output_dir / "model"
-    if not (model_dir / "saved_model.pb").is_file():
-        raise PlinthError(f"job {record.id} wrote no SavedModel to {model_dir}", "the training script must export to ${output_dir}/model")
-    metrics_file = output_dir / "metrics.json"
-    try:
-        metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    except (OSError, ValueError) as exc:
-        raise PlinthError(f"job {record.id}: {metrics_file} is not readable JSON ({exc})") from None
-    return model_dir, {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+def register_job_model(registry: ModelRegistry, name: str, record: JobRecord, project_root: Path) -> ModelVersion:
+    """Register the model `record`'s job exported (see platform_cli.job_outputs: a local path or
+    a URI) as the next version of `name`, with the job's numeric metrics and its lineage."""
+    with ExitStack() as cleanup:
+        try:
+            metrics = job_outputs.numeric(job_outputs.read_metrics(record.output_dir) or {})
+            model_dir = cleanup.enter_context(job_outputs.local_model_dir(record.output_dir))
+        except PlinthError as error:
+            raise PlinthError(f"job {record.id}: {error.message}", error.fix) from None
+        return registry.register(name, model_dir, metrics, job_lineage(record, project_root))
 
 
 def job_lineage(record: JobRecord, project_root: Path) -> dict[str, str]:
