@@ -162,15 +162,15 @@ class Node(FlowModel):
 
 
 PARAM_TYPES = ("string", "integer", "number", "boolean")
-_INTEGER = re.compile(r"^[-+]?[0-9]+$")
-_NUMBER = re.compile(r"^[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$")
+_INTEGER = re.compile(r"[-+]?[0-9]+")
+_NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
 
 
 def param_type_problem(kind: str, value: str) -> str | None:
     """Why `value` (parameters are text wherever they are used) is not of type `kind`; None if it is."""
-    if kind == "integer" and not _INTEGER.match(value):
+    if kind == "integer" and not _INTEGER.fullmatch(value):
         return "is not an integer"
-    if kind == "number" and not _NUMBER.match(value):
+    if kind == "number" and not _NUMBER.fullmatch(value):
         return "is not a number"
     if kind == "boolean" and value not in ("true", "false"):
         return "is not a boolean (true or false)"
@@ -423,7 +423,7 @@ def _xml_param(element) -> dict:
     it would unquoted in YAML (value="40000" is an integer), so both forms give the same spec."""
     value = element.get("value")
     if element.get("type") is None and value is not None:
-        kind = "integer" if _INTEGER.match(value) else "number" if _NUMBER.match(value) else "boolean" if value in ("true", "false") else "string"
+        kind = "integer" if _INTEGER.fullmatch(value) else "number" if _NUMBER.fullmatch(value) else "boolean" if value in ("true", "false") else "string"
     else:
         kind = element.get("type", "string")
     return {"type": kind, "default": value, **({"description": element.get("description")} if element.get("description") else {})}

@@ -213,7 +213,7 @@ def test_parameters_are_typed_and_a_value_of_the_wrong_type_is_refused_naming_it
         "rows": ("integer", "40000"), "ratio": ("number", "0.5"), "fast": ("boolean", "true"), "tag": ("string", "nightly"), "epochs": ("integer", None)}
     good = {"epochs": "3", "ratio": "-1e-3", "fast": "false", "tag": "anything at all"}
     assert plan_flow(load_flow(write_flow(tmp_path, document)), good).params == {"rows": "40000", "ratio": "-1e-3", "fast": "false", "tag": "anything at all", "epochs": "3"}
-    for name, value, problem in (("rows", "abc", "is not an integer"), ("epochs", "2.5", "is not an integer"), ("ratio", "half", "is not a number"), ("fast", "yes", "is not a boolean (true or false)")):
+    for name, value, problem in (("rows", "abc", "is not an integer"), ("rows", "5\n", "is not an integer"), ("epochs", "2.5", "is not an integer"), ("ratio", "half", "is not a number"), ("fast", "yes", "is not a boolean (true or false)")):
         message = plan_error(tmp_path, document, {"epochs": "3", name: value})
         assert f"params.{name}: {value!r} {problem}; parameter {name!r} is typed" in message
 
