@@ -9,7 +9,6 @@ from datetime import datetime, timezone
 from enum import Enum
 
 import typer
-import yaml
 
 
 class OutputFormat(str, Enum):
@@ -27,6 +26,8 @@ def emit(data: object, fmt: OutputFormat, table: Callable[[], tuple[Sequence[str
     if fmt is OutputFormat.json:
         typer.echo(json.dumps(data, indent=2, default=str))
     elif fmt is OutputFormat.yaml:
+        import yaml  # here, not at the top: `plinth --help` and completion need no YAML
+
         typer.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True), nl=False)
     else:
         headers, rows = table()

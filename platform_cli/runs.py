@@ -18,8 +18,8 @@ import os
 import re
 import secrets
 import shutil
-import subprocess
 import sys
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from enum import StrEnum
@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from platform_cli.atomic import write_json
 from platform_cli.errors import PlinthError
-from platform_cli.processes import created_at, running, tail_lines
+from platform_cli.processes import created_at, running, start_detached, tail_lines, wait_for_exit
 
 ID_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"  # Kubernetes' generateName alphabet: no vowels, no look-alikes
 
@@ -66,7 +66,7 @@ class RunStore(Generic[R]):
     record_file: ClassVar[str]
     model: ClassVar[type]  # a pydantic model with id, submitted and status (an enum with `finished`)
     failed: ClassVar[StrEnum]  # the status a run whose runner died is given
-    runner_module: ClassVar[str]  # run as `python -m runner_module RUN_DIR`
+    runner: ClassVar[str]  # "module:function", called with the run's directory in the detached runner process
     runner_name: ClassVar[str]
 
     def __init__(self, root: Path, stack_name: str):
@@ -79,9 +79,6 @@ class RunStore(Generic[R]):
         """Which start of the runner the record is at, written to process.json beside the pid, so
         the pid of an earlier attempt's runner is never taken for the current one's."""
         return record.attempt  # type: ignore[attr-defined]
-
-    def runner_argv(self, directory: Path) -> list[str]:
-        return [sys.executable, "-m", self.runner_module, str(directory)]
 
     def dead_runner_message(self, record: R, why: str) -> str:
         return f"the {self.runner_name} exited without recording an end: {why}"
@@ -142,18 +139,21 @@ class RunStore(Generic[R]):
         return directory
 
     def start_runner(self, directory: Path, attempt: int, env: dict[str, str] | None = None) -> None:
-        with (directory / "runner.log").open("ab") as runner_log:
-            runner = subprocess.Popen(
-                self.runner_argv(directory),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=runner_log,
-                start_new_session=True,  # outlives this command and its terminal
-                env={**os.environ, "PATH": tool_path(), **(env or {})},
-            )
-        # Recorded here, not by the runner: a runner that dies before its first line of Python
-        # must still be seen as dead rather than leave the run Pending forever.
-        write_json(directory / "process.json", {"attempt": attempt, "runner_pid": runner.pid, "runner_started": created_at(runner.pid)})
+        def record(pid: int) -> None:
+            # Recorded here, before the runner starts, not by the runner: a runner that dies
+            # before its first line must still be seen as dead rather than leave the run
+            # Pending forever.
+            write_json(directory / "process.json", {"attempt": attempt, "runner_pid": pid, "runner_started": created_at(pid)})
+
+        start_detached(self.runner, directory, {"PATH": tool_path(), **(env or {})}, directory / "runner.log", record)
+
+    def wait(self, directory: Path, timeout: float) -> None:
+        """Return as soon as the run's runner ends (its record is then final), or after `timeout`."""
+        process = read_process(directory)
+        if process.get("runner_pid"):
+            wait_for_exit([(process["runner_pid"], process.get("runner_started"))], timeout)
+        else:  # a restart between removing the old process.json and writing the new one
+            time.sleep(min(timeout, 0.01))
 
     # -- finding out ------------------------------------------------------------------------
 

@@ -234,7 +234,7 @@ def _step_table(record):
 def _follow(stack, run_id: str) -> None:
     """Show the run until it ends: a live table on a terminal, one line per change otherwise.
     Ctrl-C stops following, not the run."""
-    from platform_cli.flow.run import reconciled, run_dir
+    from platform_cli.flow.run import reconciled, run_dir, wait_runner
     from platform_cli.status import FlowRunStatus, StepStatus
 
     directory = run_dir(stack, run_id)
@@ -246,7 +246,7 @@ def _follow(stack, run_id: str) -> None:
             with Live(_rich_table(reconciled(directory)), console=Console(), refresh_per_second=4) as live:
                 while not (record := reconciled(directory)).status.finished:
                     live.update(_rich_table(record))
-                    time.sleep(0.25)
+                    wait_runner(directory, 0.25)
                 live.update(_rich_table(record))
         else:
             # What steps were when following started (a resumed run's done steps) is not news;
@@ -256,12 +256,16 @@ def _follow(stack, run_id: str) -> None:
                 record = reconciled(directory)
                 for key, step in record.steps.items():
                     state = (step.status, step.attempt)
-                    if seen.get(key, (StepStatus.PENDING, 0)) != state:
+                    last = seen.get(key, (StepStatus.PENDING, 0))
+                    if last != state:
+                        if step.attempt > last[1] and step.started and step.status is not StepStatus.RUNNING:
+                            # A short attempt can start and end between two looks: say it ran.
+                            typer.echo(_event_line(key, step.model_copy(update={"status": StepStatus.RUNNING})))
                         typer.echo(_event_line(key, step))
                     seen[key] = state
                 if record.status.finished:
                     break
-                time.sleep(0.2)
+                wait_runner(directory, 0.2)
     except KeyboardInterrupt:
         typer.echo(f"\nstopped following; the run goes on (plinth flow status {run_id})", err=True)
         raise typer.Exit(130) from None

@@ -175,6 +175,20 @@ def stop(name: str, stack: str = StackOption):
 
 
 @app.command()
+def start(name: str, stack: str = StackOption, output: OutputFormat = OutputOption):
+    """Bring back a stopped model's last traffic split: production and canary as they were."""
+    from rich.console import Console
+
+    from platform_cli.serving import release
+
+    started = datetime.now(timezone.utc)
+    stack_config = _stack(stack)
+    with Console(stderr=True).status(f"starting {name} ..."):
+        after = release.start(stack_config, _registry(stack_config), name)
+    _report_change(stack_config, after, output, started)
+
+
+@app.command()
 def servers(stack: str = StackOption, output: OutputFormat = OutputOption):
     """List model servers and traffic-split routers on this machine."""
     from platform_cli.serving import local as serving

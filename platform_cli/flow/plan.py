@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from platform_cli.errors import PlinthError
-from platform_cli.spec.flow import FlowSpec, LoadedFlow, Step
+from platform_cli.spec.flow import FlowSpec, LoadedFlow, Step, param_type_problem
 from platform_cli.spec.job import JOB_VARIABLES
 from platform_cli.status import StepStatus
 
@@ -111,10 +111,15 @@ def _params(spec: FlowSpec, given: dict[str, str]) -> dict[str, str]:
         if name not in spec.params:
             known = ", ".join(spec.params) or "none"
             raise PlinthError(f"params: unknown parameter {name!r} given with -p", f"parameters of flow {spec.name}: {known}")
-    values = {name: given.get(name, default) for name, default in spec.params.items()}
+    values = {name: given.get(name, param.default) for name, param in spec.params.items()}
     missing = [name for name, value in values.items() if value is None]
     if missing:
         raise PlinthError(f"params.{missing[0]}: missing parameter (it has no default)", f"give it with -p {missing[0]}=VALUE")
+    for name, value in values.items():
+        param = spec.params[name]
+        if problem := param_type_problem(param.type, value):
+            example = param.default or {"integer": "3", "number": "0.5", "boolean": "true"}[param.type]
+            raise PlinthError(f"params.{name}: {value!r} {problem}", f"parameter {name!r} is typed {param.type}, e.g. -p {name}={example}")
     return values
 
 

@@ -69,7 +69,7 @@ class FlowRunRecord(BaseModel):
 class FlowRunStore(RunStore[FlowRunRecord]):
     noun, plural = "flow run", "runs"
     model, record_file, failed = FlowRunRecord, "state.json", FlowRunStatus.FAILED
-    runner_module, runner_name = "platform_cli.flow.runner", "flow runner"
+    runner, runner_name = "platform_cli.flow.runner:main", "flow runner"
 
     def attempt(self, record: FlowRunRecord) -> int:
         return record.resumed  # each resume starts a new runner
@@ -145,6 +145,11 @@ def reconciled(directory: Path) -> FlowRunRecord:
     return FlowRunStore(directory.parent, "").reconciled(directory)
 
 
+def wait_runner(directory: Path, timeout: float) -> None:
+    """Return when the run's runner ends (the run has then ended), or after `timeout` seconds."""
+    FlowRunStore(directory.parent, "").wait(directory, timeout)
+
+
 def list_runs(stack: Stack) -> list[FlowRunRecord]:
     return store(stack).list()
 
@@ -187,7 +192,7 @@ def cancel_run(stack: Stack, run_id: str, grace: float = 30.0) -> FlowRunRecord:
         (directory / "cancel").touch()
         deadline = time.monotonic() + grace
         while runs.runner_alive(directory) and time.monotonic() < deadline:
-            time.sleep(0.1)
+            runs.wait(directory, 0.1)
         if read_state(directory).status.finished or runs.runner_alive(directory):
             return runs.reconciled(directory)
     return cancel_leftovers(directory, stack, read_state(directory))
@@ -216,7 +221,8 @@ def step_log_path(directory: Path, key: str) -> Path:
     return directory / "steps" / f"{key.replace('/', '.')}.log"
 
 
-def wait_run(directory: Path, poll: float = 0.2) -> FlowRunRecord:
+def wait_run(directory: Path, poll: float = 1.0) -> FlowRunRecord:
+    """The run's final record, as soon as its runner has written it."""
     while not (record := reconciled(directory)).status.finished:
-        time.sleep(poll)
+        wait_runner(directory, poll)
     return record

@@ -1,4 +1,4 @@
-"""Drives one flow run to its end: `python -m platform_cli.flow.runner RUN_DIR`.
+"""Drives one flow run to its end: `main(RUN_DIR)`, in a detached process of its own.
 
 Started detached by platform_cli.flow.run. One loop, one writer of state.json: it starts ready
 steps while worker slots are free, polls the running ones, retries and times them out, and
@@ -23,11 +23,12 @@ from platform_cli import job_outputs
 from platform_cli.errors import PlinthError
 from platform_cli.flow.plan import Plan, blocked_steps, builtin_argv, check_condition, parse_condition, plan_flow, ready_steps, step_outputs, substitute_refs
 from platform_cli.flow.run import CANCEL_GRACE_SECONDS, StepRecord, load_snapshot, read_state, step_log_path, write_state
-from platform_cli.processes import created_at, running, tail_lines, terminate_tree
+from platform_cli.processes import created_at, running, tail_lines, terminate_tree, wait_for_exit
 from platform_cli.runs import now
 from platform_cli.status import FlowRunStatus, JobStatus, StepStatus
 
-POLL_SECONDS = 0.02
+# How long the runner may take to notice a cancel asked for from another shell.
+CANCEL_CHECK_SECONDS = 0.1
 LOG_TAIL_LINES = 15
 
 
@@ -98,7 +99,7 @@ class FlowRunner:
             if not self.active and not ready_steps(self.plan, self.states()):
                 return self.finish()
             if not progressed:
-                time.sleep(POLL_SECONDS)
+                self.wait_for_progress()
 
     def finish(self) -> int:
         failed = [key for key in self.plan.order if self.step(key).status.dead]
@@ -109,6 +110,21 @@ class FlowRunner:
         self.dirty = True
         self.save()
         return 0
+
+    def wait_for_progress(self) -> None:
+        """Sleep until a running step's process ends (a job's runner, which has then recorded
+        its end; a built-in step's command), a step's timeout comes, or it is time to look for a
+        cancel again."""
+        timeout = CANCEL_CHECK_SECONDS
+        processes = []
+        for active in self.active.values():
+            if active.deadline is not None:
+                timeout = min(timeout, active.deadline - time.monotonic())
+            if active.process is not None:
+                processes.append((active.process.pid, None))
+            elif (runner := self.target.runner_process(active.job_id)) is not None:
+                processes.append(runner)
+        wait_for_exit(processes, timeout)
 
     def weight(self, key: str) -> int:
         job = self.plan.flow.jobs.get(key)
@@ -304,6 +320,3 @@ def main(directory: Path) -> int:
         runner.save()
         raise
 
-
-if __name__ == "__main__":
-    sys.exit(main(Path(sys.argv[1])))

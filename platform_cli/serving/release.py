@@ -119,6 +119,19 @@ def stop(stack: Stack, model: str) -> list[str]:
     return stopped
 
 
+def start(stack: Stack, registry: ModelRegistry, model: str) -> TrafficState:
+    """Serve the model's saved split again after `stop` (or a crash, or a reboot): production
+    and canary with the weights they had, each version's server and the router started if they
+    are not running. Serving what is already live changes nothing."""
+    if not serves_locally(stack):
+        raise PlinthError(f"model start is not available on stack {stack.name!r}: it brings back model servers on this machine, and this stack serves on KServe, which keeps them running")
+    saved = _seeded(store.load(state_path(stack, model), model), registry)
+    if not saved.weights:
+        registry.get(model)  # an unknown model is named as such
+        raise PlinthError(f"model '{model}' has no traffic split to bring back", f"promote a version first: plinth model promote {model} VERSION")
+    return _change(stack, registry, model, lambda state: state)
+
+
 def _version_servers(stack: Stack, model: str) -> dict[int, local.ServerRecord]:
     """The model's version servers on record (live or dead), by version."""
     prefix = f"{model}-v"

@@ -7,7 +7,9 @@ on the stack's target) or a built-in step: `register`, `evaluate` or `promote`.
     kind: flow
     name: ctr
     schedule: "0 3 * * *"             # optional: a CronWorkflow on Argo
-    params: {rows: "40000", epochs: null}   # null: required, give it with -p epochs=4
+    params:                            # typed: a value of the wrong type is refused before anything runs
+      rows: 40000                      # short form: the type is the default's (integer here)
+      epochs: {type: integer, default: null, description: passes over the data}   # null: required
     nodes:
       train:
         after: [features]
@@ -159,12 +161,56 @@ class Node(FlowModel):
         return steps
 
 
+PARAM_TYPES = ("string", "integer", "number", "boolean")
+_INTEGER = re.compile(r"[-+]?[0-9]+")
+_NUMBER = re.compile(r"[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?")
+
+
+def param_type_problem(kind: str, value: str) -> str | None:
+    """Why `value` (parameters are text wherever they are used) is not of type `kind`; None if it is."""
+    if kind == "integer" and not _INTEGER.fullmatch(value):
+        return "is not an integer"
+    if kind == "number" and not _NUMBER.fullmatch(value):
+        return "is not a number"
+    if kind == "boolean" and value not in ("true", "false"):
+        return "is not a boolean (true or false)"
+    return None
+
+
+class Param(FlowModel):
+    """A flow parameter. Values stay text (they are substituted into arguments); the type says
+    which texts are allowed, checked for defaults here and for -p values by the planner."""
+
+    type: Literal["string", "integer", "number", "boolean"] = "string"
+    default: str | None = Field(None, description="null: required, given with -p NAME=VALUE")
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _default_fits(self) -> "Param":
+        if self.default is not None and (problem := param_type_problem(self.type, self.default)):
+            raise ValueError(f"default {self.default!r} {problem} (type: {self.type})")
+        return self
+
+
+def _param_text(value: object) -> str | None:
+    if value is None:
+        return None
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _short_param(value: object) -> dict:
+    """`rows: 40000`: a parameter typed by its default as YAML wrote it (`rows: "40000"` is a
+    string; null, required, is a string unless declared otherwise)."""
+    kind = "boolean" if isinstance(value, bool) else "integer" if isinstance(value, int) else "number" if isinstance(value, float) else "string"
+    return {"type": kind, "default": _param_text(value)}
+
+
 class FlowSpec(FlowModel):
     kind: Literal["flow"]
     name: str
     description: str = ""
     schedule: str | None = Field(None, description="cron expression; a CronWorkflow on Argo")
-    params: dict[str, str | None] = Field(default_factory=dict, description="name: default (null: required)")
+    params: dict[str, Param] = Field(default_factory=dict, description="name: default, or name: {type, default, description}")
     nodes: dict[str, Node] = Field(min_length=1)
 
     @field_validator("name")
@@ -175,14 +221,13 @@ class FlowSpec(FlowModel):
     @field_validator("params", mode="before")
     @classmethod
     def _param_values(cls, params: object) -> object:
-        # `rows: 40000` in YAML is a number; parameters are strings wherever they are used.
         if isinstance(params, dict):
-            return {k: (None if v is None else str(v).lower() if isinstance(v, bool) else str(v)) for k, v in params.items()}
+            return {k: ({**v, "default": _param_text(v.get("default"))} if isinstance(v, dict) else _short_param(v)) for k, v in params.items()}
         return params
 
     @field_validator("params")
     @classmethod
-    def _param_names(cls, params: dict[str, str | None]) -> dict[str, str | None]:
+    def _param_names(cls, params: dict[str, Param]) -> dict[str, Param]:
         for name in params:
             if not re.fullmatch(PARAM_PATTERN, name):
                 raise ValueError(f"parameter {name!r} must be letters, digits and _")
@@ -350,11 +395,11 @@ def _flow_from_xml(root) -> dict:
         if child.tag == "description":
             document["description"] = (child.text or "").strip()
         elif child.tag == "param":
-            _only(child, {"name", "value"}, set())
+            _only(child, {"name", "value", "type", "description"}, set())
             name = _required(child, "name")
             if name in params:
                 raise _XmlError(f"<param name={name!r}> is declared twice")
-            params[name] = child.get("value")
+            params[name] = _xml_param(child)
         else:
             _only(child, {"name", "after"}, {"step"})
             name = _required(child, "name")
@@ -371,6 +416,17 @@ def _flow_from_xml(root) -> dict:
         document["params"] = params
     document["nodes"] = nodes
     return document
+
+
+def _xml_param(element) -> dict:
+    """<param name value [type] [description]>: without a type, the value's text decides it as
+    it would unquoted in YAML (value="40000" is an integer), so both forms give the same spec."""
+    value = element.get("value")
+    if element.get("type") is None and value is not None:
+        kind = "integer" if _INTEGER.fullmatch(value) else "number" if _NUMBER.fullmatch(value) else "boolean" if value in ("true", "false") else "string"
+    else:
+        kind = element.get("type", "string")
+    return {"type": kind, "default": value, **({"description": element.get("description")} if element.get("description") else {})}
 
 
 def _step_from_xml(element) -> dict:

@@ -54,12 +54,16 @@ TARGET = TargetInfo(
 
 CANCEL_GRACE_SECONDS = 10.0
 LOG_TAIL_LINES = 15
+# libyaml's emitter and parser where PyYAML was built with it: ~10x faster on every submission
+# and every runner start, the same YAML.
+SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class JobStore(RunStore[JobRecord]):
     noun, plural = "job", "jobs"
     model, record_file, failed = JobRecord, "record.json", JobStatus.FAILED
-    runner_module, runner_name = "platform_cli.targets.local_runner", "local runner"
+    runner, runner_name = "platform_cli.targets.local_runner:run", "local runner"
 
 
 class LocalTarget:
@@ -96,7 +100,7 @@ class LocalTarget:
         )
 
         def fill(staging: Path) -> None:
-            (staging / "job.yaml").write_text(yaml.safe_dump(dump_job_spec(job.spec), sort_keys=False))
+            (staging / "job.yaml").write_text(yaml.dump(dump_job_spec(job.spec), Dumper=SAFE_DUMPER, sort_keys=False))
             (staging / "launch.yaml").write_text(rendered.text)
             (staging / "attempt-1").touch()
 
@@ -153,7 +157,7 @@ class LocalTarget:
                     offset += cut
             if not follow or finished:
                 return
-            time.sleep(0.2)
+            store.wait(job_dir, 0.2)
 
     def cancel(self, job_id: str) -> JobRecord:
         store = self.store
@@ -170,13 +174,22 @@ class LocalTarget:
         # sees the final state.
         deadline = time.monotonic() + CANCEL_GRACE_SECONDS + 5
         while not (record := store.reconciled(job_dir)).status.finished and time.monotonic() < deadline:
-            time.sleep(0.1)
+            store.wait(job_dir, 0.1)
         return record
 
-    def wait(self, job_id: str, poll: float = 0.5) -> JobRecord:
-        while not (record := self.status(job_id)).status.finished:
-            time.sleep(poll)
+    def wait(self, job_id: str, poll: float = 1.0) -> JobRecord:
+        """The job's final record, as soon as its runner has written it (`poll`: the longest
+        time between two looks at the record, for a runner that cannot be waited on)."""
+        store = self.store
+        job_dir = store.directory(job_id)
+        while not (record := store.reconciled(job_dir)).status.finished:
+            store.wait(job_dir, poll)
         return record
+
+    def runner_process(self, job_id: str) -> tuple[int, float | None] | None:
+        """(pid, creation time) of the job's current runner, for callers that wait on several."""
+        process = read_process(self.jobs_dir / job_id)
+        return (process["runner_pid"], process.get("runner_started")) if process.get("runner_pid") else None
 
     # -- internals -------------------------------------------------------------------------
 

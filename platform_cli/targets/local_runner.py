@@ -1,6 +1,6 @@
 """Runs one attempt of a local job submission to its end and records how it ended.
 
-Started detached by LocalTarget (`python -m platform_cli.targets.local_runner JOB_DIR`). The job
+Started detached by LocalTarget (platform_cli.runs: `run(JOB_DIR)` in a process of its own). The job
 runs in a session (process group) of its own so that `plinth job cancel` can end it whole,
 while this runner survives to record the result.
 """
@@ -20,12 +20,12 @@ from platform_cli.processes import created_at, tail_lines, terminate_tree
 from platform_cli.runs import now, read_process
 from platform_cli.spec.launch import LocalLaunch
 from platform_cli.status import JobStatus
-from platform_cli.targets.local import CANCEL_GRACE_SECONDS, LOG_TAIL_LINES, JobStore
+from platform_cli.targets.local import CANCEL_GRACE_SECONDS, LOG_TAIL_LINES, SAFE_LOADER, JobStore
 
 
 def run(job_dir: Path) -> int:
     record = JobStore.read(job_dir)
-    launch = LocalLaunch.model_validate(yaml.safe_load((job_dir / "launch.yaml").read_text()))
+    launch = LocalLaunch.model_validate(yaml.load((job_dir / "launch.yaml").read_text(), Loader=SAFE_LOADER))
     cancel_requested = (job_dir / "cancel").exists
 
     def finish(status: JobStatus, exit_code: int | None, message: str = "") -> int:
@@ -72,6 +72,3 @@ def run(job_dir: Path) -> int:
     tail = "\n".join(tail_lines(log_path, LOG_TAIL_LINES))
     return finish(JobStatus.FAILED, exit_code, f"exit code {exit_code}; last lines of the log:\n{tail}")
 
-
-if __name__ == "__main__":
-    sys.exit(run(Path(sys.argv[1])))

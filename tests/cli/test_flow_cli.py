@@ -28,6 +28,12 @@ def test_unknown_parameter_and_bad_param_syntax(project: Path) -> None:
     one_line_error(plinth("flow", "graph", "-f", FLOW, "-p", "epochs"), "-p 'epochs': expected NAME=VALUE")
 
 
+def test_a_parameter_of_the_wrong_type_is_refused_before_any_step_runs(project: Path) -> None:
+    one_line_error(plinth("flow", "run", "-f", FLOW, "-p", "rows=abc"), "params.rows: 'abc' is not an integer; parameter 'rows' is typed integer, e.g. -p rows=40000")
+    assert not (project / ".plinth" / "local" / "flows").exists()  # no run was recorded, no step started
+    assert not (project / ".plinth" / "local" / "jobs").exists()
+
+
 def test_run_refuses_a_cluster_stack_and_render_a_local_one(project: Path) -> None:
     # One refusal per unsupported verb, worded by the target wherever it is refused.
     one_line_error(plinth("flow", "run", "-f", FLOW, "--stack", "team-feed"),

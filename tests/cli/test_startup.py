@@ -23,3 +23,12 @@ def test_help_of_every_group_loads_no_heavy_framework() -> None:
         argv = ["plinth", *([group] if group else []), "--help"]
         code = f"sys.argv = {argv!r}\nfrom platform_cli.main import app\ntry:\n    app()\nexcept SystemExit:\n    pass"
         assert loaded_modules(code) == set(), group
+
+
+def test_help_loads_neither_completion_nor_yaml() -> None:
+    """Completion values and `plinth version` are looked up only when asked for: `plinth --help`
+    pays for neither (nor for PyYAML, which only -o yaml and spec files need)."""
+    code = "sys.argv = ['plinth', '--help']\nfrom platform_cli.main import app\ntry:\n    app()\nexcept SystemExit:\n    pass"
+    probe = f"import sys\n{code}\nprint(' '.join(m for m in ('platform_cli.completion', 'platform_cli.version', 'platform_cli.render.validate', 'yaml') if m in sys.modules), file=sys.stderr)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert result.stderr.split() == []

@@ -253,3 +253,35 @@ def _servers(root: Path):
     from platform_cli.serving import local
 
     return [r for r in local.list_servers(root / ".plinth" / "local" / "serving") if r.status == "live"]
+
+
+def test_start_brings_back_a_stopped_models_split_as_it_was(project):
+    root, stack, registry = project
+    for version in (1, 2):
+        registry.register("feed", root / f"model-{version}", {"auc": 0.7}, {"job_id": f"feed-train-{version}"})
+    plinth("model", "promote", "feed", "1")
+    plinth("model", "promote", "feed", "2", "--canary", "10")
+    before = json.loads(plinth("model", "history", "feed", "-o", "json"))
+    plinth("model", "stop", "feed")
+    assert not {r.name for r in _servers(root) + _routers(root)} & {"feed", "feed-v1", "feed-v2"}
+
+    out = plinth("model", "start", "feed")
+
+    assert "traffic v1 90%, v2 10%" in out
+    assert {"feed-v1", "feed-v2"} <= {r.name for r in _servers(root)}
+    [router] = [r for r in _routers(root) if r.name == "feed"]
+    assert set(versions_served(f"{router.url}/v1/models/feed:predict", 200)) == {1, 2}
+    assert registry.aliases("feed") == {"production": 1, "canary": 2}
+    assert json.loads(plinth("model", "history", "feed", "-o", "json")) == before  # nothing changed but what runs
+    # Starting what already runs changes nothing either.
+    assert "traffic v1 90%, v2 10%" in plinth("model", "start", "feed")
+    assert [r.pid for r in _routers(root) if r.name == "feed"] == [router.pid]
+    plinth("model", "stop", "feed")
+
+
+def test_start_of_a_model_that_was_never_promoted_says_what_to_do(project):
+    root, stack, registry = project
+    registry.register("unserved", root / "model-1", {"auc": 0.7}, {"job_id": "unserved-train-1"})
+    result = CliRunner().invoke(app, ["model", "start", "unserved"])
+    assert result.exit_code == 1
+    assert result.output == "error: model 'unserved' has no traffic split to bring back; promote a version first: plinth model promote unserved VERSION\n"

@@ -203,3 +203,30 @@ def test_cli_refuses_a_cycle_in_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["flow", "graph", "-f", str(write_flow(tmp_path, flow(nodes)))])
     assert result.exit_code == 1
     assert result.output.count("\n") == 1 and "cycle a -> b -> a" in result.output
+
+
+def test_parameters_are_typed_and_a_value_of_the_wrong_type_is_refused_naming_it(tmp_path: Path) -> None:
+    params = {"rows": 40000, "ratio": 0.5, "fast": True, "tag": "nightly", "epochs": {"type": "integer", "default": None, "description": "passes"}}
+    document = flow({"a": {"steps": {"s": {"job": job("j", "${params.rows}", "${params.ratio}", "${params.fast}", "${params.tag}", "${params.epochs}")}}}}, params)
+    spec = load_flow(write_flow(tmp_path, document)).spec
+    assert {name: (p.type, p.default) for name, p in spec.params.items()} == {
+        "rows": ("integer", "40000"), "ratio": ("number", "0.5"), "fast": ("boolean", "true"), "tag": ("string", "nightly"), "epochs": ("integer", None)}
+    good = {"epochs": "3", "ratio": "-1e-3", "fast": "false", "tag": "anything at all"}
+    assert plan_flow(load_flow(write_flow(tmp_path, document)), good).params == {"rows": "40000", "ratio": "-1e-3", "fast": "false", "tag": "anything at all", "epochs": "3"}
+    for name, value, problem in (("rows", "abc", "is not an integer"), ("rows", "5\n", "is not an integer"), ("epochs", "2.5", "is not an integer"), ("ratio", "half", "is not a number"), ("fast", "yes", "is not a boolean (true or false)")):
+        message = plan_error(tmp_path, document, {"epochs": "3", name: value})
+        assert f"params.{name}: {value!r} {problem}; parameter {name!r} is typed" in message
+
+
+def test_a_default_of_the_wrong_type_is_refused_when_the_flow_is_read(tmp_path: Path) -> None:
+    document = flow({"a": {"steps": {"s": {"job": job()}}}}, {"ratio": {"type": "number", "default": "half"}})
+    with pytest.raises(PlinthError, match=r"params.ratio: .*default 'half' is not a number \(type: number\)"):
+        load_flow(write_flow(tmp_path, document))
+
+
+def test_xml_parameters_take_a_type_or_read_their_value_as_yaml_would(tmp_path: Path) -> None:
+    xml = """<flow name="demo"><param name="rows" value="40000"/><param name="tag" value="nightly"/>
+      <param name="ratio" value="1" type="number"/><param name="epochs" type="integer"/>
+      <node name="a"><step name="s"><job kind="python" name="j" script="s.py"/></step></node></flow>"""
+    params = load_flow(write_flow(tmp_path, xml, "flow.xml")).spec.params
+    assert {name: (p.type, p.default) for name, p in params.items()} == {"rows": ("integer", "40000"), "tag": ("string", "nightly"), "ratio": ("number", "1"), "epochs": ("integer", None)}

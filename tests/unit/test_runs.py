@@ -6,17 +6,20 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from datetime import datetime
 from pathlib import Path
 
+import psutil
 import pytest
 from pydantic import BaseModel
 
 from platform_cli.errors import PlinthError
 from platform_cli.runs import RunStore, new_id, now
 from platform_cli.status import JobStatus
+from tests.conftest import REPO
 
 
 class Note(BaseModel):
@@ -27,17 +30,27 @@ class Note(BaseModel):
     message: str = ""
 
 
+def sleeping_runner(directory: Path) -> int:
+    time.sleep(60)
+    return 0
+
+
+def crashing_runner(directory: Path) -> int:
+    raise RuntimeError("the disk is full")
+
+
+def quick_runner(directory: Path) -> int:
+    return 0
+
+
 class NoteStore(RunStore[Note]):
     noun, plural = "note", "notes"
     model, record_file, failed = Note, "note.json", JobStatus.FAILED
     runner_name = "note runner"
 
-    def __init__(self, root: Path, runner: str = "import time; time.sleep(60)"):
+    def __init__(self, root: Path, runner: str = "sleeping_runner"):
         super().__init__(root, "demo")
-        self.runner = runner
-
-    def runner_argv(self, directory: Path) -> list[str]:
-        return [sys.executable, "-c", self.runner, str(directory)]
+        self.runner = f"{__name__}:{runner}"
 
 
 def note(name: str = "n") -> Note:
@@ -67,10 +80,8 @@ def test_a_submission_that_fails_leaves_nothing_behind(tmp_path: Path) -> None:
         store.submit(note(), fill)
     assert list(store.root.iterdir()) == []
 
-    unstartable = NoteStore(tmp_path / "notes")
-    unstartable.runner_argv = lambda directory: [str(tmp_path / "no-such-runner")]
-    with pytest.raises(PlinthError, match="could not start the note runner"):
-        unstartable.submit(note(), lambda staging: None)
+    with pytest.raises(PlinthError, match="could not start the note runner: .*Is a directory"):
+        store.submit(note(), lambda staging: (staging / "runner.log").mkdir())  # where its log should go
     assert list(store.root.iterdir()) == []
 
 
@@ -88,7 +99,7 @@ def test_a_run_is_found_by_id_and_a_second_one_with_the_same_id_is_refused(tmp_p
 
 
 def test_a_dead_runner_is_reconciled_to_failed_with_its_error(tmp_path: Path) -> None:
-    store = NoteStore(tmp_path / "notes", runner="raise RuntimeError('the disk is full')")
+    store = NoteStore(tmp_path / "notes", runner="crashing_runner")
     record = note()
     directory = store.submit(record, lambda staging: None)
     wait_until(lambda: not store.runner_alive(directory))
@@ -123,7 +134,7 @@ def test_a_corrupt_record_is_one_line_naming_the_file(tmp_path: Path) -> None:
 
 
 def test_an_unknown_id_names_the_five_most_recent_runs(tmp_path: Path) -> None:
-    store = NoteStore(tmp_path / "notes", runner="pass")
+    store = NoteStore(tmp_path / "notes", runner="quick_runner")
     with pytest.raises(PlinthError, match="note 'nope' not found on stack 'demo'; recent notes: none"):
         store.directory("nope")
     ids = [store.submit(note(f"n{i}"), lambda staging: None).name for i in range(6)]
@@ -131,3 +142,35 @@ def test_an_unknown_id_names_the_five_most_recent_runs(tmp_path: Path) -> None:
         with pytest.raises(PlinthError) as caught:
             store.directory(bad)
         assert str(caught.value) == f"note {bad!r} not found on stack 'demo'; recent notes: {', '.join(ids[1:])}"
+
+
+# Run in a fresh interpreter: whether this test process has threads depends on the tests before.
+FORK_OR_SPAWN = """
+import json, sys, threading
+from pathlib import Path
+from tests.unit.test_runs import NoteStore, note
+store = NoteStore(Path(sys.argv[1]))
+forked = store.submit(note("forked"), lambda staging: None)
+stop = threading.Event()
+thread = threading.Thread(target=stop.wait)
+thread.start()
+spawned = store.submit(note("spawned"), lambda staging: None)
+stop.set()
+thread.join()
+print(json.dumps([str(forked), str(spawned)]))
+"""
+
+
+def test_a_runner_is_forked_warm_and_a_threaded_parent_starts_a_new_interpreter(tmp_path: Path) -> None:
+    store = NoteStore(tmp_path / "notes")
+    probe = subprocess.run([sys.executable, "-c", FORK_OR_SPAWN, str(store.root)], cwd=REPO, capture_output=True, text=True, check=True)
+    forked, spawned = (Path(d) for d in json.loads(probe.stdout))
+    try:
+        runners = {d: psutil.Process(json.loads((d / "process.json").read_text())["runner_pid"]) for d in (forked, spawned)}
+        assert runners[forked].cmdline()[1:3] == ["-c", FORK_OR_SPAWN]  # a copy of the submitting process
+        assert runners[spawned].cmdline()[1:4] == ["-m", "platform_cli.processes", f"{__name__}:sleeping_runner"]
+        assert all(os.getsid(runner.pid) == runner.pid for runner in runners.values())  # each leads a session of its own
+        assert all(store.reconciled(d).status is JobStatus.PENDING for d in (forked, spawned))  # alive after the submitter exited
+    finally:
+        kill_runner(store, forked)
+        kill_runner(store, spawned)
