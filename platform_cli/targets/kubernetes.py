@@ -143,6 +143,13 @@ class KubernetesTarget:
         records = [self._record(obj) for obj in self._workloads(f"{LABEL_TEAM}={self.team}")]
         return sorted(records, key=lambda r: r.submitted)
 
+    def pods(self) -> list[dict]:
+        """Every pod of the team's Plinth jobs, as the API returns them (plain dicts): what
+        usage is computed from (requests × run time)."""
+        core, _, _ = self._apis()
+        listing = self._call(f"listing pods in namespace {self.namespace}", core.list_namespaced_pod, self.namespace, label_selector="app.kubernetes.io/managed-by=plinth")
+        return self.api.sanitize_for_serialization(listing)["items"]
+
     def logs(self, job_id: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
         workload = self._find(job_id)
         role = MAIN_ROLE[workload["metadata"]["labels"][LABEL_KIND]]

@@ -43,6 +43,8 @@ if TYPE_CHECKING:
     from platform_cli.spec.stack import Stack
 
 CANCEL_GRACE_SECONDS = 10.0
+# libyaml's loader where PyYAML was built with it: job.yaml is read for every job `plinth usage` counts.
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 LOG_TAIL_LINES = 15
 
 
@@ -149,6 +151,19 @@ class LocalTarget:
             return []
         records = [self._reconciled(d) for d in self.jobs_dir.iterdir() if (d / "record.json").is_file()]
         return sorted(records, key=lambda r: r.submitted)
+
+    def loaded_job(self, job_id: str) -> LoadedJob:
+        """The job spec as it was submitted (kept in job.yaml), with the job file it came from."""
+        from platform_cli.spec.job import LoadedJob, parse_job_spec
+
+        job_dir = self._job_dir(job_id)
+        record = read_record(job_dir)
+        document = yaml.load((job_dir / "job.yaml").read_text(), Loader=_YAML_LOADER)
+        return LoadedJob(spec=parse_job_spec(document, where=str(job_dir / "job.yaml")), file=Path(record.job_file or job_dir / "job.yaml"))
+
+    def manifest(self, job_id: str) -> str:
+        """What the job runs, as rendered at submission (the LocalLaunch document)."""
+        return (self._job_dir(job_id) / "launch.yaml").read_text()
 
     def logs(self, job_id: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
         job_dir = self._job_dir(job_id)
