@@ -99,6 +99,20 @@ def router_state(stack: Stack, model: str) -> dict:
     return _admin(record, "GET", "/plinth/state")
 
 
+def compare(stack: Stack, registry: ModelRegistry, model: str) -> dict:
+    """The live versions side by side as the router counts them: stage, weight, requests,
+    errors, error rate, p50/p99 latency, mean prediction; with the stack's auto-rollback limits."""
+    live = router_state(stack, model)
+    saved = current(stack, registry, model)
+    rows = [{"version": int(version), "stage": saved.stage(int(version)), "weight": live["weights"].get(version, 0), **metrics}
+            for version, metrics in live["metrics"].items()]
+    limits = stack.config.serving.gray_release.auto_rollback
+    last = saved.history[-1] if saved.history else None
+    return {"model": model, "generation": live["generation"], "versions": rows,
+            "auto_rollback": limits.model_dump(mode="json") if limits else None,
+            "rolled_back": last.detail if last is not None and last.action == "auto-rollback" else None}
+
+
 def find_router(stack: Stack, model: str) -> local.ServerRecord | None:
     return _live_router(stack, model)
 

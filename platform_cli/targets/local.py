@@ -161,6 +161,26 @@ class LocalTarget:
         document = yaml.load((job_dir / "job.yaml").read_text(), Loader=_YAML_LOADER)
         return LoadedJob(spec=parse_job_spec(document, where=str(job_dir / "job.yaml")), file=Path(record.job_file or job_dir / "job.yaml"))
 
+    def attempts(self, job_id: str) -> list[dict]:
+        """Every attempt's start, end and exit code, from the lines the runner writes into the
+        job's log around each attempt (local_runner.py: ATTEMPT_STARTED, ATTEMPT_ENDED)."""
+        from platform_cli.targets.local_runner import ATTEMPT_ENDED, ATTEMPT_STARTED
+
+        log = self._job_dir(job_id) / "log"
+        found: dict[int, dict] = {}
+        if log.exists():
+            with log.open("rb") as handle:
+                for raw in handle:
+                    if not raw.startswith(b"[plinth] "):
+                        continue
+                    line = raw.decode("utf-8", "replace").rstrip("\n")
+                    if started := ATTEMPT_STARTED.match(line):
+                        found[int(started["attempt"])] = {"attempt": int(started["attempt"]), "started": started["at"], "ended": None, "exit_code": None, "command": started["command"]}
+                    elif ended := ATTEMPT_ENDED.match(line):
+                        entry = found.setdefault(int(ended["attempt"]), {"attempt": int(ended["attempt"]), "started": None, "command": ""})
+                        entry.update(ended=ended["at"], exit_code=int(ended["code"]))
+        return [found[n] for n in sorted(found)]
+
     def manifest(self, job_id: str) -> str:
         """What the job runs, as rendered at submission (the LocalLaunch document)."""
         return (self._job_dir(job_id) / "launch.yaml").read_text()
