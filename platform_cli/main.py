@@ -12,7 +12,7 @@ import sys
 import typer
 from typer.core import TyperGroup
 
-from platform_cli.commands import flow, job, model, stack, usage
+from platform_cli.commands import console, flow, job, model, stack, usage
 from platform_cli.errors import PlinthError
 
 
@@ -46,6 +46,7 @@ app.add_typer(job.app, name="job")
 app.add_typer(model.app, name="model")
 app.add_typer(flow.app, name="flow")
 app.command("usage")(usage.usage)
+app.command("console")(console.console)
 
 
 def main() -> None:

@@ -51,11 +51,20 @@ def routers_dir(stack: Stack) -> Path:
     return local.state_dir(stack) / "routers"
 
 
-def state_path(stack: Stack, model: str) -> Path:
+def _splits_dir(stack: Stack) -> Path:
     if stack.config.target == "local":
-        return store.traffic_path(local.state_dir(stack), model)
-    # A cluster stack's split, as this machine last applied it (the cluster's objects carry it too).
-    return store.traffic_path(local.state_dir(stack) / stack.name, model)
+        return local.state_dir(stack)
+    # A cluster stack's splits, as this machine last applied them (the cluster's objects carry them too).
+    return local.state_dir(stack) / stack.name
+
+
+def state_path(stack: Stack, model: str) -> Path:
+    return store.traffic_path(_splits_dir(stack), model)
+
+
+def released_models(stack: Stack) -> list[str]:
+    """Models of the stack with a saved traffic split (promoted at least once from here)."""
+    return store.saved_models(_splits_dir(stack))
 
 
 def promote(stack: Stack, registry: ModelRegistry, model: str, version: int, percent: int | None) -> TrafficState:

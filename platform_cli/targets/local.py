@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from platform_cli.spec.stack import Stack
 
 CANCEL_GRACE_SECONDS = 10.0
-# libyaml's loader where PyYAML was built with it: job.yaml is read for every job `plinth usage` counts.
+# libyaml's parser where PyYAML was built with it: job.yaml is read for every job usage counts.
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 LOG_TAIL_LINES = 15
 
@@ -58,9 +58,27 @@ def tool_path() -> str:
     return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
 
 
-def read_record(job_dir: Path) -> JobRecord:
+# A long-running reader (the console) asks for the same records again and again. Every write
+# of a record replaces the file (atomic.write_json: a new inode), and a job's spec is written once
+# at submission, so a parsed file is reused for as long as the file's identity is unchanged.
+_parsed: dict[str, tuple[tuple[int, int, int], object]] = {}
+
+
+def _cached(path: str, parse):
+    info = os.stat(path)
+    identity = (info.st_ino, info.st_mtime_ns, info.st_size)
+    hit = _parsed.get(path)
+    if hit is not None and hit[0] == identity:
+        return hit[1]
+    with open(path) as handle:
+        value = parse(handle.read())
+    _parsed[path] = (identity, value)
+    return value
+
+
+def read_record(job_dir: Path | str) -> JobRecord:
     try:
-        return JobRecord.model_validate_json((job_dir / "record.json").read_text())
+        return _cached(os.path.join(job_dir, "record.json"), JobRecord.model_validate_json)
     except ValueError as exc:
         raise PlinthError(f"{job_dir / 'record.json'} is corrupt ({' '.join(str(exc).split())[:120]})", "remove that job directory") from None
 
@@ -76,6 +94,7 @@ class LocalTarget:
     def __init__(self, stack: Stack):
         self.stack = stack
         self.jobs_dir = stack.home / "jobs"
+        self.jobs_dir_text = str(self.jobs_dir)
 
     # -- verbs -----------------------------------------------------------------------------
 
@@ -149,17 +168,28 @@ class LocalTarget:
     def list(self) -> list[JobRecord]:
         if not self.jobs_dir.is_dir():
             return []
-        records = [self._reconciled(d) for d in self.jobs_dir.iterdir() if (d / "record.json").is_file()]
+        records = []
+        with os.scandir(self.jobs_dir) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):  # a submission being staged, not a job yet
+                    continue
+                try:
+                    record = read_record(entry.path)  # a string path: pathlib costs more than the read here
+                except (FileNotFoundError, NotADirectoryError):
+                    continue  # not a job directory
+                records.append(record if record.status.finished else self._reconciled(Path(entry.path)))
         return sorted(records, key=lambda r: r.submitted)
 
-    def loaded_job(self, job_id: str) -> LoadedJob:
-        """The job spec as it was submitted (kept in job.yaml), with the job file it came from."""
+    def loaded_job(self, job_id: str, record: JobRecord | None = None) -> LoadedJob:
+        """The job spec as it was submitted (kept in job.yaml), with the job file it came from.
+        A caller that has the job's record passes it, which saves reading it again."""
         from platform_cli.spec.job import LoadedJob, parse_job_spec
 
-        job_dir = self._job_dir(job_id)
-        record = read_record(job_dir)
-        document = yaml.load((job_dir / "job.yaml").read_text(), Loader=_YAML_LOADER)
-        return LoadedJob(spec=parse_job_spec(document, where=str(job_dir / "job.yaml")), file=Path(record.job_file or job_dir / "job.yaml"))
+        job_dir = self._job_dir(job_id) if record is None else os.path.join(self.jobs_dir_text, job_id)
+        record = record or read_record(job_dir)
+        path = os.path.join(job_dir, "job.yaml")
+        spec = _cached(path, lambda text: parse_job_spec(yaml.load(text, Loader=_YAML_LOADER), where=path))
+        return LoadedJob(spec=spec, file=Path(record.job_file or path))
 
     def attempts(self, job_id: str) -> list[dict]:
         """Every attempt's start, end and exit code, from the lines the runner writes into the
