@@ -179,6 +179,7 @@ def create_app(stacks: list[Stack], guard: Guard) -> FastAPI:
         for stack, run in runs:
             if run.status == "Failed" and (run.finished or run.submitted) >= day_ago:
                 alerts.append(("flow failed", f"{run.id} ({stack.name})", f"/flows/{stack.name}/{run.id}", run.finished))
+        alerts.sort(key=lambda alert: alert[3] or datetime.min.replace(tzinfo=timezone.utc), reverse=True)
         counts: dict[str, int] = {}
         for _, record in jobs:
             counts[record.status.value] = counts.get(record.status.value, 0) + 1

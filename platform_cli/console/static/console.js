@@ -139,6 +139,8 @@ function usageCharts() {
     },
     options: { animation: false, responsive: true, maintainAspectRatio: false, plugins: { legend: { position: "bottom" } } },
   });
+  const gpu = document.getElementById("chart-gpu");
+  if (!gpu) return;
   const labels = data.gpu_series.t.map((t) => t.replace("T", " ").slice(5, 16));
   const datasets = [];
   let i = 0;
@@ -148,7 +150,7 @@ function usageCharts() {
     datasets.push({ label: `${team} GPUs in use`, data: data.gpu_series.teams[team] || labels.map(() => 0), borderColor: colour, stepped: true, pointRadius: 0 });
     if (data.quotas[team]) datasets.push({ label: `${team} quota`, data: labels.map(() => data.quotas[team]), borderColor: colour, borderDash: [6, 4], pointRadius: 0 });
   }
-  new Chart(document.getElementById("chart-gpu"), {
+  new Chart(gpu, {
     type: "line",
     data: { labels, datasets },
     options: { animation: false, responsive: true, maintainAspectRatio: false, scales: { y: { beginAtZero: true, suggestedMax: 1, ticks: { precision: 0 } } }, plugins: { legend: { position: "bottom" } } },
