@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import yaml
-from fastapi import FastAPI, Form, HTTPException, Request
+from fastapi import Depends, FastAPI, Form, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from platform_cli.console.security import Guard, middleware
+from platform_cli.console.security import Guard, form_token_check, middleware
 from platform_cli.errors import PlinthError
 from platform_cli.output import age, duration
 
@@ -122,7 +122,7 @@ def _when(moment) -> str:
 
 def create_app(stacks: list[Stack], guard: Guard) -> FastAPI:
     console = Console(stacks, guard)
-    app = FastAPI(title="Plinth console", docs_url=None, redoc_url=None, openapi_url=None)
+    app = FastAPI(title="Plinth console", docs_url=None, redoc_url=None, openapi_url=None, dependencies=[Depends(form_token_check(guard))])
     app.state.console = console
     app.middleware("http")(middleware(guard))
 

@@ -8,8 +8,8 @@
   or `Authorization: Bearer ...`.
 - Host: only the names the console was started on (and loopback names) are served, so a DNS
   rebinding page cannot read the console through a name it controls.
-- Actions: every POST needs the console's CSRF token (a form field only its own pages carry)
-  and, where the browser sends one, an Origin (or Referer) of the console itself.
+- Actions: every POST needs an Origin (or Referer) of the console itself and the console's CSRF
+  token (a form field only its own pages carry).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ import ipaddress
 import secrets
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit
+
+from starlette.requests import Request
 
 from platform_cli.errors import PlinthError
 
@@ -89,6 +91,18 @@ def url_without_token(path: str, query: dict[str, str]) -> str:
     return path + (f"?{urlencode(rest)}" if rest else "")
 
 
+def form_token_check(guard: Guard):
+    """A dependency of every route: an action (POST) must carry the console's form token. (In a
+    dependency rather than the middleware: FastAPI parses the form once and shares it here.)"""
+    from fastapi import HTTPException
+
+    async def check(request: Request) -> None:
+        if request.method == "POST" and not guard.csrf_ok((await request.form()).get("csrf")):
+            raise HTTPException(403, "refused: missing or wrong form token (reload the page and try again)")
+
+    return check
+
+
 def middleware(guard: Guard):
     """Starlette HTTP middleware enforcing host, token and (on POST) origin and CSRF token."""
     from starlette.responses import PlainTextResponse, RedirectResponse
@@ -110,9 +124,7 @@ def middleware(guard: Guard):
                 return PlainTextResponse("this console is read-only (started with --read-only)", status_code=403)
             if not guard.same_origin(request.headers.get("origin"), request.headers.get("referer"), request.headers.get("host")):
                 return PlainTextResponse("refused: the request did not come from the console's own pages (Origin)", status_code=403)
-            form = await request.form()
-            if not guard.csrf_ok(form.get("csrf")):
-                return PlainTextResponse("refused: missing or wrong form token (reload the page and try again)", status_code=403)
+            # The form token is checked by `form_token_check`, where the parsed form is at hand.
         response = await call_next(request)
         # Pages carry their own scripts and styles only; nothing may frame them.
         response.headers.setdefault(

@@ -6,15 +6,17 @@ from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
+from typer.testing import CliRunner
 
 from platform_cli.console.app import create_app
 from platform_cli.console.dag import layout
 from platform_cli.console.security import Guard, check_bind
 from platform_cli.errors import PlinthError
 from platform_cli.flow.plan import plan_flow
+from platform_cli.main import app
 from platform_cli.spec.flow import load_flow
 from platform_cli.spec.stack import load_stack, stack_names
-from tests.conftest import REPO
+from tests.conftest import REPO, write_job
 
 CONSOLE = "http://127.0.0.1:8600"
 CIPHERTEXT = "v1:Zm9yLXRlc3RzLW9ubHk=:S2VlcCB0aGlzIG91dCBvZiBldmVyeSBwYWdl"
@@ -50,7 +52,17 @@ def test_an_action_needs_the_consoles_origin_and_form_token(project: Path) -> No
 
 
 def test_a_read_only_console_shows_no_action_and_refuses_any(project: Path) -> None:
+    path = write_job(project / "jobs", "hello", "kind: python\nname: hello\nscript: hello.py\n", script="print('hello')\n")
+    submitted = CliRunner().invoke(app, ["job", "submit", "-f", str(path), "--wait"])
+    assert submitted.exit_code == 0, submitted.output
+    job_page = f"/jobs/local/{submitted.output.split()[0].removeprefix('job/')}"
+
+    console, guard = client()
+    restart = console.get(job_page).text
+    assert 'action="' in restart and f'name="csrf" value="{guard.csrf_token}"' in restart  # the form carries the token
+
     console, guard = client(read_only=True)
+    assert "<form method=\"post\"" not in console.get(job_page).text and "Restart" not in console.get(job_page).text
     assert console.post("/flows/local/x/cancel", data={"csrf": guard.csrf_token}, headers={"Origin": CONSOLE}).status_code == 403
     assert "read-only" in console.get("/").text
 
