@@ -220,6 +220,7 @@ def test_a_canary_is_promoted_compared_and_rolled_back_from_the_browser(page, pr
         dialog.accept() if accept else dialog.dismiss()
 
     page.on("dialog", answer)
+    page.set_default_timeout(180_000)  # an action's page comes back once its model servers are up (busy machine: a minute)
     page.goto("/models/local/ctr")
     expect(page.locator("#versions tbody tr")).to_have_count(2)
     promote = page.locator("form[action$='/promote']")
