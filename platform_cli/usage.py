@@ -97,6 +97,21 @@ class Pricing:
         return cpu_hours * self.cpu_hour + gib_hours * self.gib_hour + gpu_hours * gpu_price
 
 
+# -- how figures read -------------------------------------------------------------------------
+
+
+def hours_text(value: float) -> str:
+    """Resource-hours for people: a few significant digits when small (a 30-second job is not 0)."""
+    if value == 0:
+        return "0"
+    return f"{value:.2g}" if value < 0.01 else f"{value:.3f}" if value < 10 else f"{value:,.1f}"
+
+
+def money_text(value: float, currency: str) -> str:
+    shown = "0" if value == 0 else f"{value:.2g}" if value < 0.01 else f"{value:,.2f}"
+    return f"{shown} {currency}".strip()
+
+
 # -- periods ---------------------------------------------------------------------------------
 
 

@@ -32,6 +32,8 @@ def usage(
 
     Local jobs count from their records and specs; cluster jobs from their pods' requests."""
     from platform_cli.spec.stack import load_stack
+    from platform_cli.usage import hours_text as _hours
+    from platform_cli.usage import money_text as _money
     from platform_cli.usage import parse_since, usage_report
 
     period = parse_since(since)
@@ -61,14 +63,6 @@ def usage(
                 ["job", "team", "kind", "status", "hours", "cpu", "memory", "gpu", "cpu-hours", "GiB-hours", "GPU-hours", "cost"],
                 [(j.job, j.team, j.kind, j.status, _hours(j.hours), f"{j.cpu:g}", f"{j.memory_gib:g}Gi", j.gpu, _hours(j.cpu_hours), _hours(j.memory_gib_hours), _hours(j.gpu_hours), _money(j.cost, j.currency)) for j in report.jobs],
             )
-
-
-def _hours(value: float) -> str:
-    return f"{value:.3f}" if value < 10 else f"{value:.1f}"
-
-
-def _money(value: float, currency: str) -> str:
-    return f"{value:.2f} {currency}".strip() if value >= 0.01 or value == 0 else f"{value:.4f} {currency}".strip()
 
 
 def _csv_value(value) -> str:

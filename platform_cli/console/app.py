@@ -103,15 +103,6 @@ class Console:
         return self._messages.get(key) if key else None
 
 
-def _money(value: float, currency: str = "") -> str:
-    shown = f"{value:,.2f}" if value >= 0.01 or value == 0 else f"{value:.4f}"
-    return f"{shown} {currency}".strip()
-
-
-def _hours(value: float) -> str:
-    return f"{value:.3f}" if value < 10 else f"{value:,.1f}"
-
-
 def _when(moment) -> str:
     if moment is None:
         return "-"
@@ -135,7 +126,9 @@ def create_app(stacks: list[Stack], guard: Guard) -> FastAPI:
         return response
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")
-    templates.env.filters.update(age=age, duration=lambda pair: duration(*pair), money=_money, hours=_hours, when=_when)
+    from platform_cli.usage import hours_text, money_text
+
+    templates.env.filters.update(age=age, duration=lambda pair: duration(*pair), money=money_text, hours=hours_text, when=_when)
 
     def page(request: Request, template: str, status_code: int = 200, **context) -> HTMLResponse:
         context.update(
@@ -434,10 +427,10 @@ def create_app(stacks: list[Stack], guard: Guard) -> FastAPI:
         quotas = {t.team: t.gpu_quota for t in report.teams if t.gpu_quota}
         charts = {
             "teams": [t.team for t in report.teams],
-            "cost": [round(t.cost, 4) for t in report.teams],
-            "cpu_hours": [round(t.cpu_hours, 4) for t in report.teams],
-            "gpu_hours": [round(t.gpu_hours, 4) for t in report.teams],
-            "memory_gib_hours": [round(t.memory_gib_hours, 4) for t in report.teams],
+            "cost": [round(t.cost, 6) for t in report.teams],
+            "cpu_hours": [round(t.cpu_hours, 6) for t in report.teams],
+            "gpu_hours": [round(t.gpu_hours, 6) for t in report.teams],
+            "memory_gib_hours": [round(t.memory_gib_hours, 6) for t in report.teams],
             "gpu_series": series, "quotas": quotas,
         }
         return page(request, "usage.html", since=since, team=team, report=report, charts=charts, jobs=sorted(report.jobs, key=lambda j: -j.cost)[:LIST_LIMIT])
