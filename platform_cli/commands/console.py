@@ -39,13 +39,15 @@ def console(
     shown_host = f"[{host}]" if ":" in host else host
     url = f"http://{shown_host}:{port}/" + (f"?token={token}" if token else "")
     app = create_app(stacks, Guard(host=host, port=port, token=token, read_only=read_only))
+    # The socket already listens: a browser opened on this URL now waits in its backlog while
+    # the console warms up (imports, first reads), then gets its page.
+    typer.echo(f"console at {url}  (stacks: {', '.join(s.name for s in stacks)}{'; read-only' if read_only else ''})")
     app.state.console.warm()
     # A server holds a large, long-lived heap (MLflow, SQLAlchemy, the stores' caches); left to
     # the collector, each full pass over it stalls a request by a few hundred ms. Frozen objects
     # are never scanned again; what requests allocate is collected as usual.
     gc.collect()
     gc.freeze()
-    typer.echo(f"console at {url}  (stacks: {', '.join(s.name for s in stacks)}{'; read-only' if read_only else ''})", )
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
     try:
         server.run(sockets=[listener])

@@ -131,3 +131,17 @@ def test_the_flow_graph_puts_nodes_in_dependency_columns_with_their_steps_inside
     assert sum(e["outer"] for e in graph["edges"]) == 3 and sum(not e["outer"] for e in graph["edges"]) == 2
     assert graph["schedule"] == "0 3 * * *"
     assert graph["width"] >= release["x"] + release["w"]
+
+
+def test_the_command_refuses_an_open_address_or_a_busy_port_in_one_line(project: Path) -> None:
+    import socket
+
+    result = CliRunner().invoke(app, ["console", "--host", "0.0.0.0"])
+    assert result.exit_code == 1 and result.output.startswith("error: --host 0.0.0.0: the console's actions") and result.output.count("\n") == 1
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = CliRunner().invoke(app, ["console", "--port", str(port)])
+    assert result.exit_code == 1
+    assert result.output == f"error: --host 127.0.0.1 --port {port}: cannot listen there (Address already in use); pick another port with --port, or 0 for any free one\n"
