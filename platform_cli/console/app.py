@@ -141,6 +141,14 @@ def create_app(stacks: list[Stack], guard: Guard) -> FastAPI:
         key = console.remember(kind, text)
         return RedirectResponse(f"{url}?msg={key}", status_code=303)
 
+    def act(url: str, do, done) -> RedirectResponse:
+        """Run an action through the core; back to `url` with what it did, or its refusal as is."""
+        try:
+            result = do()
+        except PlinthError as exc:
+            return back(url, "error", str(exc))
+        return back(url, "ok", done(result))
+
     # -- overview ------------------------------------------------------------------------------
 
     @app.get("/", response_class=HTMLResponse)
@@ -241,22 +249,12 @@ def create_app(stacks: list[Stack], guard: Guard) -> FastAPI:
     @app.post("/jobs/{stack_name}/{job_id}/cancel")
     def job_cancel(stack_name: str, job_id: str):
         target = console.target(console.stack(stack_name))
-        url = f"/jobs/{stack_name}/{job_id}"
-        try:
-            record = target.cancel(job_id)
-        except PlinthError as exc:
-            return back(url, "error", str(exc))
-        return back(url, "ok", f"job/{record.id} {record.status.value.lower()}")
+        return act(f"/jobs/{stack_name}/{job_id}", lambda: target.cancel(job_id), lambda r: f"job/{r.id} {r.status.value.lower()}")
 
     @app.post("/jobs/{stack_name}/{job_id}/restart")
     def job_restart(stack_name: str, job_id: str):
         target = console.target(console.stack(stack_name))
-        url = f"/jobs/{stack_name}/{job_id}"
-        try:
-            record = target.restart(job_id)
-        except PlinthError as exc:
-            return back(url, "error", str(exc))
-        return back(url, "ok", f"job/{record.id} restarted (attempt {record.attempt})")
+        return act(f"/jobs/{stack_name}/{job_id}", lambda: target.restart(job_id), lambda r: f"job/{r.id} restarted (attempt {r.attempt})")
 
     # -- flows ---------------------------------------------------------------------------------
 
@@ -312,26 +310,19 @@ def create_app(stacks: list[Stack], guard: Guard) -> FastAPI:
 
     @app.post("/flows/{stack_name}/{run_id}/resume")
     def flow_resume(stack_name: str, run_id: str):
-        from platform_cli.flow.run import resume_run
+        from platform_cli.flow.run import STEP_DONE, resume_run
 
-        url = f"/flows/{stack_name}/{run_id}"
-        try:
-            record = resume_run(console.stack(stack_name), run_id)
-        except PlinthError as exc:
-            return back(url, "error", str(exc))
-        kept = sum(1 for s in record.steps.values() if s.status in ("Succeeded", "Skipped"))
-        return back(url, "ok", f"flow/{record.id} resumed: {kept} of {len(record.steps)} steps already done")
+        def resumed(record) -> str:
+            kept = sum(1 for s in record.steps.values() if s.status in STEP_DONE)
+            return f"flow/{record.id} resumed: {kept} of {len(record.steps)} steps already done"
+
+        return act(f"/flows/{stack_name}/{run_id}", lambda: resume_run(console.stack(stack_name), run_id), resumed)
 
     @app.post("/flows/{stack_name}/{run_id}/cancel")
     def flow_cancel(stack_name: str, run_id: str):
         from platform_cli.flow.run import cancel_run
 
-        url = f"/flows/{stack_name}/{run_id}"
-        try:
-            record = cancel_run(console.stack(stack_name), run_id)
-        except PlinthError as exc:
-            return back(url, "error", str(exc))
-        return back(url, "ok", f"flow/{record.id} {record.status.lower()}")
+        return act(f"/flows/{stack_name}/{run_id}", lambda: cancel_run(console.stack(stack_name), run_id), lambda r: f"flow/{r.id} {r.status.lower()}")
 
     # -- models --------------------------------------------------------------------------------
 
@@ -381,14 +372,15 @@ def create_app(stacks: list[Stack], guard: Guard) -> FastAPI:
         from platform_cli.serving import release
 
         stack = console.stack(stack_name)
-        url = f"/models/{stack_name}/{name}"
-        try:
-            after = change(release, stack, console.registry(stack))
-        except PlinthError as exc:
-            return back(url, "error", str(exc))
-        weights = ", ".join(f"v{v} {w}%" for v, w in sorted(after.weights.items())) or "-"
-        detail = f"{after.history[-1].detail}; " if after.history else ""
-        return back(url, "ok", f"model/{name}: {detail}traffic {weights}")
+        started = datetime.now(timezone.utc)
+
+        def changed(after) -> str:
+            weights = ", ".join(f"v{v} {w}%" for v, w in sorted(after.weights.items())) or "-"
+            # The event this action added; one that changed nothing reports the split as it is.
+            detail = f"{after.history[-1].detail}; " if after.history and after.history[-1].at >= started else ""
+            return f"model/{name}: {detail}traffic {weights}"
+
+        return act(f"/models/{stack_name}/{name}", lambda: change(release, stack, console.registry(stack)), changed)
 
     @app.post("/models/{stack_name}/{name}/promote")
     def model_promote(stack_name: str, name: str, version: int = Form(...), percent: str = Form("")):

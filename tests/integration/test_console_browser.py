@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 from platform_cli.main import app
 from tests.conftest import REPO, write_job
 from tests.integration.test_flow_run import step, write_flow
-from tests.integration.test_gray_release import REQUEST, Client, _build_model
+from tests.integration.test_gray_release import Client, register_two_versions
 from tests.integration.test_serving import _free_port
 
 pytestmark = pytest.mark.integration
@@ -90,11 +90,7 @@ def project(tmp_path_factory):
 
         stack = load_stack("local")
         registry = ModelRegistry(stack.tracking_uri, stack.artifact_root)
-        for version, bias in ((1, -2.0), (2, 1.0)):
-            model_dir = root / f"model-{version}"
-            model_dir.mkdir()
-            _build_model(model_dir, bias)
-            registry.register("ctr", model_dir, {"auc": 0.7 + version / 100}, {"job_id": jobs["ctr-features"], "stack": "local", "code_revision": "0123456789ab"})
+        register_two_versions(root, registry, lambda version: {"job_id": jobs["ctr-features"], "stack": "local", "code_revision": "0123456789ab"})
         yield {"root": root, "stack": stack, "registry": registry, "jobs": jobs, "run": run}
         CliRunner().invoke(app, ["model", "stop", "ctr"])
 
