@@ -16,6 +16,7 @@ pod dicts are pure; `stack_usage` is the only one that reads anything.
 
 from __future__ import annotations
 
+import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -100,15 +101,20 @@ class Pricing:
 # -- how figures read -------------------------------------------------------------------------
 
 
+def _small(value: float) -> str:
+    """Two significant digits, written out (0.000081, not 8.1e-05)."""
+    return f"{value:.{max(2, 1 - math.floor(math.log10(value)))}f}"
+
+
 def hours_text(value: float) -> str:
-    """Resource-hours for people: a few significant digits when small (a 30-second job is not 0)."""
+    """Resource-hours for people: two significant digits when small (a 30-second job is not 0)."""
     if value == 0:
         return "0"
-    return f"{value:.2g}" if value < 0.01 else f"{value:.3f}" if value < 10 else f"{value:,.1f}"
+    return _small(value) if value < 0.01 else f"{value:.3f}" if value < 10 else f"{value:,.1f}"
 
 
 def money_text(value: float, currency: str) -> str:
-    shown = "0" if value == 0 else f"{value:.2g}" if value < 0.01 else f"{value:,.2f}"
+    shown = "0" if value == 0 else _small(value) if value < 0.01 else f"{value:,.2f}"
     return f"{shown} {currency}".strip()
 
 
