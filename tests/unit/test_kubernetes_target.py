@@ -303,3 +303,20 @@ def test_cli_submit_wait_streams_the_launcher_log_then_reports_the_end(project: 
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[1:] == ["epoch 1/4 loss=0.45", "exported", result.output.splitlines()[-1]]
     assert result.output.splitlines()[-1].endswith("succeeded in 42s")
+
+
+def test_usage_reads_the_teams_plinth_pods_through_the_typed_api(project: Path) -> None:
+    """Pods go through the real client's V1Pod deserialisation and back to plain dicts; usage is
+    computed on what comes out (the arithmetic itself: tests/unit/test_usage.py)."""
+    from datetime import datetime, timedelta, timezone
+
+    from tests.unit.test_usage import PODS, PRICES
+    from platform_cli.usage import pod_usage
+
+    client = RecordingApiClient(lambda call: (200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": PODS[:3]}))
+    pods = KubernetesTarget(load_stack("team-feed"), api_client=client).pods()
+    assert [(c.method, c.path, c.query) for c in client.calls] == [("GET", "/api/v1/namespaces/feed/pods", {"labelSelector": "app.kubernetes.io/managed-by=plinth"})]
+    start = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
+    [usage] = pod_usage(pods, "team-feed", PRICES, start - timedelta(days=1), start + timedelta(hours=4))
+    assert (usage.job, usage.team, usage.pool, usage.gpu) == ("ctr-train-x7k2p", "feed", "a100", 2)
+    assert usage.gpu_hours == 3.5 and usage.finished == start + timedelta(hours=2)

@@ -69,7 +69,9 @@ def pod(job_id: str, role: str, phase: str, started: str | None, finished: str |
         "spec": {"containers": [{"name": "main", "image": "ghcr.io/plinth-ml/plinth-runtime:0.1.0", "resources": {"requests": requests, "limits": requests}}],
                  **({"nodeSelector": {"plinth.dev/gpu-pool": pool, "plinth.dev/gpu-type": "nvidia-a100"}} if pool else {})},
         "status": {"phase": phase, **({"startTime": started} if started else {}),
-                   "containerStatuses": [{"name": "main", "ready": phase == "Running", "restartCount": 0, "state": state}] if started else []},
+                   "containerStatuses": [{"name": "main", "image": "ghcr.io/plinth-ml/plinth-runtime:0.1.0",
+                                                 "imageID": "ghcr.io/plinth-ml/plinth-runtime@sha256:" + "0" * 64,
+                                                 "ready": phase == "Running", "restartCount": 0, "state": state}] if started else []},
     }
 
 
