@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -101,7 +102,11 @@ def console(project):
                                text=True, env={**os.environ, "PYTHONPATH": str(REPO), "PLINTH_PROJECT_DIR": str(project["root"])})
     line = process.stdout.readline()
     assert line.startswith("console at http://127.0.0.1:"), line + process.stderr.read()
-    yield line.split()[2].rstrip("/")
+    url = line.split()[2].rstrip("/")
+    # The URL comes as soon as the console listens; its first answer, after the warm-up
+    # (MLflow's import, the first reads), can take a minute on a busy machine.
+    httpx.get(url + "/", timeout=300).raise_for_status()
+    yield url
     process.terminate()
     process.wait(15)
 
@@ -232,3 +237,93 @@ def test_a_running_job_and_flow_update_in_place(page, project):
     gate.touch()
     expect(page.locator("svg#dag g[data-step='only/then']")).to_have_class(re.compile(r"\bs-succeeded\b"), timeout=90_000)
     expect(page.get_by_role("heading", name=f"flow/{run} Succeeded")).to_be_visible()
+
+
+def test_a_canary_is_promoted_compared_and_rolled_back_from_the_browser(page, project, tmp_path):
+    from playwright.sync_api import expect
+
+    from platform_cli.evaluate import evaluate_version
+
+    stack, registry, root = project["stack"], project["registry"], project["root"]
+    dialogs = []
+
+    def answer(dialog, accept=True):
+        dialogs.append(dialog.message)
+        dialog.accept() if accept else dialog.dismiss()
+
+    page.on("dialog", answer)
+    page.set_default_timeout(180_000)  # an action's page comes back once its model servers are up (busy machine: a minute)
+    page.goto("/models/local/ctr")
+    expect(page.locator("#versions tbody tr")).to_have_count(2)
+    promote = page.locator("form[action$='/promote']")
+
+    # The first version becomes production.
+    promote.locator("select[name=version]").select_option("1")
+    promote.get_by_role("button", name="Promote").click()
+    expect(page.locator(".flash")).to_have_text(re.compile(r"model/ctr: version 1 is production .*traffic v1 100%"), timeout=120_000)
+    assert dialogs[-1] == "Promote ctr: send traffic to the chosen version?"
+
+    # Version 2 as a 10% canary, with traffic flowing through the router.
+    promote = page.locator("form[action$='/promote']")
+    promote.locator("select[name=version]").select_option("2")
+    promote.locator("input[name=percent]").fill("10")
+    promote.get_by_role("button", name="Promote").click()
+    expect(page.locator(".flash")).to_have_text("model/ctr: version 2 is the canary with 10%; traffic v1 90%, v2 10%", timeout=120_000)
+    expect(page.locator("#traffic")).to_have_text("v1 90%, v2 10%")
+    assert registry.aliases("ctr") == {"production": 1, "canary": 2}
+    client = Client(f"http://127.0.0.1:{stack.config.serving.port}/v1/models/ctr:predict")
+    client.start()
+    try:
+        # Compare: the live table names each version's stage and counts its requests.
+        table = page.locator("#compare-table tbody")
+        expect(table.locator("tr[data-version='1']")).to_contain_text("production", timeout=30_000)
+        expect(table.locator("tr[data-version='2']")).to_contain_text("canary")
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            cells = table.locator("tr[data-version='2'] td").all_inner_texts()
+            if len(cells) == 9 and int(cells[3]) >= 5:
+                break
+            page.wait_for_timeout(500)
+        assert int(cells[3]) >= 5 and cells[4] == "0", cells  # the canary served requests, none failed
+        assert float(table.locator("tr[data-version='2'] td").nth(8).inner_text()) > 0.6 > 0.3 > float(table.locator("tr[data-version='1'] td").nth(8).inner_text())
+        page.wait_for_timeout(4500)  # a few more points on the charts
+        assert page.evaluate("Chart.getChart('chart-latency').data.datasets.length") >= 2
+        screenshot(page, "model", tmp_path)
+
+        # A refusal reads as the CLI's: beyond canaryMax without approval.
+        page.locator("form[action$='/rollout'] input[name=weight]").fill("50")
+        page.locator("form[action$='/rollout']").get_by_role("button", name="Roll out", exact=True).click()
+        expect(page.locator(".flash.error")).to_have_text("version 2 of ctr needs approval before it takes more than 10% of traffic; run plinth model approve ctr 2")
+        expect(page.locator("#traffic")).to_have_text("v1 90%, v2 10%")
+
+        # Declining the confirmation changes nothing.
+        page.remove_listener("dialog", answer)
+        page.once("dialog", lambda dialog: answer(dialog, accept=False))
+        page.get_by_role("button", name="Roll back").click()
+        page.wait_for_timeout(1000)
+        expect(page.locator("#traffic")).to_have_text("v1 90%, v2 10%")
+        assert dialogs[-1] == "Send all of ctr's traffic back to production (or the previous production version)?"
+
+        page.on("dialog", answer)
+        page.get_by_role("button", name="Roll back").click()
+        expect(page.locator(".flash")).to_have_text("model/ctr: version 2 rolled back, version 1 has 100%; traffic v1 100%", timeout=60_000)
+    finally:
+        results = client.stop()
+    assert results and {status for status, _ in results} == {200}  # no request failed through promote and rollback
+    expect(page.locator("#traffic")).to_have_text("v1 100%")
+    expect(page.locator("#history tbody tr").first).to_contain_text("rollback")
+    assert registry.aliases("ctr") == {"production": 1}
+
+    # The evaluation of version 2 against production (version 1), as the model page draws it.
+    rows = np.random.default_rng(3)
+    frame = pd.DataFrame({"user_id": [f"u{i}" for i in rows.integers(0, 40, 600)], "ad_id": [f"a{i}" for i in rows.integers(0, 40, 600)],
+                          "price": rows.uniform(0, 9, 600), "clicked": (rows.random(600) < 0.3).astype(int)})
+    frame.to_parquet(root / "holdout.parquet")
+    result = evaluate_version(stack, "ctr", 2, str(root / "holdout.parquet"), [])
+    assert result["production_version"] == 1
+    page.goto("/models/local/ctr?version=2#evaluation")
+    expect(page.locator("#evaluation h2")).to_have_text("Evaluation of v2")
+    expect(page.locator("#evaluation")).to_contain_text("vs production v1")
+    assert page.evaluate("Chart.getChart('chart-roc').data.datasets.map(d => d.label)")[:2] == [f"v2 AUC {result['auc']:.4f}", f"v1 (production) AUC {result['production_auc']:.4f}"]
+    assert page.evaluate("Chart.getChart('chart-calibration').data.datasets.length") == 3
+    no_secret(page)
