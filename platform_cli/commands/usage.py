@@ -49,8 +49,7 @@ def usage(
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(JOB_COLUMNS)
         for job in report.jobs:
-            row = job.model_dump(mode="json")
-            writer.writerow([_csv_value(row[c]) for c in JOB_COLUMNS])
+            writer.writerow([_csv_value(getattr(job, c)) for c in JOB_COLUMNS])
     else:
         print_table(
             ["team", "stack", "jobs", "cpu-hours", "memory GiB-hours", "GPU-hours", "GPU quota", "GPU use", "cost"],

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).parent
 LOG_TAIL = 200
-LIST_LIMIT = 200  # rows a list page shows; filters narrow the rest down
+LIST_LIMIT = 100  # rows a list page shows (newest, or costliest); filters narrow the rest down
 FINISHED_RUN = ("Succeeded", "Failed", "Cancelled")
 
 

@@ -188,8 +188,7 @@ class LocalTarget:
         job_dir = self._job_dir(job_id) if record is None else os.path.join(self.jobs_dir_text, job_id)
         record = record or read_record(job_dir)
         path = os.path.join(job_dir, "job.yaml")
-        spec = _cached(path, lambda text: parse_job_spec(yaml.load(text, Loader=_YAML_LOADER), where=path))
-        return LoadedJob(spec=spec, file=Path(record.job_file or path))
+        return _cached(path, lambda text: LoadedJob(spec=parse_job_spec(yaml.load(text, Loader=_YAML_LOADER), where=path), file=Path(record.job_file or path)))
 
     def attempts(self, job_id: str) -> list[dict]:
         """Every attempt's start, end and exit code, from the lines the runner writes into the
