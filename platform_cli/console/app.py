@@ -22,7 +22,9 @@ from fastapi.templating import Jinja2Templates
 
 from platform_cli.console.security import Guard, form_token_check, middleware
 from platform_cli.errors import PlinthError
+from platform_cli.flow.run import FINISHED
 from platform_cli.output import age, duration
+from platform_cli.usage import hours_text, money_text
 
 if TYPE_CHECKING:
     from platform_cli.spec.stack import Stack
@@ -30,7 +32,6 @@ if TYPE_CHECKING:
 HERE = Path(__file__).parent
 LOG_TAIL = 200
 LIST_LIMIT = 100  # rows a list page shows (newest, or costliest); filters narrow the rest down
-FINISHED_RUN = ("Succeeded", "Failed", "Cancelled")
 
 
 class Console:
@@ -124,10 +125,9 @@ def create_app(stacks: list[Stack], guard: Guard) -> FastAPI:
         response = await call_next(request)
         response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
         return response
+
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     templates = Jinja2Templates(directory=HERE / "templates")
-    from platform_cli.usage import hours_text, money_text
-
     templates.env.filters.update(age=age, duration=lambda pair: duration(*pair), money=money_text, hours=hours_text, when=_when)
 
     def page(request: Request, template: str, status_code: int = 200, **context) -> HTMLResponse:
@@ -187,7 +187,7 @@ def create_app(stacks: list[Stack], guard: Guard) -> FastAPI:
         return page(
             request, "overview.html", notices=notices, alerts=alerts, job_counts=counts,
             running_jobs=[jr for jr in jobs if not jr[1].status.finished], recent_jobs=[jr for jr in jobs if jr[1].status.finished][:10],
-            running_runs=[sr for sr in runs if sr[1].status not in FINISHED_RUN], recent_runs=[sr for sr in runs if sr[1].status in FINISHED_RUN][:10],
+            running_runs=[sr for sr in runs if sr[1].status not in FINISHED], recent_runs=[sr for sr in runs if sr[1].status in FINISHED][:10],
             models=models, teams=_teams(console),
         )
 
@@ -282,7 +282,7 @@ def create_app(stacks: list[Stack], guard: Guard) -> FastAPI:
         record = reconciled(directory)
         flow, params = load_snapshot(directory)
         graph = layout(plan_flow(flow, params))
-        return page(request, "flow.html", stack=stack, record=record, graph=graph, finished=record.status in FINISHED_RUN)
+        return page(request, "flow.html", stack=stack, record=record, graph=graph, finished=record.status in FINISHED)
 
     @app.get("/flows/{stack_name}/{run_id}/state.json")
     def flow_state(stack_name: str, run_id: str):
@@ -291,7 +291,7 @@ def create_app(stacks: list[Stack], guard: Guard) -> FastAPI:
         stack = console.stack(stack_name)
         record = reconciled(_or_404(lambda: run_dir(stack, run_id)))
         return {
-            "status": record.status, "finished": record.status in FINISHED_RUN, "message": record.message,
+            "status": record.status, "finished": record.status in FINISHED, "message": record.message,
             "steps": {key: {"status": s.status, "attempt": s.attempt, "job_id": s.job_id, "duration": duration(s.started, s.finished) if s.started else "-"} for key, s in record.steps.items()},
         }
 

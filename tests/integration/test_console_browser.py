@@ -10,7 +10,6 @@ With PLINTH_REGENERATE=1 the screenshots are written to docs/img/console-*.png (
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
