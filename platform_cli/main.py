@@ -12,7 +12,7 @@ import os
 import typer
 from typer.core import TyperGroup
 
-from platform_cli.commands import flow, job, model, stack
+from platform_cli.commands import console, flow, job, model, stack, usage
 from platform_cli.commands.completion import completion
 from platform_cli.commands.version import show_version, version
 from platform_cli.errors import PlinthError
@@ -49,6 +49,8 @@ app.add_typer(model.app, name="model")
 app.add_typer(flow.app, name="flow")
 app.command()(version)
 app.command()(completion)
+app.command("usage")(usage.usage)
+app.command("console")(console.console)
 
 
 @app.callback()

@@ -57,6 +57,25 @@ def read_process(directory: Path) -> dict:
         return {}
 
 
+# A long-running reader (the console) asks for the same records again and again. Every write of
+# a record replaces its file (atomic.write_json: a new inode) and a run's inputs are written
+# once, so a parsed file is reused for as long as the file's identity is unchanged.
+_parsed: dict[str, tuple[tuple[int, int, int], Any]] = {}
+
+
+def parsed_file(path: str, parse: Callable[[str], Any]) -> Any:
+    """`parse(text of path)`, reusing the last result while the file is the same file."""
+    info = os.stat(path)
+    identity = (info.st_ino, info.st_mtime_ns, info.st_size)
+    hit = _parsed.get(path)
+    if hit is not None and hit[0] == identity:
+        return hit[1]
+    with open(path) as handle:
+        value = parse(handle.read())
+    _parsed[path] = (identity, value)
+    return value
+
+
 class RunStore(Generic[R]):
     """One kind of run record under `root`. A subclass names the record's model and file, its
     runner module and the words errors use; `attempt` says which runner a record belongs to."""
@@ -86,10 +105,10 @@ class RunStore(Generic[R]):
     # -- records ----------------------------------------------------------------------------
 
     @classmethod
-    def read(cls, directory: Path) -> R:
-        path = directory / cls.record_file
+    def read(cls, directory: Path | str) -> R:
+        path = os.path.join(directory, cls.record_file)
         try:
-            return cls.model.model_validate_json(path.read_text())
+            return parsed_file(path, cls.model.model_validate_json)
         except ValueError as exc:
             raise PlinthError(f"{path} is corrupt ({' '.join(str(exc).split())[:120]})", f"remove that {cls.noun} directory") from None
 
@@ -108,7 +127,16 @@ class RunStore(Generic[R]):
     def list(self) -> list[R]:
         if not self.root.is_dir():
             return []
-        records = [self.reconciled(d) for d in self.root.iterdir() if (d / self.record_file).is_file()]
+        records = []
+        with os.scandir(self.root) as entries:  # string paths: pathlib cost more than the reads with many runs
+            for entry in entries:
+                if entry.name.startswith("."):  # a submission being staged, not a run yet
+                    continue
+                try:
+                    record = self.read(entry.path)
+                except (FileNotFoundError, NotADirectoryError):
+                    continue  # not a run directory
+                records.append(record if record.status.finished else self.reconciled(Path(entry.path)))  # type: ignore[attr-defined]
         return sorted(records, key=lambda r: r.submitted)  # type: ignore[attr-defined]
 
     # -- starting ---------------------------------------------------------------------------

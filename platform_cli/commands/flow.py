@@ -127,8 +127,8 @@ def logs(
     tail: int = typer.Option(None, "--tail", min=0, help="only the last N lines of each log"),
 ):
     """Print the logs of a run's steps (job steps: their job's log)."""
-    from platform_cli.flow.run import reconciled, run_dir, step_log_path
-    from platform_cli.processes import read_tail
+    from platform_cli.flow.logs import step_log
+    from platform_cli.flow.run import reconciled, run_dir
     from platform_cli.targets import get_target
 
     stack_config = _stack(stack)
@@ -151,9 +151,8 @@ def logs(
             for chunk in target.logs(job_id, follow=follow, tail=tail):
                 typer.echo(chunk, nl=False)
             continue
-        path = step_log_path(directory, key)
         while True:
-            lines = read_tail(path, tail if tail is not None else 10**9)[0] + read_tail(path.with_suffix(".out"), 10**9)[0]
+            lines = step_log(target, directory, key, record.steps[key], tail)
             if not follow or reconciled(directory).steps[key].status.finished:
                 typer.echo("\n".join(lines))
                 break

@@ -286,14 +286,8 @@ def compare(name: str, stack: str = StackOption, output: OutputFormat = OutputOp
     from platform_cli.serving import release
 
     stack_config = _stack(stack)
-    live = release.router_state(stack_config, name)
-    saved = release.current(stack_config, _registry(stack_config), name)
-    rows = []
-    for version, metrics in live["metrics"].items():
-        rows.append({"version": int(version), "stage": saved.stage(int(version)), "weight": live["weights"].get(version, 0), **metrics})
-    limits = stack_config.config.serving.gray_release.auto_rollback
-    data = {"model": name, "generation": live["generation"], "versions": rows,
-            "auto_rollback": limits.model_dump(mode="json") if limits else None}
+    data = release.compare(stack_config, _registry(stack_config), name)
+    rows = data["versions"]
     emit(
         data,
         output,
@@ -306,8 +300,8 @@ def compare(name: str, stack: str = StackOption, output: OutputFormat = OutputOp
             ],
         ),
     )
-    if output is OutputFormat.table and saved.history and saved.history[-1].action == "auto-rollback":
-        typer.echo(f"auto-rollback: {saved.history[-1].detail}")
+    if output is OutputFormat.table and data["rolled_back"]:
+        typer.echo(f"auto-rollback: {data['rolled_back']}")
 
 
 @app.command()

@@ -52,7 +52,7 @@ def evaluate_version(stack: Stack, name: str, version: int | None, data: str, se
         for field in segments:
             evaluation["segments"][field]["production"] = segment_scores(labels, production_p, frame[field].to_numpy(dtype=object))
     evaluation["better"], evaluation["reason"] = _verdict(evaluation)
-    directory = Path(report_dir or stack.home / "reports" / name / f"v{found.version}")
+    directory = Path(report_dir or default_report_dir(stack, name, found.version))
     # A new evaluation replaces the last one whole: no figure of an earlier run is left behind.
     with staged_dir(directory) as staging:
         write_report(evaluation, staging)
@@ -62,6 +62,24 @@ def evaluate_version(stack: Stack, name: str, version: int | None, data: str, se
     tags = {"data": data, "production_version": production_version or "none", "better": str(evaluation["better"]).lower(), "report": str(report)}
     registry.record_evaluation(name, found.version, metrics, tags, directory)
     return summary(evaluation, report)
+
+
+def default_report_dir(stack: Stack, name: str, version: int) -> Path:
+    return stack.home / "reports" / name / f"v{version}"
+
+
+def read_evaluation(stack: Stack, name: str, version: int) -> dict | None:
+    """The last evaluation of a version kept in its default report directory (curves included),
+    or None if it was never evaluated there."""
+    import json
+
+    path = default_report_dir(stack, name, version) / "evaluation.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError as exc:
+        raise PlinthError(f"{path} is not readable JSON ({exc})", "evaluate the version again") from None
 
 
 def summary(evaluation: dict, report: Path) -> dict:

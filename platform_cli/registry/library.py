@@ -82,6 +82,31 @@ class ModelRegistry:
         _quiet_mlflow()
         self._client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
         self._artifact_root = _as_uri(artifact_root)
+        # The embedded registry is one SQLite file that every write changes: a long-running
+        # reader (the console) answers a repeated read from memory until the file changes.
+        self._database = tracking_uri.removeprefix("sqlite:///") if tracking_uri.startswith("sqlite:///") else None
+        self._reads: dict[tuple, tuple[tuple, object]] = {}
+
+    def _read(self, key: tuple, read: Callable[[], _T]) -> _T:
+        if self._database is None:
+            return read()
+        stamp = self._database_stamp()  # taken before reading: a write meanwhile makes the next call read again
+        hit = self._reads.get(key)
+        if hit is not None and hit[0] == stamp:
+            return hit[1]
+        value = read()
+        self._reads[key] = (stamp, value)
+        return value
+
+    def _database_stamp(self) -> tuple:
+        stamps = []
+        for path in (self._database, self._database + "-wal", self._database + "-journal"):
+            try:
+                info = os.stat(path)
+                stamps.append((info.st_ino, info.st_mtime_ns, info.st_size))
+            except FileNotFoundError:
+                stamps.append(None)
+        return tuple(stamps)
 
     def register(
         self,
@@ -110,6 +135,9 @@ class ModelRegistry:
         return self.get(name, int(created.version))
 
     def list_models(self) -> list[ModelSummary]:
+        return list(self._read(("models",), self._list_models))
+
+    def _list_models(self) -> list[ModelSummary]:
         with _mlflow_errors():
             models = list(_all_pages(self._client.search_registered_models))
             latest: dict[str, int] = {}
@@ -127,6 +155,9 @@ class ModelRegistry:
 
     def versions(self, name: str) -> list[ModelVersion]:
         """All versions of name, oldest first."""
+        return list(self._read(("versions", name), lambda: self._versions(name)))
+
+    def _versions(self, name: str) -> list[ModelVersion]:
         self._require_model(name)
         aliases = self._aliases_by_version(name)
         with _mlflow_errors():

@@ -19,6 +19,7 @@ storage-credentials Secret. Credentials are only ever referenced by name.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -164,6 +165,7 @@ _SUFFIXES = {"m": Decimal("0.001"), "": Decimal(1), "k": Decimal(10**3), "M": De
              "Ti": Decimal(2**40), "Pi": Decimal(2**50), "Ei": Decimal(2**60)}
 
 
+@functools.lru_cache(maxsize=1024)  # a few distinct quantities, parsed for every pod usage counts
 def parse_quantity(quantity: str | int | float) -> Decimal:
     """A Kubernetes quantity ("500m", "2Gi", "64") as a number (cores, bytes)."""
     match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?", str(quantity))

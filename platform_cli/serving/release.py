@@ -56,11 +56,20 @@ def serves_locally(stack: Stack) -> bool:
     return target_of(stack).serving == "local"
 
 
-def state_path(stack: Stack, model: str) -> Path:
+def _splits_dir(stack: Stack) -> Path:
     if serves_locally(stack):
-        return store.traffic_path(local.state_dir(stack), model)
-    # A cluster stack's split, as this machine last applied it (the cluster's objects carry it too).
-    return store.traffic_path(local.state_dir(stack) / stack.name, model)
+        return local.state_dir(stack)
+    # A cluster stack's splits, as this machine last applied them (the cluster's objects carry them too).
+    return local.state_dir(stack) / stack.name
+
+
+def state_path(stack: Stack, model: str) -> Path:
+    return store.traffic_path(_splits_dir(stack), model)
+
+
+def released_models(stack: Stack) -> list[str]:
+    """Models of the stack with a saved traffic split (promoted at least once from here)."""
+    return store.saved_models(_splits_dir(stack))
 
 
 def promote(stack: Stack, registry: ModelRegistry, model: str, version: int, percent: int | None) -> TrafficState:
@@ -100,6 +109,20 @@ def router_state(stack: Stack, model: str) -> dict:
     if record is None:
         raise PlinthError(f"model '{model}' has no traffic-split router running", f"start one with plinth model promote {model} VERSION")
     return _admin(record, "GET", "/plinth/state")
+
+
+def compare(stack: Stack, registry: ModelRegistry, model: str) -> dict:
+    """The live versions side by side as the router counts them: stage, weight, requests,
+    errors, error rate, p50/p99 latency, mean prediction; with the stack's auto-rollback limits."""
+    live = router_state(stack, model)
+    saved = current(stack, registry, model)
+    rows = [{"version": int(version), "stage": saved.stage(int(version)), "weight": live["weights"].get(version, 0), **metrics}
+            for version, metrics in live["metrics"].items()]
+    limits = stack.config.serving.gray_release.auto_rollback
+    last = saved.history[-1] if saved.history else None
+    return {"model": model, "generation": live["generation"], "versions": rows,
+            "auto_rollback": limits.model_dump(mode="json") if limits else None,
+            "rolled_back": last.detail if last is not None and last.action == "auto-rollback" else None}
 
 
 def find_router(stack: Stack, model: str) -> local.ServerRecord | None:

@@ -20,6 +20,11 @@ def traffic_path(serving_dir: Path, model: str) -> Path:
     return Path(serving_dir) / "traffic" / f"{model}.json"
 
 
+def saved_models(serving_dir: Path) -> list[str]:
+    """Models that have a saved split under `serving_dir` (promoted at least once)."""
+    return sorted(path.stem for path in (Path(serving_dir) / "traffic").glob("*.json"))
+
+
 def load(path: Path, model: str) -> TrafficState:
     """The saved split, or an empty one (nothing served yet)."""
     path = Path(path)

@@ -37,6 +37,16 @@ class ConfigModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
 
 
+class Prices(ConfigModel):
+    """What an hour of a resource costs, as the platform's owner sets it: `plinth usage` and the
+    console multiply resource-hours by these (no cloud billing API is read)."""
+
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$", description="ISO 4217 code, e.g. USD, EUR, CNY")
+    price_per_cpu_hour: float = Field(0.0, ge=0, alias="pricePerCpuHour", description="one requested CPU core for an hour")
+    price_per_gib_hour: float = Field(0.0, ge=0, alias="pricePerGiBHour", description="one requested GiB of memory for an hour")
+    price_per_gpu_hour: float = Field(0.0, ge=0, alias="pricePerGpuHour", description="one GPU for an hour, where its pool sets no price")
+
+
 class LocalConfig(ConfigModel):
     """The embedded platform on this machine."""
 
@@ -46,6 +56,7 @@ class LocalConfig(ConfigModel):
     # Slots, not steps: a step takes as many as it has workers, so a 2-worker Horovod step does
     # not share a 2-core machine with a Spark step. Built-in steps (register, evaluate) take one.
     flow_slots: int = Field(2, ge=1, description="worker slots a flow run fills at once on this machine")
+    prices: Prices = Field(default_factory=Prices, description="what this machine's resource-hours cost (plinth usage)")
 
 
 class StorageConfig(ConfigModel):
@@ -148,6 +159,7 @@ class GpuPoolConfig(ConfigModel):
     min_nodes: int = Field(0, ge=0)
     max_nodes: int = Field(ge=1)
     labels: dict[str, str] = Field(default_factory=dict)
+    price_per_gpu_hour: float | None = Field(None, ge=0, alias="pricePerGpuHour", description="one of the pool's GPUs for an hour; the platform's prices.pricePerGpuHour when unset")
     taints: list[Taint] = Field(default_factory=lambda: [Taint(key="nvidia.com/gpu", value="present")])
 
     @model_validator(mode="after")
@@ -266,6 +278,7 @@ class PlatformConfig(ConfigModel):
 
     cluster: str = Field(pattern=DNS_LABEL, description="cluster name, used in node pool and storage names")
     gpu_pools: list[GpuPoolConfig] = Field(default_factory=list)
+    prices: Prices = Field(default_factory=Prices, description="what a CPU-, GiB- and GPU-hour costs on the cluster (pools may set their own GPU price)")
     gpu_driver: Literal["device-plugin", "gpu-operator"] = "device-plugin"
     scheduler: SchedulerConfig = SchedulerConfig()
     storage: PlatformStorageConfig = PlatformStorageConfig()
@@ -285,6 +298,13 @@ class PlatformConfig(ConfigModel):
 
     def pool(self, name: str) -> GpuPoolConfig | None:
         return next((pool for pool in self.gpu_pools if pool.name == name), None)
+
+    def gpu_hour_price(self, pool: str | None) -> float:
+        """The price of a GPU-hour on `pool` (its own price, else the platform's)."""
+        found = self.pool(pool) if pool else None
+        if found is not None and found.price_per_gpu_hour is not None:
+            return found.price_per_gpu_hour
+        return self.prices.price_per_gpu_hour
 
 
 class QuotaConfig(ConfigModel):

@@ -76,6 +76,10 @@ def get_target(stack: Stack) -> Target:
     return _resolve(target_of(stack).runner)(stack)
 
 
+def supports(stack: Stack, verb: str) -> bool:
+    return verb not in target_of(stack).unsupported
+
+
 def require(stack: Stack, verb: str) -> None:
     """Refuse `verb` on a stack whose target does not support it, in the same words wherever
     the refusal comes from (a command, a flow step, the console)."""

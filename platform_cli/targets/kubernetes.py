@@ -118,6 +118,11 @@ class KubernetesTarget:
         records = [self._record(obj) for obj in self._workloads(f"{LABEL_TEAM}={self.team}")]
         return sorted(records, key=lambda r: r.submitted)
 
+    def pods(self) -> list[dict]:
+        """Every pod of the team's Plinth jobs, as the API returns them (plain dicts): what
+        usage is computed from (requests × run time)."""
+        return self.kube.list(POD, self.namespace, "app.kubernetes.io/managed-by=plinth")
+
     def logs(self, job_id: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
         kind = job_kind(self._find(job_id)["metadata"]["labels"][LABEL_KIND])
         pod = self._main_pod(job_id, kind.main_role, wait=follow)

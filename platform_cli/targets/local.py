@@ -29,7 +29,7 @@ from platform_cli.errors import PlinthError
 from platform_cli.kinds import job_kind
 from platform_cli.processes import read_tail, running, terminate_tree
 from platform_cli.registry.lineage import file_sha256, source_revision
-from platform_cli.runs import RunStore, new_id, now, read_process, tool_path
+from platform_cli.runs import RunStore, new_id, now, parsed_file, read_process, tool_path
 from platform_cli.spec.job import dump_job_spec
 from platform_cli.spec.launch import LocalLaunch
 from platform_cli.status import JobStatus
@@ -70,6 +70,7 @@ class LocalTarget:
     def __init__(self, stack: Stack):
         self.stack = stack
         self.jobs_dir = stack.home / "jobs"
+        self.jobs_dir_text = str(self.jobs_dir)
 
     @property
     def store(self) -> JobStore:
@@ -133,6 +134,40 @@ class LocalTarget:
 
     def list(self) -> list[JobRecord]:
         return self.store.list()
+
+    def loaded_job(self, job_id: str, record: JobRecord | None = None) -> LoadedJob:
+        """The job spec as it was submitted (kept in job.yaml), with the job file it came from.
+        A caller that has the job's record passes it, which saves reading it again."""
+        from platform_cli.spec.job import LoadedJob, parse_job_spec
+
+        job_dir = self.store.directory(job_id) if record is None else os.path.join(self.jobs_dir_text, job_id)
+        record = record or JobStore.read(job_dir)
+        path = os.path.join(job_dir, "job.yaml")
+        return parsed_file(path, lambda text: LoadedJob(spec=parse_job_spec(yaml.load(text, Loader=SAFE_LOADER), where=path), file=Path(record.job_file or path)))
+
+    def attempts(self, job_id: str) -> list[dict]:
+        """Every attempt's start, end and exit code, from the lines the runner writes into the
+        job's log around each attempt (local_runner.py: ATTEMPT_STARTED, ATTEMPT_ENDED)."""
+        from platform_cli.targets.local_runner import ATTEMPT_ENDED, ATTEMPT_STARTED
+
+        log = self.store.directory(job_id) / "log"
+        found: dict[int, dict] = {}
+        if log.exists():
+            with log.open("rb") as handle:
+                for raw in handle:
+                    if not raw.startswith(b"[plinth] "):
+                        continue
+                    line = raw.decode("utf-8", "replace").rstrip("\n")
+                    if started := ATTEMPT_STARTED.match(line):
+                        found[int(started["attempt"])] = {"attempt": int(started["attempt"]), "started": started["at"], "ended": None, "exit_code": None, "command": started["command"]}
+                    elif ended := ATTEMPT_ENDED.match(line):
+                        entry = found.setdefault(int(ended["attempt"]), {"attempt": int(ended["attempt"]), "started": None, "command": ""})
+                        entry.update(ended=ended["at"], exit_code=int(ended["code"]))
+        return [found[n] for n in sorted(found)]
+
+    def manifest(self, job_id: str) -> str:
+        """What the job runs, as rendered at submission (the LocalLaunch document)."""
+        return (self.store.directory(job_id) / "launch.yaml").read_text()
 
     def logs(self, job_id: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
         store = self.store

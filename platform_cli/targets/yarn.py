@@ -50,6 +50,10 @@ class YarnTarget:
     def new_job_id(self, name: str) -> str:
         return new_id(name)
 
+    def pods(self) -> list[dict]:
+        """The team namespace's pods (Spark on YARN runs no pods: YARN accounts for it)."""
+        return self.kubernetes.pods()
+
     def submit(self, job: LoadedJob, rendered: RenderedJob) -> JobRecord:
         if rendered.documents[0]["kind"] != "LocalLaunch":  # rendered for the team's namespace
             return self.kubernetes.submit(job, rendered)

@@ -19,7 +19,7 @@ def test_importing_the_cli_loads_no_heavy_framework() -> None:
 
 
 def test_help_of_every_group_loads_no_heavy_framework() -> None:
-    for group in ("", "stack", "job", "model", "flow"):
+    for group in ("", "stack", "job", "model", "flow", "usage", "console"):
         argv = ["plinth", *([group] if group else []), "--help"]
         code = f"sys.argv = {argv!r}\nfrom platform_cli.main import app\ntry:\n    app()\nexcept SystemExit:\n    pass"
         assert loaded_modules(code) == set(), group

@@ -54,6 +54,16 @@ def _build_model(path: Path, bias: float) -> None:
     SPEC.save(path / SPEC_FILE)
 
 
+def register_two_versions(root: Path, registry, lineage) -> None:
+    """Versions 1 and 2 of `ctr`: tiny click models whose biases (-2, +1) set them far apart in
+    mean prediction; `lineage(version)` gives each version's lineage."""
+    for version, bias in ((1, -2.0), (2, 1.0)):
+        model_dir = root / f"model-{version}"
+        model_dir.mkdir()
+        _build_model(model_dir, bias)
+        registry.register("ctr", model_dir, {"auc": 0.7}, lineage(version))
+
+
 def plinth(*args: str) -> str:
     result = CliRunner().invoke(app, list(args))
     assert result.exit_code == 0, f"plinth {' '.join(args)} failed:\n{result.output}"
@@ -84,11 +94,7 @@ def project(tmp_path_factory):
 
         stack = load_stack("local")
         registry = ModelRegistry(stack.tracking_uri, stack.artifact_root)
-        for version, bias in ((1, -2.0), (2, 1.0)):
-            model_dir = root / f"model-{version}"
-            model_dir.mkdir()
-            _build_model(model_dir, bias)
-            registry.register("ctr", model_dir, {"auc": 0.7}, {"job_id": f"ctr-train-{version}"})
+        register_two_versions(root, registry, lambda version: {"job_id": f"ctr-train-{version}"})
         broken = root / "model-broken"
         broken.mkdir()
         (broken / "saved_model.pb").write_bytes(b"not a graph")

@@ -15,7 +15,8 @@ import pytest
 
 from platform_cli import job_outputs, storage
 from platform_cli.errors import PlinthError
-from platform_cli.targets.base import JobRecord, JobStatus
+from platform_cli.status import JobStatus
+from platform_cli.targets.base import JobRecord
 
 
 def write_training_outputs(output_dir: str, metrics: dict) -> None:

@@ -1,9 +1,9 @@
-"""The Kubernetes and YARN targets against a stand-in at the API-client boundary.
+"""The Kubernetes and YARN targets against a stand-in at the API client's HTTP boundary.
 
-`RecordingApiClient` replaces only `ApiClient.call_api`, the one method through which the
-kubernetes client's typed APIs send HTTP requests: everything above it (the typed APIs,
-parameter and body serialisation, response deserialisation, ApiException) is the real client.
-Each test asserts the exact requests Plinth makes and how it reads the answers.
+`RecordingApiClient` (tests/kube_stand_in.py) replaces only `ApiClient.call_api`, the one method
+through which the kubernetes client sends HTTP: everything above it (platform_cli.kube, the
+client's request building and auth, ApiException) is real. Each test asserts the exact requests
+Plinth makes and how it reads the answers.
 
 What this does NOT prove: that a real API server accepts the applied objects (admission
 webhooks, RBAC, quota admission, CEL rules, field-ownership conflicts), that the operators
@@ -251,3 +251,20 @@ def test_cli_submit_wait_streams_the_launcher_log_then_reports_the_end(project: 
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[1:] == ["epoch 1/4 loss=0.45", "exported", result.output.splitlines()[-1]]
     assert result.output.splitlines()[-1].endswith("succeeded in 42s")
+
+
+def test_usage_reads_the_teams_plinth_pods_by_label(project: Path) -> None:
+    """Pods are listed by Plinth's label as the API returns them; usage is computed on what comes
+    out (the arithmetic itself: tests/unit/test_usage.py)."""
+    from datetime import datetime, timedelta, timezone
+
+    from tests.unit.test_usage import PODS, PRICES
+    from platform_cli.usage import pod_usage
+
+    client = RecordingApiClient(lambda call: (200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": PODS[:3]}))
+    pods = KubernetesTarget(load_stack("team-feed"), api_client=client).pods()
+    assert [(c.method, c.path, c.query) for c in client.calls] == [("GET", "/api/v1/namespaces/feed/pods", {"labelSelector": "app.kubernetes.io/managed-by=plinth"})]
+    start = datetime(2026, 11, 20, 12, tzinfo=timezone.utc)
+    [usage] = pod_usage(pods, "team-feed", PRICES, start - timedelta(days=1), start + timedelta(hours=4))
+    assert (usage.job, usage.team, usage.pool, usage.gpu) == ("ctr-train-x7k2p", "feed", "a100", 2)
+    assert usage.gpu_hours == 3.5 and usage.finished == start + timedelta(hours=2)

@@ -95,3 +95,17 @@ def test_empty_registry_and_bad_input(tmp_path, model_dir):
         registry.register("ctr", tmp_path / "missing", {}, {})
     with pytest.raises(PlinthError, match="invalid model name"):
         registry.register("ctr/../x", model_dir, {}, {})
+
+
+def test_a_reader_sees_what_another_writer_registered_and_aliased(tmp_path, model_dir):
+    # Two clients on one embedded registry, as the console and a flow step in another process.
+    uri, artifacts = f"sqlite:///{tmp_path / 'mlflow.db'}", str(tmp_path / "artifacts")
+    reader, writer = ModelRegistry(uri, artifacts), ModelRegistry(uri, artifacts)
+    writer.register("ctr", model_dir, {"auc": 0.7}, LINEAGE_V1)
+    assert [v.version for v in reader.versions("ctr")] == [1]
+    assert reader.versions("ctr") == reader.versions("ctr")  # read again, unchanged
+    writer.register("ctr", model_dir, {"auc": 0.72}, LINEAGE_V2)
+    assert [v.version for v in reader.versions("ctr")] == [1, 2]
+    writer.set_aliases("ctr", {"production": 2})
+    assert reader.versions("ctr")[1].aliases == ["production"]
+    assert reader.list_models()[0].aliases == {"production": 2}
