@@ -35,6 +35,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import numpy as np
 import orjson
 
 from platform_cli.serving import state as traffic_store
@@ -175,7 +176,7 @@ class Router:
         """(status, body) from the version's server; status 0 when it did not answer."""
         metrics = self.metrics.setdefault(version, VersionMetrics())
         host, port = self.upstreams[version]
-        metrics.in_flight += 1
+        metrics.started()
         started = time.perf_counter()
         status, payload, predictions = 0, b"", None
         try:
@@ -187,8 +188,7 @@ class Router:
         except (orjson.JSONDecodeError, AttributeError):
             pass  # an answer without a predictions list still counts; it just has no mean
         finally:
-            metrics.in_flight -= 1
-        metrics.record(time.perf_counter() - started, status, predictions)
+            metrics.finished(time.perf_counter() - started, status, None if predictions is None else np.asarray(predictions, dtype=float))
         return status, payload
 
     async def _lifespan(self, receive, send) -> None:
