@@ -129,3 +129,28 @@ def test_gray_release_refusals_start_nothing(in_project: Path) -> None:
     assert_one_line_error(plinth("model", "rollback", "ctr"), "ctr has no canary and no earlier production version to roll back to")
     serving = in_project / ".plinth" / "local" / "serving"
     assert not (serving / "traffic" / "ctr.json").exists() and not (serving / "routers").exists()
+
+
+def test_show_says_how_the_stack_serves_a_version(in_project: Path) -> None:
+    import json
+
+    import yaml
+
+    from platform_cli.registry import ModelRegistry
+    from platform_cli.spec.stack import load_stack
+
+    stack_file = in_project / "stacks" / "Pulumi.local.yaml"
+    config = yaml.safe_load(stack_file.read_text())
+    config["config"]["plinth:serving"] = {"batching": {"maxBatch": 32, "maxWaitMs": 1.5}, "workers": 2}
+    stack_file.write_text(yaml.safe_dump(config))
+    stack = load_stack("local")
+    model_dir = in_project / "fake-model"
+    model_dir.mkdir()
+    (model_dir / "saved_model.pb").write_bytes(b"not a graph")
+    FeatureSpec(categorical=[CategoricalFeature(name="user_id", buckets=4)], numeric=[], label="clicked").save(model_dir / SPEC_FILE)
+    ModelRegistry(stack.tracking_uri, stack.artifact_root).register("ctr", model_dir, {"auc": 0.5}, {})
+
+    result = plinth("model", "show", "ctr", "-o", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["serving"] == {"batching": {"maxBatch": 32, "maxWaitMs": 1.5}, "workers": 2}
+    assert "batching:\n    maxBatch: 32\n    maxWaitMs: 1.5\n  workers: 2" in plinth("model", "show", "ctr").output
