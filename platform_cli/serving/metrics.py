@@ -6,13 +6,12 @@ go into a fixed log-scale histogram (buckets 5% apart from 10 µs to ~100 s), so
 bounded however long a version serves, and a quantile is off by at most half a bucket (~2.5%).
 
 The counters live in one float64 row per worker process (numpy), so that the workers of one
-version can share a file-backed table (`SharedMetrics`) and any of them can report the sum.
+version can share a table in shared memory (`SharedMetrics`) and any of them can report the sum.
 """
 
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 
@@ -94,20 +93,28 @@ def summary(row: np.ndarray) -> dict:
 
 
 class SharedMetrics:
-    """A version's metrics table, one row per worker process, in a file every worker maps:
-    each worker writes only its own row, and any worker reports the sum of all."""
+    """A version's metrics table, one row per worker process, in anonymous shared memory (a
+    memfd, nothing on disk to clean up): each worker writes only its own row, and any worker
+    reports the sum of all. The first worker creates it; the others map the descriptor they
+    inherit (`fd`)."""
 
-    def __init__(self, path: Path, workers: int, create: bool = False):
-        if create:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            np.zeros((workers, WIDTH)).tofile(path)
-        self.table = np.memmap(path, dtype=np.float64, mode="r+", shape=(workers, WIDTH))
+    def __init__(self, workers: int, fd: int | None = None):
+        import mmap
+        import os
+
+        size = workers * WIDTH * 8
+        if fd is None:
+            fd = os.memfd_create("plinth-metrics", 0)  # close-on-exec off: passed to the other workers explicitly
+            os.ftruncate(fd, size)
+        self.fd = fd
+        self._memory = mmap.mmap(fd, size)
+        self.table = np.ndarray((workers, WIDTH), dtype=np.float64, buffer=self._memory)
 
     def worker(self, index: int) -> VersionMetrics:
         return VersionMetrics(self.table[index])
 
     def total(self) -> np.ndarray:
-        return np.asarray(self.table).sum(axis=0)
+        return self.table.sum(axis=0)
 
     def snapshot(self) -> dict:
         return summary(self.total())

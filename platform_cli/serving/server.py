@@ -35,7 +35,6 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -325,8 +324,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-wait-ms", type=float, default=2.0, help="longest a batch waits for requests already arriving")
     parser.add_argument("--workers", type=int, default=1, help="server processes sharing the port")
     parser.add_argument("--runtime", choices=RUNTIMES, default="auto", help="auto: TFLite when it converts and agrees, else the SavedModel")
-    parser.add_argument("--metrics-file", type=Path, help="the workers' shared metrics table (default: a file of the first worker's)")
+    # Set by the first worker for the others: their index, and the shared metrics table.
     parser.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--metrics-fd", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.max_batch < 1 or args.max_wait_ms < 0 or args.workers < 1:
         parser.error("--max-batch and --workers must be at least 1, --max-wait-ms at least 0")
@@ -340,15 +340,24 @@ def _configure_logging() -> None:
                         datefmt="%Y-%m-%d %H:%M:%S")
 
 
-def _start_other_workers(args: argparse.Namespace, argv: list[str]) -> list[subprocess.Popen]:
-    """Workers 1..N-1: this command again with --worker i; they share the process group (so
-    stopping the server stops them) and the metrics file."""
+def _start_other_workers(args: argparse.Namespace, argv: list[str], metrics: SharedMetrics) -> list[subprocess.Popen]:
+    """Workers 1..N-1: this command again with --worker i. They share the process group (so
+    stopping the server stops them), end with the first worker, and map its metrics table."""
     others = []
     for index in range(1, args.workers):
-        command = [sys.executable, "-m", "platform_cli.serving.server", *argv, "--worker", str(index),
-                   "--metrics-file", str(args.metrics_file)]
-        others.append(subprocess.Popen(command, stdin=subprocess.DEVNULL))
+        command = [sys.executable, "-m", "platform_cli.serving.server", *argv, "--worker", str(index), "--metrics-fd", str(metrics.fd)]
+        others.append(subprocess.Popen(command, stdin=subprocess.DEVNULL, pass_fds=(metrics.fd,)))
     return others
+
+
+def _end_with_parent() -> None:
+    """Linux: SIGTERM this process when the process that started it exits (a worker must not
+    outlive the first worker, whatever ends it)."""
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -356,11 +365,11 @@ def main(argv: list[str] | None = None) -> None:
     args = _parse_args(argv)
     _configure_logging()
     first = args.worker == 0
-    if first and args.metrics_file is None:
-        args.metrics_file = Path(tempfile.gettempdir()) / f"plinth-metrics-{args.model_name}-{os.getpid()}"
-    # The first worker creates the table before it starts the others, which open it.
-    metrics = SharedMetrics(args.metrics_file, args.workers, create=first)
-    others = _start_other_workers(args, argv) if first else []
+    if not first:
+        _end_with_parent()
+    # The first worker creates the table before it starts the others, which map it.
+    metrics = SharedMetrics(args.workers, fd=args.metrics_fd)
+    others = _start_other_workers(args, argv, metrics) if first else []
     _pin_threads()
     model = SavedModelPredictor(args.model_name, args.model_dir, tensor_inputs=args.tensor_inputs, runtime=args.runtime)
     try:
@@ -390,8 +399,6 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         for worker in others:
             worker.terminate()
-        if first:
-            args.metrics_file.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -226,6 +226,30 @@ def test_a_loopback_server_is_not_reachable_from_the_network(server):
     _connect("127.0.0.1", server.port)
 
 
+def test_workers_share_the_port_and_one_metrics_table(model_dir, tmp_path):
+    import time
+
+    record = local.start("ctr", 1, model_dir, "127.0.0.1", _free_port(), tmp_path / "servers", tmp_path / "ctr.log",
+                         settings=ServingConfig(workers=2))
+    try:
+        [other] = psutil.Process(record.pid).children()
+        deadline = time.monotonic() + local.READY_TIMEOUT_S
+        while not _listens(other, record.port) and time.monotonic() < deadline:  # it loads its own model
+            time.sleep(0.25)
+        assert _listens(psutil.Process(record.pid), record.port) and _listens(other, record.port)
+        for _ in range(40):  # a connection each: the kernel spreads them over the two listeners
+            assert httpx.post(f"{record.url}/v1/models/ctr:predict", json={"instances": ROWS[:1]}).status_code == 200
+        assert httpx.get(f"{record.url}/plinth/metrics").json()["requests"] == 40
+    finally:
+        local.stop("ctr", tmp_path / "servers")
+    assert not psutil.pid_exists(other.pid) or other.status() == psutil.STATUS_ZOMBIE
+
+
+def _listens(process: psutil.Process, port: int) -> bool:
+    connections = getattr(process, "net_connections", process.connections)("tcp")
+    return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in connections)
+
+
 def test_the_server_answers_kserves_v1_and_v2_readiness_routes(server):
     assert httpx.get(f"{server.url}/v1/models/ctr").json() == {"name": "ctr", "ready": True}
     assert httpx.get(f"{server.url}/v2/models/ctr/ready").status_code == 200
