@@ -41,12 +41,27 @@ def quantile(counts: np.ndarray, q: float) -> float | None:
     return _MIN_S if index == 0 else _MIN_S * _RATIO ** (index - 0.5)
 
 
+class LatencyHistogram:
+    """Latency counts per bucket (a view into a metrics row, or its own)."""
+
+    def __init__(self, counts: np.ndarray | None = None) -> None:
+        self.counts = np.zeros(_BUCKETS) if counts is None else counts
+
+    def add(self, seconds: float) -> None:
+        self.counts[bucket(seconds)] += 1
+
+    def quantile(self, q: float) -> float | None:
+        """The q-quantile in seconds (the geometric middle of its bucket), None when empty."""
+        return quantile(self.counts, q)
+
+
 class VersionMetrics:
     """What one version did since it joined the split, in one row of counters (its own by
     default, or a worker's row of a SharedMetrics table)."""
 
     def __init__(self, row: np.ndarray | None = None) -> None:
         self.row = np.zeros(WIDTH) if row is None else row
+        self.latency = LatencyHistogram(self.row[_HISTOGRAM:])
 
     @property
     def in_flight(self) -> int:
@@ -60,17 +75,17 @@ class VersionMetrics:
         self.row[IN_FLIGHT] -= 1
         self.record(seconds, status, predictions)
 
-    def record(self, seconds: float, status: int, predictions: np.ndarray | None = None) -> None:
+    def record(self, seconds: float, status: int, predictions: np.ndarray | list[float] | None = None) -> None:
         row = self.row
         row[REQUESTS] += 1
         if status >= 500 or status == 0:  # the version's fault
             row[ERRORS] += 1
         elif status >= 400:  # the client's fault, not counted against the version
             row[REJECTED] += 1
-        row[_HISTOGRAM + bucket(seconds)] += 1
+        self.latency.add(seconds)
         if predictions is not None and len(predictions):
             row[PREDICTIONS] += len(predictions)
-            row[PREDICTION_SUM] += float(predictions.sum())
+            row[PREDICTION_SUM] += float(np.sum(predictions))
 
     def snapshot(self) -> dict:
         return summary(self.row)

@@ -59,6 +59,7 @@ RUNTIMES = ("auto", "tflite", "savedmodel")
 TFLITE_TOLERANCE = 1e-6
 _PROBE_ROWS = 64
 _JSON = (b"content-type", b"application/json")
+_KEEP_ALIVE_S = 600
 
 
 class ModelError(Exception):
@@ -226,6 +227,12 @@ class ModelApp:
         self.metrics = metrics.worker(worker)
         self.in_flight = 0
         self.batcher = MicroBatcher(model.process, max_batch, max_wait_s, in_flight=lambda: self.in_flight)
+        # A version server of a traffic split (ctr-v3) also answers as its model (ctr): the
+        # split's proxy forwards requests unchanged.
+        names = {model.name}
+        if version is not None and model.name.endswith(f"-v{version}"):
+            names.add(model.name.removesuffix(f"-v{version}"))
+        self.predict_paths = {f"/v1/models/{name}:predict" for name in names}
         self.predict_path = f"/v1/models/{model.name}:predict"
         self.ready_paths = {f"/v1/models/{model.name}", f"/v2/models/{model.name}/ready", "/v2/health/ready"}
         self.headers = [_JSON] + ([(b"x-plinth-version", str(version).encode())] if version is not None else [])
@@ -239,7 +246,7 @@ class ModelApp:
         if scope["type"] != "http":
             return
         path, method = scope["path"], scope["method"]
-        if path == self.predict_path and method == "POST":
+        if path in self.predict_paths and method == "POST":
             await self.predict(receive, send)
         elif path in self.ready_paths and method == "GET":
             await self.respond(send, 200, {"name": self.model.name, "ready": self.model.ready})
@@ -392,8 +399,11 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     app = ModelApp(model, metrics, args.worker, args.version, args.max_batch, args.max_wait_ms / 1000)
+    # Idle keep-alive connections are left for the client to close (the split's proxy pools
+    # them and closes its own idle ones first): a server closing one as the proxy reuses it
+    # would make a healthy version look like a failing one.
     config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="on", access_log=False, log_level="warning",
-                            proxy_headers=False, server_header=False, date_header=False)
+                            proxy_headers=False, server_header=False, date_header=False, timeout_keep_alive=_KEEP_ALIVE_S)
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:
