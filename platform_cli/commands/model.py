@@ -130,7 +130,7 @@ def serve(
     replace: bool = typer.Option(False, "--replace", help="stop this model's running server first"),
     stack: str = StackOption,
 ):
-    """Start KServe's model server for a version on this machine and wait until it is ready."""
+    """Start the model server (KServe's v1 protocol) for a version on this machine and wait until it is ready."""
     from rich.console import Console
 
     from platform_cli.serving import local as serving
