@@ -182,7 +182,11 @@ def test_concurrent_requests_with_a_bad_one_get_their_own_answers(server):
             bodies = [{"instances": [ROWS[i % 3]]} for i in range(31)] + [{"instances": [{"user_id": "u1"}]}]
             return await asyncio.gather(*[client.post(url, json=body) for body in bodies])
 
-    answers = asyncio.run(send_all())
+    loop = asyncio.new_event_loop()  # not asyncio.run, which leaves the thread without a current loop
+    try:
+        answers = loop.run_until_complete(send_all())
+    finally:
+        loop.close()
     assert [a.status_code for a in answers] == [200] * 31 + [400]
     expected = {i: local.predict(server, {"instances": [ROWS[i]]})["predictions"] for i in range(3)}
     assert [a.json()["predictions"] for a in answers[:31]] == [expected[i % 3] for i in range(31)]

@@ -26,7 +26,13 @@ class Doubler:
 
 
 def run(coroutine):
-    return asyncio.run(coroutine)
+    # A loop of its own, not asyncio.run: that would leave the thread without a current event
+    # loop, which later tests (Pulumi's mocks) expect to find.
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        loop.close()
 
 
 def test_concurrent_requests_share_one_call_and_each_gets_its_own_rows():
