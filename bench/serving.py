@@ -97,9 +97,10 @@ class Server:
                                             env=env, start_new_session=True, cwd=log_path.parent)
         try:
             wait_ready(ready_url, self.process)
-        except BaseException:
+        except BaseException as failure:
             self.stop()
-            raise
+            tail = log_path.read_text(errors="replace").splitlines()[-15:]
+            raise SystemExit(f"{failure}\n" + "\n".join(tail)) from None
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -150,6 +151,17 @@ def baseline_tree(root: Path) -> Path:
     return tree
 
 
+def baseline_model(root: Path, model_dir: Path) -> Path:
+    """The model as BASELINE can load it: its feature spec without the `hashing` field, which
+    BASELINE's spec does not know (it hashes with SipHash: other ids, the same work)."""
+    copy = root / "model-before"
+    shutil.copytree(model_dir, copy)
+    spec = json.loads((copy / "feature_spec.json").read_text())
+    spec.pop("hashing", None)
+    (copy / "feature_spec.json").write_text(json.dumps(spec))
+    return copy
+
+
 def peer_venv() -> Path:
     """bench/.venv-peers with BentoML, TensorFlow (CPU) and py-spy, from uv's cache when it can."""
     python = PEER_VENV / "bin" / "python"
@@ -162,6 +174,7 @@ def peer_venv() -> Path:
 
 def run_old(root: Path, model_dir: Path, script: Path, duration: int) -> dict:
     tree = baseline_tree(root)
+    model_dir = baseline_model(root, model_dir)
     env = {**os.environ, "PYTHONPATH": str(tree)}
     port, router_port = free_port(), free_port()
     results = {}
@@ -376,7 +389,7 @@ def main() -> int:
         log("in-process costs")
         results["in-process, now"] = in_process(model_dir, body, None)
         if "before" in groups:
-            results["in-process, before"] = in_process(model_dir, body, root / "baseline")
+            results["in-process, before"] = in_process(root / "model-before", body, root / "baseline")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     results["conditions"]["load average after"] = [round(x, 2) for x in os.getloadavg()]

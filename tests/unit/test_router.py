@@ -20,19 +20,22 @@ def test_the_configuration_is_valid_haproxy(tmp_path: Path) -> None:
     assert "if { path /plinth/reload } !{ src 127.0.0.0/8 ::1 }" in text
 
 
-def test_a_new_version_is_added_and_weights_change_in_place() -> None:
+def test_a_new_version_takes_a_free_slot_and_weights_change_in_place() -> None:
     upstreams = {1: ("127.0.0.1", 4001), 2: ("127.0.0.1", 4002)}
-    assert runtime_commands({1: 90, 2: 10}, upstreams, known={1}) == [
-        "set server versions/v1 addr 127.0.0.1 port 4001", "set server versions/v1 weight 90",
-        "add server versions/v2 127.0.0.1:4002 weight 10", "enable server versions/v2",
+    commands, slots = runtime_commands({1: 90, 2: 10}, upstreams, slots={1: "s1"})
+    assert slots == {1: "s1", 2: "s2"}
+    assert commands == [
+        "set server versions/s1 addr 127.0.0.1 port 4001", "set server versions/s2 addr 127.0.0.1 port 4002",
+        "set server versions/s1 weight 90", "set server versions/s2 weight 10",
     ]
 
 
-def test_a_version_that_leaves_keeps_its_entry_at_weight_zero() -> None:
-    assert runtime_commands({1: 100}, {1: ("127.0.0.1", 4001)}, known={1, 2}) == [
-        "set server versions/v1 addr 127.0.0.1 port 4001", "set server versions/v1 weight 100",
-        "set server versions/v2 weight 0",
-    ]
+def test_a_version_that_leaves_keeps_its_slot_at_weight_zero_until_the_slots_run_out() -> None:
+    commands, slots = runtime_commands({1: 100}, {1: ("127.0.0.1", 4001)}, slots={1: "s1", 2: "s2"})
+    assert slots == {1: "s1", 2: "s2"} and commands[-1] == "set server versions/s2 weight 0"
+    slots = {1: "s1", 2: "s2", 3: "s3", 4: "s4"}  # every slot used; 2, 3 and 4 have left
+    _, after = runtime_commands({1: 90, 5: 10}, {1: ("127.0.0.1", 4001), 5: ("127.0.0.1", 4005)}, slots)
+    assert after == {1: "s1", 3: "s3", 4: "s4", 5: "s2"}  # the longest-gone version's slot
 
 
 def test_requests_a_version_never_answered_count_as_its_errors() -> None:
