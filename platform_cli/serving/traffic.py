@@ -144,16 +144,6 @@ def breach(limits: AutoRollbackConfig, canary: dict, production: dict | None) ->
     return None
 
 
-def pick(weights: list[tuple[int, int]], draw: float) -> int:
-    """The version for a request, given [(version, percent), ...] and a uniform draw in [0, 1)."""
-    point = draw * sum(w for _, w in weights)
-    for version, weight in weights:
-        if point < weight:
-            return version
-        point -= weight
-    return weights[-1][0]  # draw * total rounded up to total
-
-
 def _the_canary(state: TrafficState, verb: str) -> int:
     if state.canary is None:
         raise PlinthError(f"{state.model} has no canary to {verb}", f"promote a version first: plinth model promote {state.model} VERSION --canary 10")
