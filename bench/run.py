@@ -80,7 +80,7 @@ def bench_cli(env: dict[str, str], runs: int = 15) -> dict:
 
 
 def bench_spark(root: Path, env: dict[str, str], storage: Path) -> dict:
-    log("Spark: plinth job submit (generated) vs hand-written PySpark, 2 runs each")
+    log("Spark: plinth job submit (generated) vs hand-written PySpark, 3 runs each")
     job = job_variant(root, EXAMPLE / "preprocess.job.yaml")
     conf = ["--conf", "spark.sql.shuffle.partitions=4", "--conf", "spark.ui.enabled=false", "--conf", "spark.driver.memory=2g"]
     script = REPO / "bench" / "handwritten_preprocess.py"
