@@ -177,7 +177,7 @@ def test_spark_compiled_features_equal_the_serving_transform_bit_for_bit(tmp_pat
     start = 0
     while start < len(sent):
         size = rng.choice([1, 2, 7, 64, 500])
-        inputs = request_inputs(PARITY_SPEC, {"instances": sent[start:start + size]})
+        inputs = request_inputs(PARITY_SPEC, sent[start:start + size])
         for key in online:
             online[key].append(inputs[key])
         start += size
