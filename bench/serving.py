@@ -340,7 +340,9 @@ for n in (1, 32):
 print(json.dumps(out))
 """
     env = {**os.environ, **({"PYTHONPATH": str(tree)} if tree else {})}
-    output = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    # cwd: not the repository, whose platform_cli `python -c` would put ahead of PYTHONPATH.
+    output = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                            cwd=tempfile.gettempdir()).stdout
     return json.loads(output.strip().splitlines()[-1])
 
 
