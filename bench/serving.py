@@ -52,7 +52,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from run import EXAMPLE, _wrk_figures, job_variant, make_project, plinth  # noqa: E402
 
-# The serving code the table in the issue and the first BENCHMARKS.md serving section measured:
+# The serving code the earlier BENCHMARKS.md serving figures measured:
 # the last commit before the model server batched requests.
 BASELINE = "7c411de"
 CONCURRENCY = (1, 8, 32)
@@ -87,7 +87,7 @@ def wait_ready(url: str, process: subprocess.Popen | None = None) -> None:
 
 
 class Server:
-    """A server process in its own session, stopped with its whole process group."""
+    """A server process leading its own process group, stopped with the whole group."""
 
     def __init__(self, argv: list[str], ready_url: str, log_path: Path, env: dict[str, str] | None = None):
         self.log_path = log_path
