@@ -16,6 +16,7 @@ runner's pid; the runner adds the job's pid and writes every later state of the 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 import time
@@ -54,6 +55,9 @@ TARGET = TargetInfo(
 
 CANCEL_GRACE_SECONDS = 10.0
 LOG_TAIL_LINES = 15
+# The lines the runner writes into a job's log around each attempt, and `attempts` reads back.
+ATTEMPT_STARTED = re.compile(r"^\[plinth\] (?P<at>\S+ \S+) attempt (?P<attempt>\d+): (?P<command>.*)$")
+ATTEMPT_ENDED = re.compile(r"^\[plinth\] (?P<at>\S+ \S+) attempt (?P<attempt>\d+) exited with code (?P<code>-?\d+)$")
 # libyaml's emitter and parser where PyYAML was built with it: ~10x faster on every submission
 # and every runner start, the same YAML.
 SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
@@ -147,8 +151,7 @@ class LocalTarget:
 
     def attempts(self, job_id: str) -> list[dict]:
         """Every attempt's start, end and exit code, from the lines the runner writes into the
-        job's log around each attempt (local_runner.py: ATTEMPT_STARTED, ATTEMPT_ENDED)."""
-        from platform_cli.targets.local_runner import ATTEMPT_ENDED, ATTEMPT_STARTED
+        job's log around each attempt (ATTEMPT_STARTED, ATTEMPT_ENDED)."""
 
         log = self.store.directory(job_id) / "log"
         found: dict[int, dict] = {}

@@ -23,10 +23,6 @@ from platform_cli.spec.launch import LocalLaunch
 from platform_cli.status import JobStatus
 from platform_cli.targets.local import CANCEL_GRACE_SECONDS, LOG_TAIL_LINES, SAFE_LOADER, JobStore
 
-# The lines this runner writes into the job's log around each attempt (LocalTarget.attempts reads them).
-ATTEMPT_STARTED = re.compile(r"^\[plinth\] (?P<at>\S+ \S+) attempt (?P<attempt>\d+): (?P<command>.*)$")
-ATTEMPT_ENDED = re.compile(r"^\[plinth\] (?P<at>\S+ \S+) attempt (?P<attempt>\d+) exited with code (?P<code>-?\d+)$")
-
 
 def run(job_dir: Path) -> int:
     record = JobStore.read(job_dir)
