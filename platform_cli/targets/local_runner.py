@@ -8,7 +8,6 @@ while this runner survives to record the result.
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import subprocess
 import sys
