@@ -139,6 +139,10 @@ class KubeClient:
     def delete_collection(self, resource: Resource, namespace: str, selector: str) -> None:
         self._request(f"deleting the {resource.kind}s labelled {selector}", "DELETE", resource.path(namespace), query=[("labelSelector", selector)])
 
+    def server_version(self) -> str:
+        """The API server's version (gitVersion), e.g. v1.36.3."""
+        return self._request("reading the server version", "GET", "/version").get("gitVersion", "")
+
     def pod_log(self, namespace: str, pod: str, container: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
         """The container's log, in whole lines as they arrive (streamed while `follow`)."""
         query = [("container", container), ("follow", str(follow).lower())]

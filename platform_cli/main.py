@@ -12,7 +12,7 @@ import sys
 import typer
 from typer.core import TyperGroup
 
-from platform_cli.commands import flow, job, model, stack
+from platform_cli.commands import flow, job, model, sim, stack
 from platform_cli.errors import PlinthError
 
 
@@ -45,6 +45,7 @@ app.add_typer(stack.app, name="stack")
 app.add_typer(job.app, name="job")
 app.add_typer(model.app, name="model")
 app.add_typer(flow.app, name="flow")
+app.add_typer(sim.app, name="sim")
 
 
 def main() -> None:
