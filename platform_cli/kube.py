@@ -79,6 +79,7 @@ class Resource:
 
 POD = Resource("v1", "Pod")
 CONFIG_MAP = Resource("v1", "ConfigMap")
+EVENT = Resource("v1", "Event")
 
 
 @dataclass(frozen=True)
@@ -124,9 +125,11 @@ class KubeClient:
         """The object, or None if it does not exist."""
         return self._request(f"reading {resource.kind} {_where(namespace, name)}", "GET", resource.path(namespace, name), missing_ok=True)
 
-    def list(self, resource: Resource, namespace: str | None, selector: str | None = None) -> list[dict]:
+    def list(self, resource: Resource, namespace: str | None, selector: str | None = None, field_selector: str | None = None) -> list[dict]:
         """Objects of one kind (each with its apiVersion and kind filled in, as `kubectl get -o json` shows them)."""
         query = [("labelSelector", selector)] if selector else []
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
         listing = self._request(f"listing {resource.kind}s{' in namespace ' + namespace if namespace else ''}", "GET", resource.path(namespace), query=query)
         return [{**item, "apiVersion": resource.api_version, "kind": resource.kind} for item in listing.get("items") or []]
 

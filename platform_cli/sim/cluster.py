@@ -11,7 +11,7 @@ LimitRanger, RBAC and impersonation), etcd, the controllers (Job, namespace dele
 collection, service accounts) and the scheduler (resources, node selectors, taints). What is
 simulated: nodes (KWOK keeps them Ready with the pool's labels, taints and nvidia.com/gpu
 capacity) and pods, which never run a container: KWOK marks a scheduled pod Running, and a
-Job's pod Succeeded a few seconds later.
+Job's pod Succeeded 5-8 seconds later; other pods stay Running until deleted.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ ADMISSION_PLUGINS = (
     "ValidatingAdmissionPolicy,ValidatingAdmissionWebhook,ResourceQuota"
 )
 STARTUP_TIMEOUT = 90.0
+JOB_POD_RUNS_MS = {"durationMilliseconds": 5000, "jitterDurationMilliseconds": 8000}
 
 
 def sim_dir() -> Path:
@@ -93,6 +94,7 @@ class Ports:
     etcd: int
     etcd_peer: int
     apiserver: int
+    kwok: int  # KWOK's kubelet API (pod logs), the nodes' kubelet endpoint
 
 
 def commands(folder: Path, binaries: dict[str, Path], ports: Ports) -> dict[str, list[str]]:
@@ -122,6 +124,7 @@ def commands(folder: Path, binaries: dict[str, Path], ports: Ports) -> dict[str,
             "--service-account-signing-key-file", str(pki / "service-account.key"),
             "--service-cluster-ip-range", SERVICE_CIDR,
             "--allow-privileged",
+            "--kubelet-preferred-address-types", "InternalIP",
             # Loopback cannot be an Endpoints address; nothing inside the sim calls the API
             # through the kubernetes Service anyway.
             "--endpoint-reconciler-type", "none",
@@ -151,7 +154,9 @@ def commands(folder: Path, binaries: dict[str, Path], ports: Ports) -> dict[str,
             "--manage-nodes-with-annotation-selector", "kwok.x-k8s.io/node=fake",
             "--node-ip", "127.0.0.1", "--cidr", POD_CIDR,
             "--node-lease-duration-seconds", "40",
-            "--server-address", "",
+            # The API server asks the nodes' kubelet endpoint for pod logs: KWOK answers there.
+            "--server-address", f"127.0.0.1:{ports.kwok}", "--node-port", str(ports.kwok),
+            "--tls-cert-file", str(pki / "kwok.crt"), "--tls-private-key-file", str(pki / "kwok.key"),
         ],
     }
 
@@ -218,10 +223,16 @@ class SimStatus:
 # -- side effects ------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports (all held open until every one is picked)."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 def _binaries() -> dict[str, Path]:
@@ -243,9 +254,55 @@ def _service_account_key(path: Path) -> None:
     path.chmod(0o600)
 
 
+def _serving_cert(cert: Path, key_path: Path) -> None:
+    """A self-signed certificate for 127.0.0.1 (KWOK's kubelet API; the API server does not verify it)."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import ipaddress
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "plinth-sim-kwok")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    key_path.chmod(0o600)
+
+
+SIMULATED_LOG = (
+    "plinth sim: this pod ran no container. KWOK, which plays the nodes of the simulated cluster,\n"
+    "marked it Running once the scheduler had placed it; a Job's pod Succeeds 5-8 seconds later.\n"
+)
+
+
 def _kwok_config(folder: Path, kwok_binary: Path) -> None:
-    stages = sorted((kwok_binary.resolve().parent / tools.KWOK_STAGES).glob("*.yaml"))
-    (folder / "kwok.yaml").write_text("\n---\n".join(stage.read_text().strip() for stage in stages) + "\n")
+    """KWOK's lifecycle stages (from its module, via scripts/cluster-tools) and, for every pod's
+    log, a file that says no container ran."""
+    import yaml
+
+    stages = []
+    for path in sorted((kwok_binary.resolve().parent / tools.KWOK_STAGES).glob("*.yaml")):
+        stage = yaml.safe_load(path.read_text())
+        if stage["metadata"]["name"] == "pod-complete":
+            # A Job's pod stays Running 5-8 s before it Succeeds (KWOK's default is 1-6 s), so
+            # its Running phase is there to see.
+            stage["spec"]["delay"].update(JOB_POD_RUNS_MS)
+        stages.append(yaml.safe_dump(stage, sort_keys=False).strip())
+    log = folder / "logs" / "simulated-container.log"
+    log.write_text(SIMULATED_LOG)
+    logs = {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterLogs", "metadata": {"name": "simulated"},
+            "spec": {"logs": [{"logsFile": str(log), "follow": False}]}}
+    (folder / "kwok.yaml").write_text("\n---\n".join([*stages, yaml.safe_dump(logs, sort_keys=False).strip()]) + "\n")
 
 
 def _spawn(name: str, argv: list[str], folder: Path) -> Process:
@@ -364,8 +421,9 @@ def up(platform_stack: str, nodes_per_pool: int | None = None, cpu_nodes: int = 
     token = secrets.token_urlsafe(32)
     (folder / "tokens.csv").write_text(f'{token},{ADMIN},{ADMIN},"system:masters"\n')
     (folder / "tokens.csv").chmod(0o600)
+    _serving_cert(folder / "pki" / "kwok.crt", folder / "pki" / "kwok.key")
     _kwok_config(folder, binaries["kwok"])
-    ports = Ports(_free_port(), _free_port(), _free_port())
+    ports = Ports(*_free_ports(4))
     argv = commands(folder, binaries, ports)
     server = f"https://127.0.0.1:{ports.apiserver}"
     state = SimState(platform_stack, server, CONTEXT, str(kubeconfig_path()), len(nodes),
