@@ -35,6 +35,13 @@ KWOK_STAGE_FILES = (
 )
 
 
+KUEUE_CRDS = "kueue-crds"
+KUEUE_CRD_NAMES = (
+    "admissionchecks", "clusterqueues", "cohorts", "localqueues", "multikueueclusters", "multikueueconfigs",
+    "provisioningrequestconfigs", "resourceflavors", "topologies", "workloadpriorityclasses", "workloads",
+)
+
+
 @dataclass(frozen=True)
 class Component:
     name: str
@@ -116,6 +123,12 @@ COMPONENTS: tuple[Component, ...] = (
     ),
     Component(
         "kueue", "v0.17.0", ("sigs.k8s.io/kueue/cmd/kueue",), ("kueue",),
+        # Its CRDs (the platform vendors only the three a team stack creates objects of) and
+        # webhook definitions, from the same module.
+        copied=(
+            *((("sigs.k8s.io/kueue", f"config/components/crd/bases/kueue.x-k8s.io_{name}.yaml", f"{KUEUE_CRDS}/{name}.yaml")) for name in KUEUE_CRD_NAMES),
+            ("sigs.k8s.io/kueue", "config/components/webhook/manifests.yaml", "kueue-webhooks.yaml"),
+        ),
         optional=True,
         why="the Kueue queue manager (admits or holds jobs by ClusterQueue quota)",
     ),

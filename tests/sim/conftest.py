@@ -29,6 +29,9 @@ from tests.conftest import REPO
 
 PASSPHRASE = "plinth-sim"   # the sim stacks' secrets are encrypted with it (README)
 STACKS = ("platform-sim", "team-sim")
+# A module's tests include starting its cluster and deploying its stacks; the session's first
+# may also build the cluster tools from cold (scripts/test builds them before pytest starts).
+SIM_TIMEOUT = 3600
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,10 @@ import yaml
 from platform_cli.errors import PlinthError
 from platform_cli.kube import CONFIG_MAP, POD, Resource
 from tests.conftest import REPO, write_job
-from tests.sim.conftest import Sim, wait_for
+from tests.sim.conftest import SIM_TIMEOUT, Sim, wait_for
+
+# The first test of a session may build the cluster tools (scripts/cluster-tools) first.
+pytestmark = pytest.mark.timeout(SIM_TIMEOUT)
 
 EXAMPLES = sorted((REPO / "examples").glob("*/*.job.yaml"))
 JOB = Resource("batch/v1", "Job")

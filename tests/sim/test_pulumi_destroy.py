@@ -3,8 +3,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from platform_cli.kube import Resource
-from tests.sim.conftest import STACKS, Sim, wait_for
+from tests.sim.conftest import SIM_TIMEOUT, STACKS, Sim, wait_for
+
+# The first test of a session may build the cluster tools (scripts/cluster-tools) first.
+pytestmark = pytest.mark.timeout(SIM_TIMEOUT)
 
 MANAGED = "app.kubernetes.io/managed-by=plinth"
 CLUSTER_SCOPED = [Resource("v1", "Namespace"), Resource("scheduling.k8s.io/v1", "PriorityClass")]

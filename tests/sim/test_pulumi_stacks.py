@@ -5,11 +5,15 @@ platform's outputs through a real StackReference, secrets stay encrypted in the 
 
 from __future__ import annotations
 
+import pytest
 import base64
 import json
 
 from platform_cli.kube import Resource
-from tests.sim.conftest import Sim
+from tests.sim.conftest import SIM_TIMEOUT, Sim
+
+# The first test of a session may build the cluster tools (scripts/cluster-tools) first.
+pytestmark = pytest.mark.timeout(SIM_TIMEOUT)
 
 CRD = Resource("apiextensions.k8s.io/v1", "CustomResourceDefinition")
 ACCESS_KEY = "sim-access-key"      # what the stack file's ciphertext decrypts to (README)

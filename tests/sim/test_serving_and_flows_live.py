@@ -10,6 +10,7 @@ API server.
 
 from __future__ import annotations
 
+import pytest
 import threading
 from pathlib import Path
 
@@ -17,7 +18,10 @@ import yaml
 
 from platform_cli.kube import Resource
 from tests.conftest import REPO
-from tests.sim.conftest import Sim
+from tests.sim.conftest import SIM_TIMEOUT, Sim
+
+# The first test of a session may build the cluster tools (scripts/cluster-tools) first.
+pytestmark = pytest.mark.timeout(SIM_TIMEOUT)
 
 INFERENCE_SERVICE = Resource("serving.kserve.io/v1beta1", "InferenceService")
 INFERENCE_GRAPH = Resource("serving.kserve.io/v1alpha1", "InferenceGraph")
