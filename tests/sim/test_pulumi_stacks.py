@@ -5,9 +5,10 @@ platform's outputs through a real StackReference, secrets stay encrypted in the 
 
 from __future__ import annotations
 
-import pytest
 import base64
 import json
+
+import pytest
 
 from platform_cli.kube import Resource
 from tests.sim.conftest import SIM_TIMEOUT, Sim

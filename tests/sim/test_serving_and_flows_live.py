@@ -10,10 +10,10 @@ API server.
 
 from __future__ import annotations
 
-import pytest
 import threading
 from pathlib import Path
 
+import pytest
 import yaml
 
 from platform_cli.kube import Resource
