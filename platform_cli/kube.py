@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -146,15 +147,28 @@ class KubeClient:
         """The API server's version (gitVersion), e.g. v1.36.3."""
         return self._request("reading the server version", "GET", "/version").get("gitVersion", "")
 
-    def pod_log(self, namespace: str, pod: str, container: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
-        """The container's log, in whole lines as they arrive (streamed while `follow`)."""
+    def pod_log(self, namespace: str, pod: str, container: str, follow: bool = False, tail: int | None = None,
+                until: Callable[[], bool] | None = None, poll: float = 2.0) -> Iterator[str]:
+        """The container's log, in whole lines as they arrive (streamed while `follow`). With
+        `until`, following also stops once it returns True (checked every `poll` seconds): a
+        node's log stream may stay open after the container is gone."""
+        from urllib3.exceptions import HTTPError
+
         query = [("container", container), ("follow", str(follow).lower())]
         if tail is not None:
             query.append(("tailLines", str(tail)))
         response = self._send(f"reading the log of pod {namespace}/{pod}", "GET", POD.path(namespace, pod, "log"), query=query, stream=True)
+        done = threading.Event()
+        if follow and until is not None:
+            def watch() -> None:
+                while not done.wait(poll):
+                    if until():
+                        done.set()
+                        response.shutdown()   # unblocks the read below
+            threading.Thread(target=watch, daemon=True).start()
         try:
             pending = b""
-            for chunk in response.stream(4096):
+            for chunk in _chunks(response, done, HTTPError):
                 pending += chunk
                 cut = pending.rfind(b"\n") + 1  # whole lines only; the rest comes with the next chunk
                 if cut:
@@ -163,6 +177,7 @@ class KubeClient:
             if pending:
                 yield pending.decode("utf-8", "replace")
         finally:
+            done.set()
             response.release_conn()
 
     # -- transport ---------------------------------------------------------------------------
@@ -193,6 +208,15 @@ class KubeClient:
         if missing_ok and exc.status == 404 and not _unknown_resource(exc):
             return None
         raise api_error(what, exc, self.context, path)
+
+
+def _chunks(response, stopped: threading.Event, errors) -> Iterator[bytes]:
+    """The response body as it arrives; a read cut by `stopped` ends it quietly."""
+    try:
+        yield from response.stream(4096)
+    except (errors, OSError, ValueError):
+        if not stopped.is_set():
+            raise
 
 
 def api_reason(exc) -> str:

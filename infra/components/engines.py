@@ -16,10 +16,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from infra.components.charts import ARGO_WORKFLOWS, SPARK_OPERATOR, helm_release
-from platform_cli.render.validate import CRD_FILES
-
-# Where the vendored CRDs are, relative to the project root (Pulumi's working directory).
-CRDS_FROM_ROOT = "platform_cli/render/crds"
+from platform_cli.render.validate import CRD_DIR, CRD_FILES
 
 # The API groups whose CRDs a crds-only platform installs, besides its batch scheduler's: the
 # Spark operator, the MPI and training operators (MPIJob v2beta1 and TFJob v1, the versions the
@@ -60,9 +57,10 @@ class WorkloadEngines(pulumi.ComponentResource):
 
 
 def engine_crd_files(scheduler: str) -> list[str]:
-    """The vendored CRD files (relative to the project root) a crds-only platform installs."""
+    """The vendored CRD files a crds-only platform installs. Absolute: the provider reads them
+    from its own working directory."""
     groups = SCHEDULER_GROUPS[scheduler] + ENGINE_GROUPS
-    return sorted({f"{CRDS_FROM_ROOT}/{path}" for (group, _kind), path in CRD_FILES.items() if group in groups})
+    return sorted({str(CRD_DIR / path) for (group, _kind), path in CRD_FILES.items() if group in groups})
 
 
 class EngineCrds(pulumi.ComponentResource):

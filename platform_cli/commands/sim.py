@@ -22,7 +22,7 @@ def up(
 
     state = cluster.up(platform, nodes, cpu_nodes, on_progress=lambda line: typer.echo(f"  {line}", err=True))
     typer.echo(f"sim/{state.context} up: {state.nodes} nodes ({state.gpus} nvidia.com/gpu) from stack {state.platform}, API server {state.server}")
-    typer.echo(f"kubeconfig context {state.context} in {state.kubeconfig}")
+    typer.echo(f"kubeconfig context {state.context} in {_home(state.kubeconfig)}")
 
 
 @app.command()
@@ -50,7 +50,7 @@ def status(output: OutputFormat = OutputOption):
     started = age(datetime.fromtimestamp(state.started, timezone.utc))
 
     def table():
-        rows = [[p.name, p.pid, "Running" if p.running else "Exited", started, p.log] for p in current.processes]
+        rows = [[p.name, p.pid, "Running" if p.running else "Exited", started, _home(p.log)] for p in current.processes]
         return ["component", "pid", "status", "age", "log"], rows
 
     emit(data, output, table)
@@ -70,4 +70,12 @@ def down():
     if state is None:
         typer.echo("no simulated cluster to stop")
         return
-    typer.echo(f"sim/{state.context} down: {len(state.processes)} processes stopped, context removed from {state.kubeconfig}")
+    typer.echo(f"sim/{state.context} down: {len(state.processes)} processes stopped, context removed from {_home(state.kubeconfig)}")
+
+
+def _home(path: str) -> str:
+    """A path under the home folder as ~/..., as a shell user writes it."""
+    from pathlib import Path
+
+    home = Path.home()
+    return f"~/{Path(path).relative_to(home)}" if Path(path).is_relative_to(home) else path

@@ -83,7 +83,9 @@ class Rendering:
 
     def manifest_files(self) -> list[str]:
         """Manifest files the provider applies as they are: the engines' vendored CRDs (engines.install: crds-only)."""
-        return sorted(resource.inputs["file"] for resource in self.resources if resource.type == CONFIG_FILE)
+        root = Path(__file__).resolve().parents[2]
+        files = [Path(resource.inputs["file"]) for resource in self.resources if resource.type == CONFIG_FILE]
+        return sorted(str(path.relative_to(root)) if path.is_relative_to(root) else str(path) for path in files)
 
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [obj for obj in self.objects() if obj["kind"] == kind]

@@ -297,7 +297,9 @@ def _kwok_config(folder: Path, kwok_binary: Path) -> None:
             stage["spec"]["delay"].update(JOB_POD_RUNS_MS)
         stages.append(yaml.safe_dump(stage, sort_keys=False).strip())
     log = folder / "logs" / "simulated-container.log"
-    log.write_text(SIMULATED_LOG)
+    # KWOK serves it as a container runtime would: CRI log lines (time, stream, tag, text).
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000000000Z", time.gmtime())
+    log.write_text("".join(f"{stamp} stdout F {line}\n" for line in SIMULATED_LOG.splitlines()))
     logs = {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterLogs", "metadata": {"name": "simulated"},
             "spec": {"logs": [{"logsFile": str(log), "follow": False}]}}
     (folder / "kwok.yaml").write_text("\n---\n".join([*stages, yaml.safe_dump(logs, sort_keys=False).strip()]) + "\n")

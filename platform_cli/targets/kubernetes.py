@@ -127,7 +127,9 @@ class KubernetesTarget:
         pod = self._main_pod(job_id, kind.main_role, wait=follow)
         if pod is None:
             return
-        yield from self.kube.pod_log(self.namespace, pod, kind.main_container, follow=follow, tail=tail)
+        # Following ends when the job does, even if the node keeps the stream open.
+        yield from self.kube.pod_log(self.namespace, pod, kind.main_container, follow=follow, tail=tail,
+                                     until=lambda: self.status(job_id).status.finished, poll=POLL_SECONDS)
 
     def cancel(self, job_id: str) -> JobRecord:
         workload = self._find(job_id)
