@@ -3,9 +3,11 @@ controllers and scheduler, KWOK's fake nodes, and the real Pulumi CLI with its K
 provider, all built from their Go modules by scripts/cluster-tools.
 
 `cluster_tools` runs scripts/cluster-tools once per session: it builds whatever is missing (a
-cold build takes tens of minutes; later runs find the cache) and prints the bin folder. Each
-test module gets its own cluster (`sim`), its own Pulumi file backend and a copy of the project's
-stack files, so modules never see each other's objects and no test writes into the checkout.
+cold build takes tens of minutes; later runs find the cache) and prints the bin folder. The
+tests that leave the deployment as they found it share one cluster with platform-sim and
+team-sim deployed (`deployed`, once per session); a test that destroys gets a cluster of its own
+(`own_sim`). Each cluster has its own Pulumi file backend and a copy of the project's stack
+files, so no test writes into the checkout.
 Commands run as a user runs them: `plinth` and `pulumi` as subprocesses with the sim's
 kubeconfig and the tools on PATH.
 """
@@ -120,6 +122,9 @@ def start_sim(root: Path, bin_dir: Path, nodes: int | None = None) -> Sim:
         "PULUMI_CONFIG_PASSPHRASE": PASSPHRASE,
         "PULUMI_SKIP_UPDATE_CHECK": "true",
         "PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION": "true",
+        # The checkpoint (megabytes: the engines' CRDs) is written once at the end of an
+        # operation instead of after every resource.
+        "PULUMI_SKIP_CHECKPOINTS": "true",
     }
     env.pop("PLINTH_STACK", None)
     (root / "state").mkdir()
@@ -128,22 +133,28 @@ def start_sim(root: Path, bin_dir: Path, nodes: int | None = None) -> Sim:
     return sim
 
 
-@pytest.fixture(scope="module")
-def sim(cluster_tools: Path, tmp_path_factory) -> Sim:
-    """A simulated cluster of platform-sim's pools for this module; stopped afterwards."""
+def running_sim(bin_dir: Path, tmp_path_factory):
     root = tmp_path_factory.mktemp("sim")
-    started = start_sim(root, cluster_tools)
+    started = start_sim(root, bin_dir)
     try:
         yield started
     finally:
         started.plinth("sim", "down", check=False)
 
 
+@pytest.fixture(scope="session")
+def deployed(cluster_tools: Path, tmp_path_factory) -> Sim:
+    """A simulated cluster of platform-sim's pools with platform-sim and team-sim deployed by
+    `pulumi up`, shared by the tests that leave it as they found it; stopped afterwards."""
+    for sim in running_sim(cluster_tools, tmp_path_factory):
+        sim.up(*STACKS)
+        yield sim
+
+
 @pytest.fixture(scope="module")
-def deployed(sim: Sim) -> Sim:
-    """platform-sim and team-sim deployed with `pulumi up` (destroyed with the cluster)."""
-    sim.up(*STACKS)
-    return sim
+def own_sim(cluster_tools: Path, tmp_path_factory) -> Sim:
+    """A simulated cluster for this module alone, nothing deployed; stopped afterwards."""
+    yield from running_sim(cluster_tools, tmp_path_factory)
 
 
 def wait_for(what: str, check: Callable[[], object], timeout: float = 120, interval: float = 0.5):

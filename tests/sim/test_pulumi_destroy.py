@@ -19,7 +19,8 @@ NAMESPACED = [Resource("v1", kind) for kind in ("ConfigMap", "Secret", "ServiceA
 CRD = Resource("apiextensions.k8s.io/v1", "CustomResourceDefinition")
 
 
-def test_destroy_leaves_no_object_behind(sim: Sim) -> None:
+def test_destroy_leaves_no_object_behind(own_sim: Sim) -> None:
+    sim = own_sim
     kube = sim.kube()
     builtin_crds = {crd["metadata"]["name"] for crd in kube.list(CRD, None)}
     sim.up(*STACKS)
