@@ -11,7 +11,7 @@ LimitRanger, RBAC and impersonation), etcd, the controllers (Job, namespace dele
 collection, service accounts) and the scheduler (resources, node selectors, taints). What is
 simulated: nodes (KWOK keeps them Ready with the pool's labels, taints and nvidia.com/gpu
 capacity) and pods, which never run a container: KWOK marks a scheduled pod Running, and a
-Job's pod Succeeded 20-25 seconds later; other pods stay Running until deleted.
+Job's pod Succeeded 45-60 seconds later; other pods stay Running until deleted.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ ADMISSION_PLUGINS = (
     "ValidatingAdmissionPolicy,ValidatingAdmissionWebhook,ResourceQuota"
 )
 STARTUP_TIMEOUT = 90.0
-JOB_POD_RUNS_MS = {"durationMilliseconds": 20000, "jitterDurationMilliseconds": 25000}
+JOB_POD_RUNS_MS = {"durationMilliseconds": 45000, "jitterDurationMilliseconds": 60000}
 
 
 def sim_dir() -> Path:
@@ -279,7 +279,7 @@ def _serving_cert(cert: Path, key_path: Path) -> None:
 
 SIMULATED_LOG = (
     "plinth sim: this pod ran no container. KWOK, which plays the nodes of the simulated cluster,\n"
-    "marked it Running once the scheduler had placed it; a Job's pod Succeeds 20-25 seconds later.\n"
+    "marked it Running once the scheduler had placed it; a Job's pod Succeeds 45-60 seconds later.\n"
 )
 
 
@@ -292,7 +292,7 @@ def _kwok_config(folder: Path, kwok_binary: Path) -> None:
     for path in sorted((kwok_binary.resolve().parent / tools.KWOK_STAGES).glob("*.yaml")):
         stage = yaml.safe_load(path.read_text())
         if stage["metadata"]["name"] == "pod-complete":
-            # A Job's pod stays Running 20-25 s before it Succeeds (KWOK's default is 1-6 s),
+            # A Job's pod stays Running 45-60 s before it Succeeds (KWOK's default is 1-6 s),
             # so its Running phase is there to see and a job can be cancelled while it runs.
             stage["spec"]["delay"].update(JOB_POD_RUNS_MS)
         stages.append(yaml.safe_dump(stage, sort_keys=False).strip())
