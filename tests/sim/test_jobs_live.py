@@ -82,7 +82,7 @@ def test_submit_wait_streams_the_log_and_reports_success(deployed: Sim) -> None:
     lines = result.stdout.splitlines()
     assert re.fullmatch(r"job/ctr-generate-\w+ submitted to stack team-sim", lines[0])
     assert "this pod ran no container" in result.stdout   # what KWOK serves as the pod's log
-    assert re.fullmatch(r"job/ctr-generate-\w+ succeeded in \d+s", lines[-1])
+    assert re.fullmatch(r"job/ctr-generate-\w+ succeeded in (\d+m)?\d+s", lines[-1])
 
 
 def test_a_job_over_the_quota_left_is_refused_by_the_api_server_in_one_line(deployed: Sim, tmp_path: Path) -> None:
