@@ -2,7 +2,7 @@
 
 Same work as examples/ctr/preprocess.py (seeded hash split, numeric stats on train, hashed
 categorical ids, standardised numerics, Parquet out) but with Spark's native column functions
-instead of Plinth's shared transform in mapInPandas, and run with spark-submit directly instead
+instead of the feature spec compiled by platform_cli.features.spark, and run with spark-submit directly instead
 of through `plinth job submit`. The hash values differ (xxhash64 vs SipHash); the work does not.
 """
 

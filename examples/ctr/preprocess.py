@@ -5,8 +5,10 @@
 1. splits the impressions into train/eval deterministically, by a seeded hash of impression_id;
 2. fits the numeric statistics (mean/std, after log1p where set) on the train split only, with
    Spark aggregations, and builds the FeatureSpec;
-3. applies platform_cli.features.transform to both splits with mapInPandas: the same function
-   the model server runs on requests, so offline and online features match by construction.
+3. computes the features of both splits with Spark's own column functions: the FeatureSpec
+   compiled by platform_cli.features.spark, which gives bit for bit what the model server's
+   transform (platform_cli.features.transform) gives for the same rows, without shipping a row
+   to Python.
 
 Output (built in a temporary directory next to --out, then renamed into place; on an object
 store written in place with a _SUCCESS marker last, see platform_cli.storage):
@@ -20,21 +22,15 @@ store written in place with a _SUCCESS marker last, see platform_cli.storage):
 --raw and --out are local paths or URIs (hdfs:// or s3:// on a cluster stack): Spark reads and
 writes them itself (s3:// needs Hadoop's S3A connector mapped to it, fs.s3.impl); a URI --raw
 must carry the generator's _SUCCESS marker.
-
-Executors import platform_cli, so they must run a Python that has it installed: PYSPARK_PYTHON,
-defaulting to the interpreter running this driver.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
-from collections.abc import Iterator
 
 from platform_cli import storage
-from platform_cli.features import SPEC_FILE, CategoricalFeature, FeatureSpec, NumericFeature, transform
+from platform_cli.features import SPEC_FILE, CategoricalFeature, FeatureSpec, NumericFeature
 
 LABEL = "clicked"
 ROW_KEY = "impression_id"
@@ -87,40 +83,22 @@ def fit_spec(train, buckets: int) -> FeatureSpec:
             for name, log1p in NUMERIC_FIELDS.items()
         ],
         label=LABEL,
+        hashing="xxhash64",  # Spark's own hash: the features are computed with native columns
     )
 
 
 def featurize(frame, spec: FeatureSpec):
-    """Apply the shared transform to every Arrow batch of `frame`."""
-    from pyspark.sql import types as T
+    """cat, num and label columns: the spec compiled to Spark expressions (no Python workers)."""
+    from pyspark.sql import functions as F
 
-    schema = T.StructType(
-        [
-            T.StructField("cat", T.ArrayType(T.LongType(), containsNull=False), nullable=False),
-            T.StructField("num", T.ArrayType(T.FloatType(), containsNull=False), nullable=False),
-            T.StructField("label", T.FloatType(), nullable=False),
-        ]
-    )
-    spec_json = spec.model_dump_json()  # ship JSON, not the object, to the Python workers
+    from platform_cli.features.spark import columns
 
-    def transform_batches(batches: Iterator) -> Iterator:
-        import pandas as pd
-
-        batch_spec = FeatureSpec.model_validate_json(spec_json)
-        for batch in batches:
-            inputs = transform(batch_spec, batch)
-            yield pd.DataFrame(
-                {"cat": list(inputs["cat"]), "num": list(inputs["num"]), "label": batch[LABEL].astype("float32")}
-            )
-
-    return frame.mapInPandas(transform_batches, schema)
+    inputs = columns(spec, frame)
+    return frame.select(inputs["cat"].alias("cat"), inputs["num"].alias("num"), F.col(LABEL).cast("float").alias("label"))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # Python workers are started with PYSPARK_PYTHON; default it to this interpreter so they can
-    # import platform_cli (and the same pandas/pyarrow) even when the caller did not set it.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
     from pyspark.sql import functions as F
 

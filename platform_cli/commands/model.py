@@ -80,9 +80,12 @@ def versions(name: str, stack: str = StackOption, output: OutputFormat = OutputO
 
 @app.command()
 def show(name: str, version: int = typer.Argument(None, help="default: latest"), stack: str = StackOption, output: OutputFormat = typer.Option(OutputFormat.yaml, "--output", "-o", help="yaml or json")):
-    """Show one version: metrics, lineage, aliases, source."""
-    found = _registry(_stack(stack)).get(name, version)
-    emit(found.model_dump(mode="json"), OutputFormat.json if output is OutputFormat.json else OutputFormat.yaml, lambda: ([], []))
+    """Show one version: metrics, lineage, aliases, source, and how the stack serves it."""
+    stack_config = _stack(stack)
+    found = _registry(stack_config).get(name, version)
+    serving = stack_config.config.serving
+    shown = found.model_dump(mode="json") | {"serving": {"batching": serving.batching.model_dump(mode="json", by_alias=True), "workers": serving.workers}}
+    emit(shown, OutputFormat.json if output is OutputFormat.json else OutputFormat.yaml, lambda: ([], []))
 
 
 @app.command()
@@ -127,7 +130,7 @@ def serve(
     replace: bool = typer.Option(False, "--replace", help="stop this model's running server first"),
     stack: str = StackOption,
 ):
-    """Start KServe's model server for a version on this machine and wait until it is ready."""
+    """Start the model server (KServe's v1 protocol) for a version on this machine and wait until it is ready."""
     from rich.console import Console
 
     from platform_cli.serving import local as serving

@@ -134,8 +134,7 @@ def _read_rows(data: str):
 def _predict(name: str, model_dir: Path, frame):
     """Probabilities for every row, through the model server's preprocess and predict."""
     import numpy as np
-    from kserve.errors import InvalidInput
-
+    from platform_cli.serving.inputs import InvalidInput
     from platform_cli.serving.server import SavedModelPredictor
 
     predictor = SavedModelPredictor(name, model_dir)

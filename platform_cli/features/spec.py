@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from platform_cli import storage
@@ -64,6 +66,10 @@ class FeatureSpec(BaseModel):
     # Models with text fields take a third input, "tokens"; specs without any leave it out.
     text: list[TextFeature] = Field(default_factory=list)
     label: str = Field(min_length=1)
+    # How categorical values and words become ids (see features/transform.py). "xxhash64" is
+    # Spark's own xxhash64, so a Spark job computes features with native column functions;
+    # "siphash" is what specs written before this field meant, and stays their meaning.
+    hashing: Literal["siphash", "xxhash64"] = "siphash"
 
     @model_validator(mode="after")
     def _names_are_unique(self) -> FeatureSpec:
@@ -84,5 +90,7 @@ class FeatureSpec(BaseModel):
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the spec as JSON, atomically: readers never see a half-written file."""
-        # Without text fields the file is exactly what it was before they existed.
-        storage.write_text(path, self.model_dump_json(indent=2, exclude=set() if self.text else {"text"}) + "\n")
+        # Without text fields, and with the first hash, the file is exactly what it was before
+        # those fields existed.
+        exclude = ({"text"} if not self.text else set()) | ({"hashing"} if self.hashing == "siphash" else set())
+        storage.write_text(path, self.model_dump_json(indent=2, exclude=exclude) + "\n")

@@ -1,70 +1,80 @@
-"""transform(): raw rows -> model inputs, the one code path for training data and requests.
+"""transform(): raw rows -> model inputs, the one definition of features for training data and requests.
 
 Rules, which the trained model depends on, so changing any of them needs a retrain:
 - categorical values are strings, integers, booleans or integral floats, canonicalised to a
-  token (3, 3.0 and "3" are all "3"; True is "true") and hashed with a keyed SipHash that does
-  not depend on the process (unlike Python's salted hash()), then taken modulo the buckets.
-  Integral floats matter: a nullable integer column arrives from Spark/Arrow as float64.
+  token (3, 3.0 and "3" are all "3"; True is "true") and hashed into an id by the spec's hash
+  (`FeatureSpec.hashing`), which never depends on the process (unlike Python's salted hash()):
+  - "xxhash64": XXH64 of the token's UTF-8 bytes with seed 42, read as a signed 64-bit integer,
+    then taken modulo the buckets to [0, buckets) -- Spark's pmod(xxhash64(token), buckets), so
+    a Spark job computes the same ids with its own column functions (features/spark.py);
+  - "siphash" (specs written before the choice existed): pandas' hash_array keyed with
+    HASH_KEY, modulo the buckets.
+  Integral floats matter: a nullable integer column arrives from Arrow/pandas as float64.
 - missing categorical values (None/NaN, or an absent optional field) become MISSING_TOKEN;
 - numeric values are optionally log1p'd, missing ones take the fitted mean, then
-  (x - mean) / std;
+  (x - mean) / std, computed in float64 and rounded once to float32;
 - text values are lower-cased and split into word tokens (runs of letters, digits, '_' and
   apostrophes); each token is hashed like a categorical value into [1, buckets), the first
   max_tokens are kept, and 0 pads the rest (also for a missing text).
-numpy and pandas are imported inside the functions so that importing this package stays cheap.
+
+The transform works column by column on plain numpy arrays: a field's values across the batch
+are checked and canonicalised once, hashed or scaled as one array. No DataFrame is built, so a
+one-row request costs tens of microseconds and a batch of rows costs little more per row.
+numpy is imported inside the functions so that importing this package stays cheap.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from numbers import Real
 from typing import TYPE_CHECKING, Any
 
-from platform_cli.features.spec import CategoricalFeature, FeatureSpec, NumericFeature, TextFeature
+from platform_cli.features.spec import FeatureSpec, TextFeature
 
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
-# Part of the model contract: models trained with one key only understand ids hashed with it.
+# Part of the "siphash" model contract: models trained with one key only understand ids hashed with it.
 HASH_KEY = "plinth:features1"
+# Part of the "xxhash64" contract: the seed of Spark's xxhash64().
+XXHASH_SEED = 42
 MISSING_TOKEN = "__missing__"
-
-_NUMERIC_KINDS = {"integer", "floating", "mixed-integer-float", "integer-na", "decimal", "empty"}
+# Runs of letters, digits, '_' and apostrophes (Python's \w on str is Unicode: letters and digits
+# of every script). features/spark.py spells the same class for Java's regex engine.
+WORD = re.compile(r"[\w']+")
 
 
 def transform(spec: FeatureSpec, rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     """Return {"cat": int64 [N, n_categorical], "num": float32 [N, n_numeric]} for `rows`, and
     "tokens": int64 [N, sum of max_tokens] when the spec has text fields.
 
+    rows: a list of objects (a request's instances) or a pandas DataFrame (training data).
     Raises ValueError naming the field when a required field is absent or a value has the wrong
     type; extra fields (the label, ids the model does not use) are ignored.
     """
     import numpy as np
 
-    frame = _as_frame(spec, rows)
-    n = len(frame)
-    cat = np.empty((n, len(spec.categorical)), dtype=np.int64)
-    for j, feature in enumerate(spec.categorical):
-        cat[:, j] = _hash_ids(feature, frame.get(feature.name), n)
-    num = np.empty((n, len(spec.numeric)), dtype=np.float32)
-    for j, feature in enumerate(spec.numeric):
-        num[:, j] = _standardise(feature, frame.get(feature.name), n)
-    inputs = {"cat": cat, "num": num}
+    columns, n = _columns(spec, rows)
+    inputs = {"cat": _hash_ids(spec, columns, n), "num": _standardise(spec, columns, n)}
     if spec.text:
-        inputs["tokens"] = np.concatenate([_token_ids(f, frame.get(f.name), n) for f in spec.text], axis=1)
+        inputs["tokens"] = np.concatenate([_token_ids(spec.hashing, f, columns.get(f.name), n) for f in spec.text], axis=1)
     return inputs
 
 
-def _as_frame(spec: FeatureSpec, rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    import pandas as pd
-
-    required = [f.name for f in [*spec.categorical, *spec.numeric, *spec.text] if f.required]
-    if isinstance(rows, pd.DataFrame):
+def _columns(spec: FeatureSpec, rows: Any) -> tuple[dict[str, list], int]:
+    """{field: its values as a list, None for missing} for the fields the spec uses and the rows
+    carry, and the number of rows."""
+    features = [*spec.categorical, *spec.numeric, *spec.text]
+    required = [f.name for f in features if f.required]
+    if hasattr(rows, "columns") and hasattr(rows, "to_numpy"):  # a pandas DataFrame
         for name in required:
             if name not in rows.columns:
                 raise ValueError(f"missing required field {name!r}")
-        return rows
+        return {f.name: _frame_values(rows[f.name]) for f in features if f.name in rows.columns}, len(rows)
     if isinstance(rows, (str, bytes)) or not isinstance(rows, Sequence):
         raise ValueError(f"rows must be a DataFrame or a list of objects, got {type(rows).__name__}")
     for i, row in enumerate(rows):
@@ -73,112 +83,159 @@ def _as_frame(spec: FeatureSpec, rows: pd.DataFrame | Sequence[Mapping[str, Any]
         for name in required:
             if name not in row:
                 raise ValueError(f"row {i}: missing required field {name!r}")
-    # Only the columns the spec uses, built column by column so pandas infers each dtype the
-    # same way it does for a DataFrame read from Parquet (ints with None become float64 + NaN).
-    names = [f.name for f in [*spec.categorical, *spec.numeric, *spec.text]]
-    present = [n for n in names if any(n in row for row in rows)]
-    columns = {n: pd.Series([row.get(n) for row in rows]) for n in present}
-    return pd.DataFrame(columns, index=range(len(rows)))
+    columns = {}
+    for feature in features:
+        if feature.required or any(feature.name in row for row in rows):
+            columns[feature.name] = [row.get(feature.name) for row in rows]
+    return columns, len(rows)
 
 
-def _hash_ids(feature: CategoricalFeature, column: pd.Series | None, n: int) -> np.ndarray:
-    import numpy as np
-    import pandas as pd
+def _frame_values(column: pd.Series) -> list:
+    """A DataFrame column as Python values, every kind of missing (NaN, NA, NaT) as None."""
+    return column.astype(object).where(column.notna(), None).tolist()
 
-    if column is None:
-        tokens = np.full(n, MISSING_TOKEN, dtype=object)
-    else:
-        missing = column.isna().to_numpy()
-        values = column.to_numpy(dtype=object)
-        if pd.api.types.infer_dtype(column, skipna=True) == "string":
-            tokens = values.copy()
+
+def _is_missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def _tokens(name: str, values: list) -> list[str]:
+    """Each value's canonical token (MISSING_TOKEN for a missing one); ValueError on a value
+    that is not a string, an integer, a boolean or an integral float."""
+    tokens = []
+    for value in values:  # the JSON types first, one type check each
+        kind = type(value)
+        if kind is str:
+            tokens.append(value)
+        elif kind is int:
+            tokens.append(str(value))
         else:
-            tokens = np.array(
-                [None if m else _token(feature.name, v) for v, m in zip(values, missing)], dtype=object
-            )
-        tokens[missing] = MISSING_TOKEN
-    hashes = pd.util.hash_array(tokens, encoding="utf8", hash_key=HASH_KEY, categorize=False)
-    return (hashes % np.uint64(feature.buckets)).astype(np.int64)
-
-
-_WORD = re.compile(r"[\w']+")
-
-
-def _token_ids(feature: TextFeature, column: pd.Series | None, n: int) -> np.ndarray:
-    import numpy as np
-    import pandas as pd
-
-    ids = np.zeros((n, feature.max_tokens), dtype=np.int64)
-    if column is None:
-        return ids
-    rows, positions, words = [], [], []
-    for i, value in enumerate(column.to_numpy(dtype=object)):
-        if value is None or (isinstance(value, float) and value != value):  # None or NaN: no tokens
-            continue
-        if not isinstance(value, str):
-            raise ValueError(f"field {feature.name!r}: expected text, got {_show(value)}")
-        for position, word in enumerate(_WORD.findall(value.lower())[: feature.max_tokens]):
-            rows.append(i)
-            positions.append(position)
-            words.append(word)
-    if words:
-        hashes = pd.util.hash_array(np.array(words, dtype=object), encoding="utf8", hash_key=HASH_KEY, categorize=False)
-        ids[rows, positions] = (hashes % np.uint64(feature.buckets - 1)).astype(np.int64) + 1
-    return ids
+            tokens.append(_token(name, value))
+    return tokens
 
 
 def _token(name: str, value: Any) -> str:
-    import numpy as np
-
     if isinstance(value, str):
         return value
-    if isinstance(value, (bool, np.bool_)):  # before int: bool is an int subclass
+    if _is_missing(value) or _is_missing(_item(value)):
+        return MISSING_TOKEN
+    value = _item(value)  # numpy scalars (from a DataFrame) as Python ones
+    if isinstance(value, bool):  # before int: bool is an int subclass
         return "true" if value else "false"
-    if isinstance(value, (int, np.integer)):
-        return str(int(value))
-    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
         return str(int(value))
     raise ValueError(f"field {name!r}: expected a string or integer, got {_show(value)}")
 
 
-def _standardise(feature: NumericFeature, column: pd.Series | None, n: int) -> np.ndarray:
+def _item(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") and not isinstance(value, (str, bytes)) else value
+
+
+def _hash(hashing: str, tokens: list[str], buckets: int | np.ndarray) -> np.ndarray:
+    """Ids in [0, buckets) for tokens, by the spec's hash (buckets: one count, or one per token)."""
     import numpy as np
 
-    if column is None:  # an absent optional field: every row takes the mean, i.e. 0 after scaling
-        return np.zeros(n, dtype=np.float32)
-    values = _numbers(feature.name, column)
-    if feature.log1p:
-        negative = values < 0
-        if negative.any():
-            raise ValueError(f"field {feature.name!r}: expected a number >= 0, got {_show(values[negative][0])}")
-        values = np.log1p(values)
-    values = np.where(np.isnan(values), feature.mean, values)
-    return ((values - feature.mean) / feature.std).astype(np.float32)
+    if hashing == "xxhash64":
+        from xxhash import xxh64_intdigest
 
-
-def _numbers(name: str, column: pd.Series) -> np.ndarray:
-    """The column as float64 with NaN for missing values; ValueError on anything not a number."""
-    import numpy as np
+        hashes = np.fromiter((xxh64_intdigest(t.encode("utf-8"), XXHASH_SEED) for t in tokens), dtype=np.uint64, count=len(tokens))
+        # Spark's pmod on the signed value: the remainder with the divisor's (positive) sign.
+        return np.mod(hashes.view(np.int64), buckets)
     import pandas as pd
 
-    numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
-    if not numeric and pd.api.types.infer_dtype(column, skipna=True) not in _NUMERIC_KINDS:
-        present = column.dropna()
-        bad = next((v for v in present if not _is_number(v)), present.iloc[0])
-        raise ValueError(f"field {name!r}: expected a number, got {_show(bad)}")
-    values = column.to_numpy(dtype=np.float64, na_value=np.nan)
-    if np.isinf(values).any():
-        raise ValueError(f"field {name!r}: expected a finite number, got {_show(values[np.isinf(values)][0])}")
-    return values
+    hashes = pd.util.hash_array(np.array(tokens, dtype=object), encoding="utf8", hash_key=HASH_KEY, categorize=False)
+    return (hashes % np.asarray(buckets, dtype=np.uint64)).astype(np.int64)
+
+
+def _hash_ids(spec: FeatureSpec, columns: dict[str, list], n: int) -> np.ndarray:
+    """All categorical ids at once: one hash call over every field's tokens, then each field's
+    column modulo its own buckets."""
+    import numpy as np
+
+    tokens: list[str] = []
+    for feature in spec.categorical:
+        values = columns.get(feature.name)
+        tokens += [MISSING_TOKEN] * n if values is None else _tokens(feature.name, values)
+    buckets = np.repeat(np.array([f.buckets for f in spec.categorical], dtype=np.int64), n)
+    return np.ascontiguousarray(_hash(spec.hashing, tokens, buckets).reshape(len(spec.categorical), n).T)
+
+
+def _token_ids(hashing: str, feature: TextFeature, values: list | None, n: int) -> np.ndarray:
+    import numpy as np
+
+    ids = np.zeros((n, feature.max_tokens), dtype=np.int64)
+    if values is None:
+        return ids
+    rows, positions, words = [], [], []
+    for i, value in enumerate(values):
+        if _is_missing(value):  # no tokens
+            continue
+        if not isinstance(value, str):
+            raise ValueError(f"field {feature.name!r}: expected text, got {_show(value)}")
+        for position, word in enumerate(WORD.findall(value.lower())[: feature.max_tokens]):
+            rows.append(i)
+            positions.append(position)
+            words.append(word)
+    if words:
+        ids[rows, positions] = _hash(hashing, words, feature.buckets - 1) + 1
+    return ids
+
+
+def _standardise(spec: FeatureSpec, columns: dict[str, list], n: int) -> np.ndarray:
+    """All numeric fields at once: a float64 [n_numeric, N] matrix, log1p where set, missing
+    values to the mean, scaled, rounded once to float32."""
+    import numpy as np
+
+    features = spec.numeric
+    numbers = np.empty((len(features), n), dtype=np.float64)
+    for j, feature in enumerate(features):
+        values = columns.get(feature.name)
+        # An absent optional field: every row takes the mean, i.e. 0 after scaling.
+        numbers[j] = math.nan if values is None else _numbers(feature.name, values)
+    logged = [j for j, f in enumerate(features) if f.log1p]
+    if logged:
+        negative = numbers[logged] < 0
+        if negative.any():
+            j, i = np.argwhere(negative)[0]
+            raise ValueError(f"field {features[logged[j]].name!r}: expected a number >= 0, got {_show(numbers[logged[j], i])}")
+        numbers[logged] = np.log1p(numbers[logged])
+    mean = np.array([f.mean for f in features], dtype=np.float64)[:, None]
+    std = np.array([f.std for f in features], dtype=np.float64)[:, None]
+    numbers = np.where(np.isnan(numbers), mean, numbers)
+    with np.errstate(over="ignore"):  # beyond float32's range is inf, as in Spark's cast
+        return ((numbers - mean) / std).astype(np.float32).T.copy()
+
+
+def _numbers(name: str, values: list) -> list[float]:
+    """The values as floats with NaN for missing ones; ValueError on anything not a finite number."""
+    numbers = []
+    for value in values:
+        kind = type(value)
+        if kind is int or kind is float:  # what JSON gives: no further checks
+            number = float(value)
+        elif value is None:
+            number = math.nan
+        elif _is_number(value):
+            number = float(value)
+        else:
+            raise ValueError(f"field {name!r}: expected a number, got {_show(value)}")
+        if math.isinf(number):
+            raise ValueError(f"field {name!r}: expected a finite number, got {_show(value)}")
+        numbers.append(number)
+    return numbers
 
 
 def _is_number(value: Any) -> bool:
-    import numpy as np
-
-    return isinstance(value, (int, float, np.number)) and not isinstance(value, (bool, np.bool_))
+    # Real covers int, float and numpy's numbers; Decimal (a Parquet decimal column) is not a Real.
+    # Booleans are not numbers here: True is not a count.
+    return (isinstance(value, (Real, Decimal)) and not isinstance(value, bool)
+            and not (hasattr(value, "dtype") and value.dtype.kind == "b"))
 
 
 def _show(value: Any) -> str:
     """A short repr for error messages: requests can carry arbitrarily large values."""
-    text = repr(value.item() if hasattr(value, "item") else value)
+    text = repr(_item(value))
     return text if len(text) <= 40 else text[:37] + "..."
+

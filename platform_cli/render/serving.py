@@ -4,7 +4,10 @@ Every version taking traffic is served with its own predictor and transformer (K
 pre-processing runs platform_cli.serving.transformer, the same transform as the Spark job);
 the predictor is Plinth's model server in --tensor-inputs mode with the version's model
 directory from the registry's artifact store (KServe's storage initializer fetches
-STORAGE_URI into /mnt/models). How traffic is split follows the platform's KServe mode:
+STORAGE_URI into /mnt/models), started with the stack's batching and worker settings
+(plinth:serving.batching, plinth:serving.workers): the predictor coalesces the transformer's
+concurrent requests into one model call itself, as the local server does, rather than through
+KServe's batcher, an agent container that would add a hop in front of it. How traffic is split follows the platform's KServe mode:
 
 - RawDeployment: one InferenceService per version (`ctr-v2`, `ctr-v3`) and an InferenceGraph
   `ctr` whose root is a Splitter node with the versions' weights. Clients call the graph.
@@ -60,6 +63,7 @@ def render_release(stack: Stack, state: TrafficState, storage_uris: dict[int, st
 class _Context:
     def __init__(self, stack: Stack, state: TrafficState, mode: str, online_priority: bool):
         self.team = stack.config.team
+        self.serving = stack.config.serving
         self.state = state
         self.mode = mode
         self.online_priority = online_priority
@@ -77,7 +81,8 @@ class _Context:
             "minReplicas": 1,
             "containers": [self.container(
                 ["python", "-m", "platform_cli.serving.server", "--model-name", name, "--model-dir", MODEL_MOUNT,
-                 "--host", "0.0.0.0", "--http-port", "8080", "--version", str(version), "--tensor-inputs"],
+                 "--host", "0.0.0.0", "--http-port", "8080", "--version", str(version), "--tensor-inputs",
+                 *self.serving.server_args()],
                 storage_uri,
             )],
         }

@@ -32,7 +32,7 @@ from platform_cli.errors import PlinthError
 from platform_cli.features import SPEC_FILE
 
 if TYPE_CHECKING:
-    from platform_cli.spec.stack import Stack
+    from platform_cli.spec.stack import ServingConfig, Stack
 
 READY_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 10.0
@@ -95,7 +95,8 @@ def serve(
         stop(name, directory)
     chosen = port if port is not None else next_port(directory, stack.config.serving.port)
     return start(
-        name, version, model_dir, stack.config.serving.host, chosen, directory, log_path(stack, name)
+        name, version, model_dir, stack.config.serving.host, chosen, directory, log_path(stack, name),
+        settings=stack.config.serving,
     )
 
 
@@ -108,8 +109,12 @@ def start(
     state_dir: Path,
     log_path: Path,
     ready_timeout: float = READY_TIMEOUT_S,
+    settings: ServingConfig | None = None,
 ) -> ServerRecord:
-    """Start a server for one model version on host:port and return once it answers as ready."""
+    """Start a server for one model version on host:port and return once it answers as ready.
+
+    settings: the stack's serving section, for the batching and worker settings (default: the
+    server's own defaults)."""
     model_dir = Path(model_dir).resolve()
     _check_model_dir(model_dir)
     argv = [
@@ -119,6 +124,7 @@ def start(
         "--host", host,
         "--http-port", str(port),
         "--version", str(version),
+        *(settings.server_args() if settings is not None else []),
     ]
     return launch(name, version, argv, host, port, state_dir, log_path, ready_timeout)
 

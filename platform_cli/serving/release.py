@@ -261,7 +261,8 @@ def _ensure_server(stack: Stack, registry: ModelRegistry, model: str, version: i
     if record is not None:  # crashed or killed: forget it and start afresh
         local.stop(name, directory)
     model_dir = registry.model_dir(model, version)
-    record = local.start(name, version, model_dir, stack.config.serving.host, _free_port(), directory, local.log_path(stack, name))
+    record = local.start(name, version, model_dir, stack.config.serving.host, _free_port(), directory, local.log_path(stack, name),
+                         settings=stack.config.serving)
     started.append(name)
     return record
 

@@ -1,37 +1,48 @@
-"""The traffic-split router: one process per model in front of its version servers.
+"""The traffic-split router of one model: HAProxy on the request path, this process beside it.
 
     python -m platform_cli.serving.router --model ctr --state .plinth/local/serving/traffic/ctr.json \
         --host 127.0.0.1 --port 8500
 
-For each POST /v1/models/<model>:predict it picks a version by the split's weights, forwards
-the request body unchanged to that version's model server over a pooled keep-alive connection,
-and records the version's request count, errors, latency and mean prediction. The answer
-carries the version in the `x-plinth-version` header.
+Requests never pass through Python here. The model's port belongs to an HAProxy process (Debian
+package `haproxy`, started and owned by this one) whose backend holds one server per version,
+weighted by the split: for each POST /v1/models/<model>:predict it picks a version (smooth
+weighted round robin), forwards over a pooled keep-alive connection (TCP_NODELAY), and retries a
+connection the version refuses on another version (a canary whose server died is answered by
+production). The version servers answer their model's name too and tag each answer with their
+version (`x-plinth-version`). Everything else (readiness, /plinth/state, /plinth/reload, unknown
+paths) HAProxy hands to this process's small control app on a loopback port.
+
+Metrics are taken where they are cheapest: each version server counts its own requests, errors,
+latencies and predictions (it has them at hand, serving/metrics.py); HAProxy's counters add the
+requests a version never answered (refused connections, broken answers). GET /plinth/state
+merges the two per version; that is what `plinth model compare` shows.
 
 The split comes from the state file (serving/state.py). The router re-reads it when told to
-(POST /plinth/reload, which the CLI calls after every change) and when its mtime changes, and
-swaps its routing table in one assignment: requests in flight finish on the version they were
-sent to, so a weight change drops nothing. GET /plinth/state reports the applied generation,
-the weights and every version's metrics (what `plinth model compare` shows).
+(POST /plinth/reload, which the CLI calls after every change; accepted from loopback only) and
+when its mtime changes, and applies all weights in one request to HAProxy's runtime API (a
+Unix socket in a private directory), with no reload of HAProxy: connections stay open, requests
+in flight finish on the version they were sent to, and the next request sees the new weights.
+It then reads the weights back and reports the generation it routes.
 
 With auto-rollback limits in the state, the router checks the canary once a second and, when
 it breaches them, rolls it back itself (recorded in the state's history as auto-rollback).
-
-A plain ASGI app on uvicorn (uvloop, httptools) rather than FastAPI or KServe's server: the
-router is on every request's path, and routing one request is a dictionary lookup and a
-forward. The upstream client is serving/upstream.py's keep-alive pool (TCP_NODELAY): aiohttp's
-client cost about 0.3 ms of CPU per forwarded request here (measured, see docs/bench).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
+import contextlib
 import logging
 import os
-import random
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
 import time
+import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -39,52 +50,243 @@ import orjson
 
 from platform_cli.serving import state as traffic_store
 from platform_cli.serving import traffic
-from platform_cli.serving.metrics import VersionMetrics
-from platform_cli.serving.upstream import Pool, UpstreamError
 
 logger = logging.getLogger("plinth.router")
 
 _POLL_S = 0.5
 _CHECK_S = 1.0
-_UPSTREAM_TIMEOUT_S = 30.0
+_METRICS_TIMEOUT_S = 2.0
+_READY_TIMEOUT_S = 10.0
 _JSON = [(b"content-type", b"application/json")]
+BACKEND = "versions"
+# Server slots in the backend, declared in the configuration and pointed at versions at run time.
+# A split has at most two live versions (production and a canary); the other slots let a version
+# that left it drain. (Servers added at run time, HAProxy's dynamic servers, measured about
+# 0.2 ms slower per request here than declared ones.)
+SLOTS = 4
+_PARKED = "127.0.0.1:9"  # where an unused slot points; at weight 0 it is never chosen
+
+
+def haproxy_config(model: str, host: str, port: int, control_port: int, admin_socket: Path) -> str:
+    """HAProxy's configuration for one model's split (pure). Versions are added at run time
+    through the admin socket, so the file never changes while the router runs."""
+    predict = f"/v1/models/{model}:predict"
+    address = f"[{host}]" if ":" in host else host
+    slots = "\n".join(f"    server s{i} {_PARKED} weight 0" for i in range(1, SLOTS + 1))
+    return f"""\
+global
+    maxconn 4096
+    nbthread 1
+    stats socket {admin_socket} mode 600 level admin
+    log stderr format short local0 notice
+
+defaults
+    mode http
+    log global
+    option dontlognull
+    timeout connect 2s
+    timeout client 75s
+    timeout server 60s
+    timeout http-keep-alive 75s
+    http-reuse always
+    # The version servers are on this machine: a refused connection, or a pooled one that a
+    # dead server left behind, means the version is gone, so the request goes to another
+    # version at once (redispatch), counted against the first. Predictions are idempotent.
+    retries 2
+    retry-on conn-failure empty-response junk-response
+    option redispatch 1
+    http-error status 503 content-type application/json string "{{\\"error\\": \\"model {model} has no version taking traffic\\"}}"
+    http-error status 502 content-type application/json string "{{\\"error\\": \\"model {model}: no version answered\\"}}"
+    http-error status 504 content-type application/json string "{{\\"error\\": \\"model {model}: no version answered in time\\"}}"
+
+frontend model
+    bind {address}:{port}
+    http-request return status 403 content-type application/json string "{{\\"error\\": \\"reload is accepted from loopback only\\"}}" if {{ path /plinth/reload }} !{{ src 127.0.0.0/8 ::1 }}
+    use_backend {BACKEND} if {{ path {predict} }} {{ method POST }}
+    default_backend control
+
+backend {BACKEND}
+    balance roundrobin
+{slots}
+
+backend control
+    server control 127.0.0.1:{control_port}
+"""
+
+
+def runtime_commands(weights: dict[int, int], upstreams: dict[int, tuple[str, int]],
+                     slots: dict[int, str]) -> tuple[list[str], dict[int, str]]:
+    """HAProxy runtime-API commands that make the backend route by `weights`, and the slots
+    the versions then hold (pure).
+
+    slots: the version each slot points to now. A version keeps its slot; a new one takes a
+    slot never used, else the one of the version that left the split longest ago (`slots` is
+    kept in the order they were assigned). A version that left stays at weight 0."""
+    assigned = dict(slots)
+    free = [f"s{i}" for i in range(1, SLOTS + 1) if f"s{i}" not in assigned.values()]
+    free += [slot for version, slot in assigned.items() if version not in upstreams]
+    commands = []
+    for version in sorted(upstreams):
+        if version not in assigned:
+            if not free:
+                raise RuntimeError(f"no free server slot for version {version}: {SLOTS} slots hold {sorted(assigned)}")
+            slot = free.pop(0)
+            assigned = {v: s for v, s in assigned.items() if s != slot}
+            assigned[version] = slot
+        host, port = upstreams[version]
+        commands.append(f"set server {BACKEND}/{assigned[version]} addr {host} port {port}")
+    for version, slot in assigned.items():
+        commands.append(f"set server {BACKEND}/{slot} weight {weights.get(version, 0) if version in upstreams else 0}")
+    return commands, assigned
+
+
+class HAProxy:
+    """The HAProxy child process and its runtime API."""
+
+    def __init__(self, config: str, directory: Path):
+        self.directory = directory
+        self.socket = directory / "admin.sock"
+        (directory / "haproxy.cfg").write_text(config)
+        self.process = subprocess.Popen(
+            [shutil.which("haproxy") or "haproxy", "-db", "-f", str(directory / "haproxy.cfg")],
+            stdin=subprocess.DEVNULL, preexec_fn=_end_with_parent,
+        )
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"haproxy exited with code {self.process.returncode} (its messages are above)")
+            with contextlib.suppress(OSError):
+                self.command("show info")
+                return
+            time.sleep(0.05)
+        raise SystemExit(f"haproxy did not open its admin socket within {timeout:.0f} s")
+
+    def command(self, line: str) -> str:
+        """Run one line on the runtime API (commands separated by ';'); its whole answer."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as connection:
+            connection.settimeout(5.0)
+            connection.connect(str(self.socket))
+            connection.sendall(line.encode() + b"\n")
+            chunks = []
+            while chunk := connection.recv(65536):
+                chunks.append(chunk)
+        return b"".join(chunks).decode()
+
+    def servers(self) -> dict[str, dict[str, str]]:
+        """The backend's counters per slot (HAProxy's `show stat` CSV fields)."""
+        lines = self.command("show stat").splitlines()
+        header = lines[0].lstrip("# ").split(",")
+        rows = (dict(zip(header, line.split(","))) for line in lines[1:])
+        return {row["svname"]: row for row in rows if row.get("pxname") == BACKEND and row.get("svname", "").startswith("s")}
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+def _end_with_parent() -> None:
+    # Linux: HAProxy gets SIGTERM when the router exits, however it exits.
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def _counter(row: dict[str, str], field: str) -> int:
+    value = row.get(field) or "0"
+    return int(value) if value.isdigit() else 0
+
+
+def unanswered(row: dict[str, str]) -> int:
+    """Requests HAProxy sent to a version that the version never answered: refused or failed
+    connections (redispatched elsewhere or not) and broken answers."""
+    return _counter(row, "wredis") + _counter(row, "econ") + _counter(row, "eresp")
+
+
+def merged(server: dict | None, failures: int, in_transit: int) -> dict:
+    """One version's metrics: what its server counted, plus what HAProxy saw it fail (pure)."""
+    snapshot = dict(server or {"requests": 0, "errors": 0, "rejected": 0, "in_flight": 0, "p50_ms": None, "p99_ms": None, "mean_prediction": None})
+    snapshot["requests"] += failures
+    snapshot["errors"] += failures
+    snapshot["in_flight"] = max(snapshot["in_flight"], in_transit)
+    snapshot["error_rate"] = snapshot["errors"] / snapshot["requests"] if snapshot["requests"] else 0.0
+    snapshot.pop("runtime", None)
+    return snapshot
 
 
 class Router:
-    def __init__(self, model: str, state_path: Path):
+    def __init__(self, model: str, state_path: Path, proxy: HAProxy):
         self.model = model
         self.state_path = Path(state_path)
-        self.predict_path = f"/v1/models/{model}:predict"
+        self.proxy = proxy
         self.ready_path = f"/v1/models/{model}"
         self.state = traffic.TrafficState(model=model)
-        self.weights: list[tuple[int, int]] = []
-        self.upstreams: dict[int, tuple[str, int]] = {}
-        self.metrics: dict[int, VersionMetrics] = {}
+        self.slots: dict[int, str] = {}  # version -> the backend server slot pointing to it
+        # Per version: HAProxy's failure count when it (re)joined the split, and the last
+        # metrics its server reported (kept for a server that stopped answering).
+        self.baseline: dict[int, int] = {}
+        self.last_seen: dict[int, dict] = {}
         self._mtime = None
-        self._pool = Pool(_UPSTREAM_TIMEOUT_S)
+        # reload() runs in worker threads (the control app's reload and the file watch): one at a time.
+        self._applying = threading.Lock()
 
     # -- state -------------------------------------------------------------------------------
 
     def reload(self) -> int:
         """Apply the state file; returns the generation now routed."""
+        with self._applying:
+            return self._apply()
+
+    def _apply(self) -> int:
         try:
             mtime = self.state_path.stat().st_mtime_ns
         except FileNotFoundError:
             return self.state.generation
         loaded = traffic_store.load(self.state_path, self.model)
         self._mtime = mtime
-        if loaded == self.state and self.weights:
-            return loaded.generation  # e.g. only the mtime changed; a re-served split may differ in upstreams only
-        live = [(v, w) for v, w in sorted(loaded.weights.items()) if w > 0 and v in loaded.upstreams]
-        # A version that (re)joins the split starts with fresh metrics; one that stays keeps its own.
-        metrics = {v: self.metrics.get(v) or VersionMetrics() for v in loaded.weights}
-        for version, old in self.metrics.items():
-            if version not in metrics and old.in_flight:
-                metrics[version] = old  # still draining: keep counting its last answers
+        if loaded == self.state and self.slots:
+            return loaded.generation
         upstreams = {v: _host_port(url) for v, url in loaded.upstreams.items()}
-        self.state, self.weights, self.upstreams, self.metrics = loaded, live, upstreams, metrics
-        logger.info("generation %d: weights %s", loaded.generation, dict(live))
+        live = {v: w for v, w in loaded.weights.items() if w > 0 and v in upstreams}
+        commands, slots = runtime_commands(live, upstreams, self.slots)
+        answer = self.proxy.command("; ".join(commands)) if commands else ""
+        # What HAProxy routes now, read back: the generation is reported only once it is true.
+        applied = {v: self.proxy.command(f"get weight {BACKEND}/{slot}").split()[0] for v, slot in slots.items()}
+        if {v: int(w) for v, w in applied.items() if w.isdigit() and int(w)} != live:
+            raise RuntimeError(f"haproxy routes {applied}, not the split {live}: {' '.join(answer.split())}")
+        rejoined = {v for v, slot in slots.items() if self.slots.get(v) != slot}
+        self.slots = slots
+        # A version that (re)joins the split starts with fresh metrics; one that stays keeps its
+        # own. HAProxy's counters belong to the slot, so a version counts from when it took it.
+        stats = self.proxy.servers()
+        for version in (set(loaded.weights) - set(self.state.weights)) | rejoined:
+            self.baseline[version] = unanswered(stats.get(self.slots.get(version, ""), {}))
+            self.last_seen.pop(version, None)
+        self.state = loaded
+        logger.info("generation %d: weights %s", loaded.generation, live)
         return loaded.generation
+
+    def metrics(self) -> dict[int, dict]:
+        """Every version of the split (and any still draining), merged from its server and HAProxy."""
+        slots = self.proxy.servers()
+        stats = {version: slots.get(slot, {}) for version, slot in self.slots.items()}
+        versions = set(self.state.weights) | {v for v, row in stats.items() if _counter(row, "scur") + _counter(row, "qcur")}
+        result = {}
+        for version in sorted(versions):
+            url = self.state.upstreams.get(version)
+            if url is not None:
+                seen = _server_metrics(url)
+                if seen is not None:
+                    self.last_seen[version] = seen
+            row = stats.get(version, {})
+            failures = unanswered(row) - self.baseline.get(version, 0)
+            result[version] = merged(self.last_seen.get(version), max(failures, 0), _counter(row, "scur") + _counter(row, "qcur"))
+        return result
 
     def snapshot(self) -> dict:
         return {
@@ -93,17 +295,20 @@ class Router:
             "production": self.state.production,
             "canary": self.state.canary,
             "weights": {str(v): w for v, w in self.state.weights.items()},
-            "metrics": {str(v): m.snapshot() for v, m in sorted(self.metrics.items())},
+            "metrics": {str(v): m for v, m in self.metrics().items()},
         }
 
     async def watch(self) -> None:
         """Reload on a changed state file; roll back a canary that breaches the limits."""
+        checked = time.monotonic()
         while True:
             await asyncio.sleep(_POLL_S)
             try:
                 if self.state_path.stat().st_mtime_ns != self._mtime:
-                    self.reload()
-                await self._check_canary()
+                    await asyncio.to_thread(self.reload)
+                if time.monotonic() - checked >= _CHECK_S:
+                    checked = time.monotonic()
+                    await self._check_canary()
             except FileNotFoundError:
                 pass
             except Exception:  # keep routing whatever happens here; the log says what
@@ -111,10 +316,12 @@ class Router:
 
     async def _check_canary(self) -> None:
         limits, canary = self.state.auto_rollback, self.state.canary
-        if limits is None or canary is None or canary not in self.metrics:
+        if limits is None or canary is None:
             return
-        production = self.metrics.get(self.state.production)
-        reason = traffic.breach(limits, self.metrics[canary].snapshot(), production and production.snapshot())
+        metrics = await asyncio.to_thread(self.metrics)
+        if canary not in metrics:
+            return
+        reason = traffic.breach(limits, metrics[canary], metrics.get(self.state.production))
         if reason is None:
             return
         generation = self.state.generation
@@ -128,9 +335,9 @@ class Router:
         _, after = await asyncio.to_thread(traffic_store.update, self.state_path, self.model, roll_back)
         if after.generation != generation:
             logger.warning("auto-rollback of version %d: %s", canary, reason)
-            self.reload()
+            await asyncio.to_thread(self.reload)
 
-    # -- requests ----------------------------------------------------------------------------
+    # -- the control app (everything but predictions) -----------------------------------------
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
@@ -139,57 +346,14 @@ class Router:
         if scope["type"] != "http":
             return
         path, method = scope["path"], scope["method"]
-        if path == self.predict_path and method == "POST":
-            await self._predict(await _body(receive), send)
-        elif path == self.ready_path and method == "GET":
-            await _respond(send, 200, {"name": self.model, "ready": bool(self.weights)})
+        if path == self.ready_path and method == "GET":
+            await _respond(send, 200, {"name": self.model, "ready": any(w > 0 for w in self.state.weights.values())})
         elif path == "/plinth/state" and method == "GET":
-            await _respond(send, 200, self.snapshot())
+            await _respond(send, 200, await asyncio.to_thread(self.snapshot))
         elif path == "/plinth/reload" and method == "POST":
-            if not _loopback(scope):
-                await _respond(send, 403, {"error": "reload is accepted from loopback only"})
-            else:
-                await _respond(send, 200, {"generation": self.reload()})
+            await _respond(send, 200, {"generation": await asyncio.to_thread(self.reload)})
         else:
-            await _respond(send, 404, {"error": f"no route {method} {path}; predict with POST {self.predict_path}"})
-
-    async def _predict(self, body: bytes, send) -> None:
-        weights = self.weights  # one read: a reload mid-request cannot split this request's view
-        if not weights:
-            await _respond(send, 503, {"error": f"model {self.model} has no version taking traffic"})
-            return
-        version = traffic.pick(weights, random.random())
-        status, payload = await self._forward(version, body)
-        if status == 0 and version != self.state.production and self.state.production in self.upstreams:
-            # The canary's server is gone (crashed, stopped): answer from production instead.
-            version = self.state.production
-            status, payload = await self._forward(version, body)
-        if status == 0:
-            await _respond(send, 502, {"error": f"model {self.model} version {version} is not answering"}, version)
-            return
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [*_JSON, (b"x-plinth-version", str(version).encode())]})
-        await send({"type": "http.response.body", "body": payload})
-
-    async def _forward(self, version: int, body: bytes) -> tuple[int, bytes]:
-        """(status, body) from the version's server; status 0 when it did not answer."""
-        metrics = self.metrics.setdefault(version, VersionMetrics())
-        host, port = self.upstreams[version]
-        metrics.in_flight += 1
-        started = time.perf_counter()
-        status, payload, predictions = 0, b"", None
-        try:
-            status, payload = await self._pool.post(host, port, f"/v1/models/{self.model}-v{version}:predict", body)
-            if status == 200:
-                predictions = orjson.loads(payload).get("predictions")
-        except UpstreamError as e:
-            logger.warning("version %d did not answer: %s", version, e)
-        except (orjson.JSONDecodeError, AttributeError):
-            pass  # an answer without a predictions list still counts; it just has no mean
-        finally:
-            metrics.in_flight -= 1
-        metrics.record(time.perf_counter() - started, status, predictions)
-        return status, payload
+            await _respond(send, 404, {"error": f"no route {method} {path}; predict with POST /v1/models/{self.model}:predict"})
 
     async def _lifespan(self, receive, send) -> None:
         while True:
@@ -200,25 +364,21 @@ class Router:
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 self._watcher.cancel()
-                self._pool.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
 
-async def _body(receive) -> bytes:
-    chunks = []
-    while True:
-        message = await receive()
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(chunks)
+def _server_metrics(url: str) -> dict | None:
+    """A version server's own metrics, or None if it does not answer."""
+    try:
+        with urllib.request.urlopen(f"{url}/plinth/metrics", timeout=_METRICS_TIMEOUT_S) as response:
+            return orjson.loads(response.read())
+    except (OSError, ValueError):
+        return None
 
 
-async def _respond(send, status: int, data: dict, version: int | None = None) -> None:
-    headers = list(_JSON)
-    if version is not None:
-        headers.append((b"x-plinth-version", str(version).encode()))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+async def _respond(send, status: int, data: dict) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": _JSON})
     await send({"type": "http.response.body", "body": orjson.dumps(data)})
 
 
@@ -227,12 +387,10 @@ def _host_port(url: str) -> tuple[str, int]:
     return parsed.hostname, parsed.port or 80
 
 
-def _loopback(scope) -> bool:
-    client = scope.get("client")
-    try:
-        return client is not None and ipaddress.ip_address(client[0]).is_loopback
-    except ValueError:
-        return False
+def _free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -242,15 +400,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", required=True, type=int)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(process)d %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s.%(msecs)03d %(process)d %(name)s %(levelname)s %(message)s",
+                        datefmt="%Y-%m-%d %H:%M:%S")
+    if shutil.which("haproxy") is None:
+        raise SystemExit("error: haproxy not found: the traffic split runs on it (apt-get install haproxy; scripts/bootstrap installs it)")
 
     import uvicorn
 
-    logger.info("routing model %s on %s port %d (state %s, pid %d)", args.model, args.host, args.port, args.state, os.getpid())
-    uvicorn.run(
-        Router(args.model, args.state), host=args.host, port=args.port, loop="uvloop", http="httptools",
-        lifespan="on", access_log=False, log_level="warning",
-    )
+    # A private directory (mode 700) for HAProxy's admin socket: whoever can reach it can
+    # change the split. Short, under the temp directory, as a socket path must be.
+    directory = Path(tempfile.mkdtemp(prefix=f"plinth-router-{args.model}-"))
+    control_port = _free_loopback_port()
+    proxy = HAProxy(haproxy_config(args.model, args.host, args.port, control_port, directory / "admin.sock"), directory)
+    try:
+        proxy.wait_ready(_READY_TIMEOUT_S)
+        logger.info("routing model %s on %s port %d through haproxy (pid %d), control on port %d (state %s, pid %d)",
+                    args.model, args.host, args.port, proxy.process.pid, control_port, args.state, os.getpid())
+        uvicorn.run(Router(args.model, args.state, proxy), host="127.0.0.1", port=control_port, loop="uvloop", http="httptools",
+                    lifespan="on", access_log=False, log_level="warning")
+    finally:
+        proxy.stop()
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,29 @@
-"""The model server process: one trained model behind KServe's Python model server (v1 protocol).
+"""The model server process: one trained model version answering KServe's v1 protocol.
 
-    python -m platform_cli.serving.server --model-name ctr --model-dir DIR --host 127.0.0.1 --http-port 8080
+    python -m platform_cli.serving.server --model-name ctr-v1 --model-dir DIR --host 127.0.0.1 --http-port 8080 \
+        [--version 1] [--max-batch 64] [--max-wait-ms 2] [--workers 2] [--tensor-inputs]
 
 A request carries raw rows, {"instances": [{<raw field>: value, ...}, ...]}; the server applies
-the model's own feature spec (the one it was trained with) with the transformer's code
-(serving/transformer.py: on a cluster the same step runs as the KServe transformer) and answers
-{"predictions": [<click probability>, ...]}. Requests it cannot use get a 400 with the reason.
+the model's own feature spec (the one it was trained with; serving/inputs.py, the code the
+cluster's KServe transformer runs) and answers {"predictions": [<click probability>, ...]}.
+Requests it cannot use get a 400 with the reason, {"error": "..."}, as KServe answers.
 
-The server listens on --host only. The model has no authentication, so the default is loopback;
-kserve's own ModelServer would listen on every interface whatever it is told (see _RESTServer).
+Where the time goes, and what the server does about it:
+- Concurrent requests are coalesced into one transform and one model call (serving/batching.py,
+  at most --max-batch rows, waiting at most --max-wait-ms for requests already arriving). Each
+  request gets its own rows back; a request the transform refuses gets its 400 alone, and a
+  model error fails only the requests of that call (500).
+- The model runs as TensorFlow Lite (the SavedModel's serving signature converted with built-in
+  ops only) when the conversion succeeds and gives the SavedModel's predictions on a probe batch
+  to 1e-6; otherwise as the SavedModel's signature. A TFLite call costs a few microseconds
+  where the signature costs a few hundred.
+- HTTP is uvicorn (httptools, uvloop) with a plain ASGI app: KServe's FastAPI stack cost more per
+  request than the transform and the model together. The routes are KServe's v1 predict and
+  readiness (and v2 readiness), plus GET /plinth/metrics, the version's request metrics.
+- --workers N runs N processes sharing the port (SO_REUSEPORT: the kernel spreads connections
+  over them) and one metrics table (serving/metrics.py). Every socket has TCP_NODELAY.
+
+The server listens on --host only. The model has no authentication, so the default is loopback.
 """
 
 from __future__ import annotations
@@ -17,123 +32,292 @@ import argparse
 import asyncio
 import logging
 import os
-import warnings
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
 # Before TensorFlow is imported: its C++ start-up chatter (including spurious "E" lines about
-# CUDA plugins on CPU-only machines) would bury the server's own log lines. Python-level
-# failures still surface as tracebacks.
+# CUDA plugins on CPU-only machines) would bury the server's own log lines.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from kserve import Model, ModelServer  # noqa: E402
-from kserve.constants.constants import FASTAPI_APP_IMPORT_STRING  # noqa: E402
-from kserve.logging import configure_logging, logger, trace_logger  # noqa: E402
-from kserve.model import BaseKServeModel  # noqa: E402
-from kserve.protocol.rest.server import RESTServer  # noqa: E402
+import orjson  # noqa: E402
 
 from platform_cli.features import SPEC_FILE, FeatureSpec  # noqa: E402
-from platform_cli.serving.transformer import request_inputs, tensor_inputs  # noqa: E402
+from platform_cli.serving.batching import MicroBatcher  # noqa: E402
+from platform_cli.serving.inputs import InvalidInput, instances, request_inputs, tensor_inputs  # noqa: E402
+from platform_cli.serving.metrics import SharedMetrics  # noqa: E402
+
+logger = logging.getLogger("plinth.server")
 
 SIGNATURE = "serving_default"
+RUNTIMES = ("auto", "tflite", "savedmodel")
+# TFLite must give the SavedModel's predictions to this much on the probe batch to be used.
+TFLITE_TOLERANCE = 1e-6
+_PROBE_ROWS = 64
+_JSON = (b"content-type", b"application/json")
+_KEEP_ALIVE_S = 600
 
 
-class SavedModelPredictor(Model):
-    """A SavedModel whose serving_default signature maps cat/num (and tokens, for a spec with
-    text fields) tensors to a probability."""
+class ModelError(Exception):
+    """The model call failed: the server's fault (500), for the requests of that call only."""
 
-    def __init__(self, name: str, model_dir: Path, tensor_inputs: bool = False):
-        super().__init__(name)
+
+class SavedModelPredictor:
+    """A trained model directory (SavedModel + feature_spec.json) in KServe's model shape:
+    load(), preprocess(payload) -> model inputs, predict(inputs) -> {"predictions": [...]}.
+
+    The serving_default signature maps cat/num (and tokens, for a spec with text fields)
+    tensors to a probability."""
+
+    def __init__(self, name: str, model_dir: Path, tensor_inputs: bool = False, runtime: str = "auto"):
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+        self.name = name
         self.model_dir = Path(model_dir)
         # True behind a KServe transformer, which has already turned raw rows into model inputs.
         self.takes_tensors = tensor_inputs
-        self._saved_model: Any = None
-        self._signature: Any = None
+        self.runtime = runtime
+        self.ready = False
         self._spec: FeatureSpec | None = None
+        self._call: Any = None
 
     def load(self) -> bool:
         self._spec = FeatureSpec.load(self.model_dir / SPEC_FILE)
-        # Keep the loaded object alive: the signature function does not own the variables.
-        self._saved_model = tf.saved_model.load(str(self.model_dir))
-        self._signature = self._saved_model.signatures[SIGNATURE]
-        self._warm_up()
+        self._call, self.runtime = _load_model(self.model_dir, self._spec, self.runtime)
+        # One prediction before reporting ready: a model that does not fit its feature spec
+        # fails here, at start-up with a traceback in the log, instead of on every request.
+        self.predict(self.inputs([_warm_up_row(self._spec)] if not self.takes_tensors else _zero_tensor_rows(self._spec)))
         self.ready = True
         return self.ready
 
-    def _warm_up(self) -> None:
-        # One prediction before reporting ready: the first call pays for tracing and lazy
-        # imports (~40 ms), and a model that does not fit its feature spec fails here, at
-        # start-up with a traceback in the log, instead of on every request.
-        row = {f.name: "warm-up" for f in self._spec.categorical}
-        row |= {f.name: 0.0 for f in self._spec.numeric}
-        row |= {f.name: "warm up" for f in self._spec.text}
-        inputs = request_inputs(self._spec, {"instances": [row]})
-        self.predict(inputs)
+    def inputs(self, rows: list[dict]) -> dict[str, np.ndarray]:
+        """Model inputs for a request's rows (InvalidInput: the request's 400)."""
+        return tensor_inputs(self._spec, rows) if self.takes_tensors else request_inputs(self._spec, rows)
 
-    # preprocess/predict are deliberately synchronous: each request is a few milliseconds of
-    # CPU, so hopping to a thread pool would only add latency in a single-worker server.
-    def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> dict:
-        if self.takes_tensors:
-            return tensor_inputs(self._spec, payload)
-        return request_inputs(self._spec, payload)
+    def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+        return self.inputs(instances(payload))
+
+    def probabilities(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return self._call(inputs)
 
     def predict(self, inputs: dict[str, np.ndarray], headers: dict[str, str] | None = None) -> dict:
-        outputs = self._signature(**{key: tf.constant(value) for key, value in inputs.items()})
-        return {"predictions": outputs["probability"].numpy().astype(float).tolist()}
+        return {"predictions": self.probabilities(inputs).astype(float).tolist()}
+
+    def process(self, requests: list[list[dict]]) -> list[np.ndarray | Exception]:
+        """Probabilities for each request of a batch, or the exception that request gets: the
+        rows of all go through one transform and one model call; a request the transform
+        refuses is answered alone with its InvalidInput, the others go on without it."""
+        results: list[Any] = [None] * len(requests)
+        try:
+            inputs = self.inputs([row for rows in requests for row in rows]) if len(requests) > 1 else self.inputs(requests[0])
+            good = list(range(len(requests)))
+        except InvalidInput:
+            # Find the culprits: each request transformed on its own (and the 400 names its own row).
+            parts = {}
+            for i, rows in enumerate(requests):
+                try:
+                    parts[i] = self.inputs(rows)
+                except InvalidInput as e:
+                    results[i] = e
+            good = sorted(parts)
+            if not good:
+                return results
+            inputs = {key: np.concatenate([parts[i][key] for i in good]) for key in parts[good[0]]}
+        try:
+            probabilities = self.probabilities(inputs)
+        except Exception as e:
+            logger.exception("model call for %d requests failed", len(good))
+            error = ModelError(f"model {self.name} failed: {' '.join(str(e).split())[:200] or type(e).__name__}")
+            for i in good:
+                results[i] = error
+            return results
+        start = 0
+        for i in good:
+            results[i] = probabilities[start:start + len(requests[i])]
+            start += len(requests[i])
+        return results
 
 
-class _RESTServer(RESTServer):
-    """KServe's REST server (its FastAPI app, v1/v2 routes, error handlers) listening on one host.
+def _load_model(model_dir: Path, spec: FeatureSpec, runtime: str):
+    """(a function inputs -> float32 probabilities, the runtime used)."""
+    import tensorflow as tf
 
-    kserve 0.15's RESTServer builds its uvicorn config with host="0.0.0.0" and takes no host.
-    uvicorn reads config.host only when it starts listening, so setting it after kserve built
-    the config is enough; everything else (single worker, asyncio loop, and with it
-    TCP_NODELAY on every connection) stays kserve's.
-    """
+    # Keep the loaded object alive: the signature function does not own the variables.
+    saved_model = tf.saved_model.load(str(model_dir))
+    signature = saved_model.signatures[SIGNATURE]
 
-    def __init__(self, *args: Any, host: str, **kwargs: Any):
-        super().__init__(*args, **kwargs)
-        self.config.host = host
+    def call_signature(inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return signature(**{key: tf.constant(value) for key, value in inputs.items()})["probability"].numpy()
+
+    call_signature.saved_model = saved_model  # noqa: attribute keeps it referenced
+    if runtime == "savedmodel":
+        return call_signature, "savedmodel"
+    try:
+        call_tflite = _tflite(model_dir)
+        probe = _probe_inputs(spec)
+        difference = float(np.max(np.abs(call_tflite(probe) - call_signature(probe))))
+    except Exception as e:  # not convertible with built-in ops, or the interpreter refuses it
+        if runtime == "tflite":
+            raise
+        logger.warning("serving the SavedModel's signature: TFLite conversion failed (%s)", " ".join(str(e).split())[:300])
+        return call_signature, "savedmodel"
+    if difference > TFLITE_TOLERANCE:
+        if runtime == "tflite":
+            raise ValueError(f"TFLite predictions differ from the SavedModel's by {difference:.2e} (> {TFLITE_TOLERANCE})")
+        logger.warning("serving the SavedModel's signature: TFLite differs by %.2e on the probe batch", difference)
+        return call_signature, "savedmodel"
+    logger.info("serving as TFLite (predictions within %.1e of the SavedModel's on %d probe rows)", difference, _PROBE_ROWS)
+    return call_tflite, "tflite"
 
 
-class _ModelServer(ModelServer):
-    """ModelServer with its REST server on `host`: one worker, HTTP only.
+def _tflite(model_dir: Path):
+    import tensorflow as tf
 
-    start() is ModelServer.start's single-worker path (kserve 0.15.2) with _RESTServer in place
-    of RESTServer, which ModelServer.start constructs inline. Re-check it when upgrading kserve;
-    tests/integration/test_serving.py fails if the server is reachable beyond its host.
-    """
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(model_dir), signature_keys=[SIGNATURE])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    # One thread: the server's event loop is the other half of every request, and several
+    # workers share the cores.
+    interpreter = tf.lite.Interpreter(model_content=converter.convert(), num_threads=1)
+    runner = interpreter.get_signature_runner(SIGNATURE)
 
-    def __init__(self, host: str, **kwargs: Any):
-        # One worker: kserve's multi-worker socket lacks TCP_NODELAY (~44 ms per request
-        # measured). No gRPC: local serving promises one port, the HTTP one.
-        super().__init__(workers=1, enable_grpc=False, **kwargs)
-        self.host = host
+    def call(inputs: dict[str, np.ndarray]) -> np.ndarray:
+        return runner(**inputs)["probability"]
 
-    def start(self, models: list[BaseKServeModel]) -> None:
-        self._register_and_check_atleast_one_model_is_ready(models)
-        self._rest_server = _RESTServer(
-            FASTAPI_APP_IMPORT_STRING,
-            self.dataplane,
-            self.model_repository_extension,
-            self.http_port,
-            access_log_format=self.access_log_format,
-            workers=1,
-            grace_period=self.grace_period,
-            host=self.host,
-        )
-        self.servers.append(self._rest_server.start())
-        self.setup_event_loop()
-        self.register_signal_handler()
-        asyncio.run(self._serve())
+    call.interpreter = interpreter  # noqa: attribute keeps it referenced
+    return call
+
+
+def _probe_inputs(spec: FeatureSpec) -> dict[str, np.ndarray]:
+    """Random model inputs within the spec's ranges, to compare two runtimes of one model."""
+    rng = np.random.default_rng(0)
+    buckets = np.array([f.buckets for f in spec.categorical], dtype=np.int64)
+    inputs = {
+        "cat": (rng.random((_PROBE_ROWS, len(buckets))) * buckets).astype(np.int64),
+        "num": rng.normal(size=(_PROBE_ROWS, len(spec.numeric))).astype(np.float32),
+    }
+    if spec.text:
+        inputs["tokens"] = np.concatenate(
+            [(rng.random((_PROBE_ROWS, f.max_tokens)) * f.buckets).astype(np.int64) for f in spec.text], axis=1)
+    return inputs
+
+
+def _warm_up_row(spec: FeatureSpec) -> dict:
+    return ({f.name: "warm-up" for f in spec.categorical} | {f.name: 0.0 for f in spec.numeric}
+            | {f.name: "warm up" for f in spec.text})
+
+
+def _zero_tensor_rows(spec: FeatureSpec) -> list[dict]:
+    row = {"cat": [0] * len(spec.categorical), "num": [0.0] * len(spec.numeric)}
+    if spec.text:
+        row["tokens"] = [0] * sum(f.max_tokens for f in spec.text)
+    return [row]
+
+
+class ModelApp:
+    """The ASGI app: KServe's v1 routes for one model, answering predictions through the batcher."""
+
+    def __init__(self, model: SavedModelPredictor, metrics: SharedMetrics, worker: int, version: int | None,
+                 max_batch: int, max_wait_s: float):
+        self.model = model
+        self.shared = metrics
+        self.metrics = metrics.worker(worker)
+        self.in_flight = 0
+        self.batcher = MicroBatcher(model.process, max_batch, max_wait_s, in_flight=lambda: self.in_flight)
+        # A version server of a traffic split (ctr-v3) also answers as its model (ctr): the
+        # split's proxy forwards requests unchanged.
+        names = {model.name}
+        if version is not None and model.name.endswith(f"-v{version}"):
+            names.add(model.name.removesuffix(f"-v{version}"))
+        self.predict_paths = {f"/v1/models/{name}:predict" for name in names}
+        self.predict_path = f"/v1/models/{model.name}:predict"
+        self.ready_paths = {f"/v1/models/{model.name}", f"/v2/models/{model.name}/ready", "/v2/health/ready"}
+        self.headers = [_JSON] + ([(b"x-plinth-version", str(version).encode())] if version is not None else [])
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while (await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        if scope["type"] != "http":
+            return
+        path, method = scope["path"], scope["method"]
+        if path in self.predict_paths and method == "POST":
+            await self.predict(receive, send)
+        elif path in self.ready_paths and method == "GET":
+            await self.respond(send, 200, {"name": self.model.name, "ready": self.model.ready})
+        elif path == "/plinth/metrics" and method == "GET":
+            await self.respond(send, 200, {"runtime": self.model.runtime, **self.shared.snapshot()})
+        else:
+            await self.respond(send, 404, {"error": f"no route {method} {path}; predict with POST {self.predict_path}"})
+
+    async def predict(self, receive, send) -> None:
+        started = time.perf_counter()
+        self.in_flight += 1
+        self.metrics.started()
+        status, predictions = 500, None
+        try:
+            body = await _body(receive)
+            try:
+                rows = instances(orjson.loads(body))
+                predictions = await self.batcher.submit(rows)
+            except orjson.JSONDecodeError as e:
+                status, answer = 400, {"error": f"the request body is not JSON: {e}"}
+            except InvalidInput as e:
+                status, answer = 400, {"error": e.reason}
+            except ModelError as e:
+                status, answer = 500, {"error": str(e)}
+            else:
+                status, answer = 200, {"predictions": predictions.astype(float).tolist()}
+            await self.respond(send, status, answer)
+        finally:
+            self.in_flight -= 1
+            self.metrics.finished(time.perf_counter() - started, status, predictions)
+
+    async def respond(self, send, status: int, data: dict) -> None:
+        body = orjson.dumps(data)
+        # With its length known the answer is two writes; without, uvicorn would chunk it (three).
+        headers = [*self.headers, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+async def _body(receive) -> bytes:
+    message = await receive()
+    body = message.get("body", b"")
+    while message.get("more_body"):
+        message = await receive()
+        body += message.get("body", b"")
+    return body
+
+
+def listening_socket(host: str, port: int, shared: bool) -> socket.socket:
+    """A TCP socket listening on host:port, TCP_NODELAY (accepted connections inherit it);
+    shared: SO_REUSEPORT, for a version's workers to listen on one port."""
+    family, _, _, _, address = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if shared:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind(address)
+    sock.listen(1024)
+    sock.set_inheritable(False)
+    return sock
 
 
 def _pin_threads() -> None:
-    # One request at a time on a small model: more threads only contend with uvicorn's loop
-    # (and with the training jobs sharing a laptop) without making a single call faster.
-    tf.config.threading.set_intra_op_parallelism_threads(min(2, os.cpu_count() or 1))
+    import tensorflow as tf
+
+    # Requests are batched on one event loop per worker: more TensorFlow threads only contend
+    # with the loop (and the other workers) without making a call faster.
+    tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
@@ -143,25 +327,61 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model-dir", required=True, type=Path)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     parser.add_argument("--http-port", required=True, type=int)
-    parser.add_argument("--version", type=int, help="registry version, for the log only")
+    parser.add_argument("--version", type=int, help="registry version: the log, and the x-plinth-version answer header")
     parser.add_argument("--tensor-inputs", action="store_true",
                         help="take model inputs {\"instances\": [{\"cat\": [...], \"num\": [...]}]} from a transformer instead of raw rows")
-    return parser.parse_args(argv)
+    parser.add_argument("--max-batch", type=int, default=64, help="most rows in one model call")
+    parser.add_argument("--max-wait-ms", type=float, default=2.0, help="longest a batch waits for requests already arriving")
+    parser.add_argument("--workers", type=int, default=1, help="server processes sharing the port")
+    parser.add_argument("--runtime", choices=RUNTIMES, default="auto", help="auto: TFLite when it converts and agrees, else the SavedModel")
+    # Set by the first worker for the others: their index, and the shared metrics table.
+    parser.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--metrics-fd", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.max_batch < 1 or args.max_wait_ms < 0 or args.workers < 1:
+        parser.error("--max-batch and --workers must be at least 1, --max-wait-ms at least 0")
+    return args
 
 
-def _quiet_logs() -> None:
-    # Per-request timing lines (two per request, next to uvicorn's access line) would make the
-    # log mostly noise; kserve 0.15 with this FastAPI also warns about its own ORJSONResponse use.
-    trace_logger.setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", message="ORJSONResponse is deprecated")
+def _configure_logging() -> None:
+    # "<date> <time>.<ms> <pid> <logger> <LEVEL> <message>": what serving/local.py strips when it
+    # reports a failed start's last error line.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s.%(msecs)03d %(process)d %(name)s %(levelname)s %(message)s",
+                        datefmt="%Y-%m-%d %H:%M:%S")
+
+
+def _start_other_workers(args: argparse.Namespace, argv: list[str], metrics: SharedMetrics) -> list[subprocess.Popen]:
+    """Workers 1..N-1: this command again with --worker i. They share the process group (so
+    stopping the server stops them), end with the first worker, and map its metrics table."""
+    others = []
+    for index in range(1, args.workers):
+        command = [sys.executable, "-m", "platform_cli.serving.server", *argv, "--worker", str(index), "--metrics-fd", str(metrics.fd)]
+        others.append(subprocess.Popen(command, stdin=subprocess.DEVNULL, pass_fds=(metrics.fd,)))
+    return others
+
+
+def _end_with_parent() -> None:
+    """Linux: SIGTERM this process when the process that started it exits (a worker must not
+    outlive the first worker, whatever ends it)."""
+    import ctypes
+    import signal
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     args = _parse_args(argv)
-    configure_logging()
-    _quiet_logs()
+    _configure_logging()
+    first = args.worker == 0
+    if not first:
+        _end_with_parent()
+    # The first worker creates the table before it starts the others, which map it.
+    metrics = SharedMetrics(args.workers, fd=args.metrics_fd)
+    others = _start_other_workers(args, argv, metrics) if first else []
     _pin_threads()
-    model = SavedModelPredictor(args.model_name, args.model_dir, tensor_inputs=args.tensor_inputs)
+    model = SavedModelPredictor(args.model_name, args.model_dir, tensor_inputs=args.tensor_inputs, runtime=args.runtime)
     try:
         model.load()
     except Exception as e:
@@ -170,12 +390,28 @@ def main(argv: list[str] | None = None) -> None:
         logger.exception("loading the model failed")
         reason = " ".join(str(e).split()) or type(e).__name__
         logger.error("cannot load model %s from %s: %s", args.model_name, args.model_dir, reason)
+        for worker in others:
+            worker.kill()
         raise SystemExit(1) from e
+    sock = listening_socket(args.host, args.http_port, shared=args.workers > 1)
     logger.info(
-        "serving model %s version %s from %s on %s port %d",
-        args.model_name, args.version, args.model_dir, args.host, args.http_port,
+        "serving model %s version %s from %s on %s port %d (%s, batches of up to %d rows, wait up to %g ms, worker %d of %d)",
+        args.model_name, args.version, args.model_dir, args.host, args.http_port, model.runtime,
+        args.max_batch, args.max_wait_ms, args.worker + 1, args.workers,
     )
-    _ModelServer(args.host, http_port=args.http_port, enable_latency_logging=False).start([model])
+    import uvicorn
+
+    app = ModelApp(model, metrics, args.worker, args.version, args.max_batch, args.max_wait_ms / 1000)
+    # Idle keep-alive connections are left for the client to close (the split's proxy pools
+    # them and closes its own idle ones first): a server closing one as the proxy reuses it
+    # would make a healthy version look like a failing one.
+    config = uvicorn.Config(app, loop="uvloop", http="httptools", lifespan="on", access_log=False, log_level="warning",
+                            proxy_headers=False, server_header=False, date_header=False, timeout_keep_alive=_KEEP_ALIVE_S)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        for worker in others:
+            worker.terminate()
 
 
 if __name__ == "__main__":

@@ -154,16 +154,6 @@ def breach(limits: AutoRollbackConfig, canary: dict, production: dict | None) ->
     return None
 
 
-def pick(weights: list[tuple[int, int]], draw: float) -> int:
-    """The version for a request, given [(version, percent), ...] and a uniform draw in [0, 1)."""
-    point = draw * sum(w for _, w in weights)
-    for version, weight in weights:
-        if point < weight:
-            return version
-        point -= weight
-    return weights[-1][0]  # draw * total rounded up to total
-
-
 def _canary_share(field: str, percent: int) -> int:
     if problem := canary_share_problem(percent):
         raise PlinthError(f"{field}: {problem}")

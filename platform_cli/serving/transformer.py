@@ -7,16 +7,16 @@ of its predictor (Plinth's model server with --tensor-inputs, holding the SavedM
         (KServe adds --model_name <isvc> --predictor_host <predictor service> --http_port 8080)
 
 A client sends raw fields, {"instances": [{"user_id": "u1", "hour": 21, ...}]}; preprocess()
-applies the model's own feature spec with platform_cli.features.transform, the function the
-Spark job applies offline through mapInPandas, and KServe's predict() forwards the model inputs
+applies the model's own feature spec with platform_cli.features.transform, whose features the
+Spark job computes bit for bit offline, and KServe's predict() forwards the model inputs
 in row format, {"instances": [{"cat": [...], "num": [...]}, ...]}, to the predictor. Requests
 it cannot use get a 400 with the reason, before the predictor is bothered.
 
 The predictor is not TensorFlow Serving because TF Serving wants the SavedModel under a numeric
 version directory (<base>/1/), and the registry keeps each version's model directory as
-training exported it. The local model server runs the same request_inputs() in-process in front
-of its SavedModel (one process per version, no extra hop), so both platforms transform requests
-with one piece of code.
+training exported it. The local model server runs the same request_inputs() (serving/inputs.py)
+in-process in front of its model (no extra hop), so both platforms transform requests with one
+piece of code.
 """
 
 from __future__ import annotations
@@ -26,51 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from kserve import Model, ModelServer
-from kserve.errors import InvalidInput
+from kserve.errors import InvalidInput as KServeInvalidInput
 from kserve.model import PredictorConfig
 
-from platform_cli.features import FeatureSpec, transform
-
-
-def request_inputs(spec: FeatureSpec, payload: Any) -> dict:
-    """{"cat": int64 [N, C], "num": float32 [N, K]} for a v1 request, or InvalidInput (a 400)
-    saying what is wrong with it."""
-    rows = _instances(payload)
-    try:
-        return transform(spec, rows)
-    except ValueError as e:
-        raise InvalidInput(str(e)) from e
-
-
-def tensor_inputs(spec: FeatureSpec, payload: Any) -> dict:
-    """The inverse of FeatureTransformer.preprocess, for the predictor behind the transformer:
-    {"instances": [{"cat": [...], "num": [...]}, ...]} -> {"cat": int64 [N, C], "num": float32 [N, K]}
-    (and "tokens" for a spec with text fields)."""
-    import numpy as np
-
-    rows = _instances(payload)
-    shapes = {"cat": (np.int64, len(spec.categorical)), "num": (np.float32, len(spec.numeric))}
-    if spec.text:
-        shapes["tokens"] = (np.int64, sum(f.max_tokens for f in spec.text))
-    inputs = {}
-    for key, (dtype, width) in shapes.items():
-        try:
-            inputs[key] = np.asarray([row[key] for row in rows], dtype=dtype).reshape(len(rows), width)
-        except (KeyError, TypeError, ValueError) as e:
-            raise InvalidInput(f'every instance needs "{key}": a list of {width} numbers ({e})') from e
-    return inputs
-
-
-def _instances(payload: Any) -> list[dict]:
-    if not isinstance(payload, dict) or "instances" not in payload:
-        raise InvalidInput('expected a JSON object {"instances": [{<field>: <value>, ...}, ...]}')
-    rows = payload["instances"]
-    if not isinstance(rows, list) or not rows:
-        raise InvalidInput('"instances" must be a non-empty list of rows')
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict):
-            raise InvalidInput(f"instance {i} must be an object of raw fields, got {row!r:.80}")
-    return rows
+from platform_cli.features import FeatureSpec
+from platform_cli.serving.inputs import InvalidInput, instances, request_inputs
 
 
 class FeatureTransformer(Model):
@@ -89,7 +49,10 @@ class FeatureTransformer(Model):
         return self.ready
 
     def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> dict:
-        inputs = {key: value.tolist() for key, value in request_inputs(self.spec, payload).items()}
+        try:
+            inputs = {key: value.tolist() for key, value in request_inputs(self.spec, instances(payload)).items()}
+        except InvalidInput as e:  # KServe's own exception type is what its server answers 400 for
+            raise KServeInvalidInput(e.reason) from e
         return {"instances": [dict(zip(inputs, row)) for row in zip(*inputs.values())]}
 
 

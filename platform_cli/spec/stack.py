@@ -103,10 +103,24 @@ class GrayReleaseConfig(ConfigModel):
     auto_rollback: AutoRollbackConfig | None = Field(None, description="limits that roll a worse canary back automatically")
 
 
+class BatchingConfig(ConfigModel):
+    """How a model server coalesces concurrent requests into one model call (serving/batching.py)."""
+
+    max_batch: int = Field(64, ge=1, le=4096, description="most rows in one model call")
+    max_wait_ms: float = Field(2.0, ge=0, le=1000, description="longest a batch waits for requests already on their way, ms")
+
+
 class ServingConfig(ConfigModel):
     host: str = "127.0.0.1"
     port: int = Field(8500, ge=1024, le=65535, description="HTTP port of the first model server")
+    batching: BatchingConfig = BatchingConfig()
+    workers: int = Field(1, ge=1, le=64, description="model server processes per version, sharing its port")
     gray_release: GrayReleaseConfig = GrayReleaseConfig()
+
+    def server_args(self) -> list[str]:
+        """The model server's flags for these settings (python -m platform_cli.serving.server)."""
+        return ["--max-batch", str(self.batching.max_batch), "--max-wait-ms", f"{self.batching.max_wait_ms:g}",
+                "--workers", str(self.workers)]
 
 
 # ---------------------------------------------------------------------------------------------

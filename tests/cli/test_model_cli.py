@@ -56,6 +56,16 @@ def test_an_unknown_model_is_one_line(in_project: Path, command: list[str]) -> N
     assert_one_line_error(plinth("model", *command), "no model named 'nope' in the registry")
 
 
+def register_unloadable_model(project: Path, registry) -> None:
+    """Version 1 of `ctr`: enough of a model for the registry and serve's checks; a server
+    would fail to load it."""
+    model_dir = project / "fake-model"
+    model_dir.mkdir()
+    (model_dir / "saved_model.pb").write_bytes(b"not a graph")
+    FeatureSpec(categorical=[CategoricalFeature(name="user_id", buckets=4)], numeric=[], label="clicked").save(model_dir / SPEC_FILE)
+    registry.register("ctr", model_dir, {"auc": 0.5}, {})
+
+
 def cmdline(process: psutil.Process) -> list[str]:
     try:
         return process.cmdline()
@@ -69,12 +79,7 @@ def test_serve_on_a_busy_port_is_refused_before_any_server_starts(in_project: Pa
     from platform_cli.spec.stack import load_stack
 
     stack = load_stack("local")
-    # Enough of a model for the registry and serve's checks; a server would fail to load it.
-    model_dir = in_project / "fake-model"
-    model_dir.mkdir()
-    (model_dir / "saved_model.pb").write_bytes(b"not a graph")
-    FeatureSpec(categorical=[CategoricalFeature(name="user_id", buckets=4)], numeric=[], label="clicked").save(model_dir / SPEC_FILE)
-    ModelRegistry(stack.tracking_uri, stack.artifact_root).register("ctr", model_dir, {"auc": 0.5}, {})
+    register_unloadable_model(in_project, ModelRegistry(stack.tracking_uri, stack.artifact_root))
 
     with socket.create_server(("127.0.0.1", 0)) as busy:
         port = busy.getsockname()[1]
@@ -116,12 +121,7 @@ def test_gray_release_refusals_start_nothing(in_project: Path) -> None:
     from platform_cli.spec.stack import load_stack
 
     stack = load_stack("local")
-    model_dir = in_project / "fake-model"
-    model_dir.mkdir()
-    (model_dir / "saved_model.pb").write_bytes(b"not a graph")
-    FeatureSpec(categorical=[CategoricalFeature(name="user_id", buckets=4)], numeric=[], label="clicked").save(model_dir / SPEC_FILE)
-    registry = ModelRegistry(stack.tracking_uri, stack.artifact_root)
-    registry.register("ctr", model_dir, {}, {})
+    register_unloadable_model(in_project, ModelRegistry(stack.tracking_uri, stack.artifact_root))
 
     assert_one_line_error(plinth("model", "promote", "ctr", "7"), "model 'ctr' has no version 7; versions: 1")
     assert_one_line_error(plinth("model", "rollout", "ctr", "--weight", "50"), "ctr has no canary to roll out; promote a version first")
@@ -129,3 +129,24 @@ def test_gray_release_refusals_start_nothing(in_project: Path) -> None:
     assert_one_line_error(plinth("model", "rollback", "ctr"), "ctr has no canary and no earlier production version to roll back to")
     serving = in_project / ".plinth" / "local" / "serving"
     assert not (serving / "traffic" / "ctr.json").exists() and not (serving / "routers").exists()
+
+
+def test_show_says_how_the_stack_serves_a_version(in_project: Path) -> None:
+    import json
+
+    import yaml
+
+    from platform_cli.registry import ModelRegistry
+    from platform_cli.spec.stack import load_stack
+
+    stack_file = in_project / "stacks" / "Pulumi.local.yaml"
+    config = yaml.safe_load(stack_file.read_text())
+    config["config"]["plinth:serving"] = {"batching": {"maxBatch": 32, "maxWaitMs": 1.5}, "workers": 2}
+    stack_file.write_text(yaml.safe_dump(config))
+    stack = load_stack("local")
+    register_unloadable_model(in_project, ModelRegistry(stack.tracking_uri, stack.artifact_root))
+
+    result = plinth("model", "show", "ctr", "-o", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["serving"] == {"batching": {"maxBatch": 32, "maxWaitMs": 1.5}, "workers": 2}
+    assert "batching:\n    maxBatch: 32\n    maxWaitMs: 1.5\n  workers: 2" in plinth("model", "show", "ctr").output

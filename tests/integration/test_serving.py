@@ -1,4 +1,4 @@
-"""A real KServe model server process, started and stopped through platform_cli.serving.local."""
+"""A real model server process (KServe's v1 protocol), started and stopped through platform_cli.serving.local."""
 
 import ipaddress
 import socket
@@ -132,6 +132,64 @@ def test_predictions_match_the_model_in_process(server, model_dir):
     assert len(served) == len(ROWS)
     assert all(0.0 < p < 1.0 for p in served)
     np.testing.assert_allclose(served, expected["probability"].numpy(), rtol=1e-6)
+    # ...served by the TFLite conversion of that SavedModel, not by the SavedModel itself
+    assert httpx.get(f"{server.url}/plinth/metrics").json()["runtime"] == "tflite"
+
+
+def test_tflite_predictions_equal_the_savedmodels(model_dir):
+    from platform_cli.serving.server import SavedModelPredictor
+
+    tflite, signature = SavedModelPredictor("ctr", model_dir, runtime="tflite"), SavedModelPredictor("ctr", model_dir, runtime="savedmodel")
+    tflite.load(), signature.load()
+    rows = [{"user_id": f"u{i}", "ad_id": i % 7, "price": i / 10} for i in range(500)]
+    inputs = tflite.preprocess({"instances": rows})
+    np.testing.assert_allclose(tflite.probabilities(inputs), signature.probabilities(inputs), rtol=0, atol=1e-7)
+
+
+def test_one_model_call_answers_each_request_of_a_batch_with_its_own_rows(model_dir):
+    from platform_cli.serving.inputs import InvalidInput
+    from platform_cli.serving.server import SavedModelPredictor
+
+    model = SavedModelPredictor("ctr", model_dir)
+    model.load()
+    alone = [model.probabilities(model.inputs([row])) for row in ROWS]
+    bad = [{"user_id": "u1", "price": 1.0}]
+    results = model.process([[ROWS[0]], bad, [ROWS[1], ROWS[2]]])
+    assert isinstance(results[1], InvalidInput) and "row 0: missing required field 'ad_id'" in results[1].reason
+    np.testing.assert_array_equal(results[0], alone[0])
+    np.testing.assert_array_equal(results[2], np.concatenate(alone[1:]))
+
+
+def test_a_model_error_fails_only_the_requests_of_its_call(model_dir):
+    from platform_cli.serving.server import ModelError, SavedModelPredictor
+
+    model = SavedModelPredictor("ctr", model_dir, tensor_inputs=True)
+    model.load()
+    good = [{"cat": [1, 2], "num": [0.5]}]
+    out_of_range = [{"cat": [1, 10**9], "num": [0.5]}]  # an id the embedding does not have
+    failed = model.process([good, out_of_range])
+    assert all(isinstance(r, ModelError) for r in failed)
+    [answer] = model.process([good])
+    assert 0.0 < float(answer[0]) < 1.0
+
+
+def test_concurrent_requests_with_a_bad_one_get_their_own_answers(server):
+    import asyncio
+
+    async def send_all():
+        async with httpx.AsyncClient(timeout=30) as client:
+            url = f"{server.url}/v1/models/ctr:predict"
+            bodies = [{"instances": [ROWS[i % 3]]} for i in range(31)] + [{"instances": [{"user_id": "u1"}]}]
+            return await asyncio.gather(*[client.post(url, json=body) for body in bodies])
+
+    loop = asyncio.new_event_loop()  # not asyncio.run, which leaves the thread without a current loop
+    try:
+        answers = loop.run_until_complete(send_all())
+    finally:
+        loop.close()
+    assert [a.status_code for a in answers] == [200] * 31 + [400]
+    expected = {i: local.predict(server, {"instances": [ROWS[i]]})["predictions"] for i in range(3)}
+    assert [a.json()["predictions"] for a in answers[:31]] == [expected[i % 3] for i in range(31)]
 
 
 @pytest.mark.parametrize(
@@ -172,7 +230,31 @@ def test_a_loopback_server_is_not_reachable_from_the_network(server):
     _connect("127.0.0.1", server.port)
 
 
-def test_kserve_serves_its_v1_and_v2_routes(server):
+def test_workers_share_the_port_and_one_metrics_table(model_dir, tmp_path):
+    import time
+
+    record = local.start("ctr", 1, model_dir, "127.0.0.1", _free_port(), tmp_path / "servers", tmp_path / "ctr.log",
+                         settings=ServingConfig(workers=2))
+    try:
+        [other] = psutil.Process(record.pid).children()
+        deadline = time.monotonic() + local.READY_TIMEOUT_S
+        while not _listens(other, record.port) and time.monotonic() < deadline:  # it loads its own model
+            time.sleep(0.25)
+        assert _listens(psutil.Process(record.pid), record.port) and _listens(other, record.port)
+        for _ in range(40):  # a connection each: the kernel spreads them over the two listeners
+            assert httpx.post(f"{record.url}/v1/models/ctr:predict", json={"instances": ROWS[:1]}).status_code == 200
+        assert httpx.get(f"{record.url}/plinth/metrics").json()["requests"] == 40
+    finally:
+        local.stop("ctr", tmp_path / "servers")
+    assert not psutil.pid_exists(other.pid) or other.status() == psutil.STATUS_ZOMBIE
+
+
+def _listens(process: psutil.Process, port: int) -> bool:
+    connections = getattr(process, "net_connections", process.connections)("tcp")
+    return any(c.status == psutil.CONN_LISTEN and c.laddr.port == port for c in connections)
+
+
+def test_the_server_answers_kserves_v1_and_v2_readiness_routes(server):
     assert httpx.get(f"{server.url}/v1/models/ctr").json() == {"name": "ctr", "ready": True}
     assert httpx.get(f"{server.url}/v2/models/ctr/ready").status_code == 200
 

@@ -96,3 +96,17 @@ def test_the_schema_check_catches_a_misspelt_field(project: Path) -> None:
     isvc["spec"]["predictor"]["canaryTrafficPercnt"] = 10
     with pytest.raises(SchemaError, match="spec.predictor: unknown field"):
         validate_object(isvc)
+
+
+def test_the_stacks_batching_settings_reach_the_predictor(project: Path) -> None:
+    stacks = project / "stacks"
+    team = yaml.safe_load((stacks / "Pulumi.team-feed.yaml").read_text())
+    team["config"]["plinth:serving"] = {"batching": {"maxBatch": 128, "maxWaitMs": 0.5}, "workers": 2}
+    (stacks / "Pulumi.team-feed-batched.yaml").write_text(yaml.safe_dump(team))
+
+    objects = render_release(load_stack("team-feed-batched"), canary_state(), URIS)  # validated against KServe's CRDs
+    for service in (o for o in objects if o["kind"] == "InferenceService"):
+        command = service["spec"]["predictor"]["containers"][0]["command"]
+        assert command[command.index("--max-batch"):] == ["--max-batch", "128", "--max-wait-ms", "0.5", "--workers", "2"]
+        # The transformer sends one request per client request; the predictor batches them.
+        assert "--max-batch" not in service["spec"]["transformer"]["containers"][0]["command"]

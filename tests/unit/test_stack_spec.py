@@ -45,6 +45,8 @@ def test_unknown_stack_lists_the_known_ones(project: Path) -> None:
         ("  plinth:local: {sparkCorez: 2}\n", "plinth:local.sparkCorez: unknown key (check its spelling)"),
         ("  plinth:target: mainframe\n", "plinth:target: must be one of 'local', 'kubernetes' or 'yarn'"),
         ("  plinth:serving: {port: 80}\n", "plinth:serving.port: Input should be greater than or equal to 1024"),
+        ("  plinth:serving: {batching: {maxBatch: 0}}\n", "plinth:serving.batching.maxBatch: Input should be greater than or equal to 1"),
+        ("  plinth:serving: {batching: {maxWait: 2}}\n", "plinth:serving.batching.maxWait: unknown key (check its spelling)"),
     ],
 )
 def test_bad_values_name_the_key_path_and_file(project: Path, config: str, expected: str) -> None:

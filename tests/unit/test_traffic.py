@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-from collections import Counter
 
 import pytest
 
@@ -160,16 +158,6 @@ LIMITS = AutoRollbackConfig(max_error_rate=0.02, max_p99_ms=50, min_requests=100
 ])
 def test_breach(canary, production, expected):
     assert traffic.breach(LIMITS, canary, production) == expected
-
-
-def test_pick_follows_the_weights():
-    weights = [(2, 90), (3, 10)]
-    assert traffic.pick(weights, 0.0) == 2 and traffic.pick(weights, 0.8999) == 2
-    assert traffic.pick(weights, 0.9) == 3 and traffic.pick(weights, 0.99999) == 3
-    rng = random.Random(5)
-    counts = Counter(traffic.pick(weights, rng.random()) for _ in range(20_000))
-    assert counts[3] / 20_000 == pytest.approx(0.10, abs=0.01)
-    assert traffic.pick([(7, 100)], 0.5) == 7
 
 
 def test_latency_quantiles_are_within_the_bucket_resolution():

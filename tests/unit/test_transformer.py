@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from kserve.errors import InvalidInput
+from kserve.errors import InvalidInput as KServeInvalidInput
 
 from platform_cli.features import transform
-from platform_cli.serving.transformer import FeatureTransformer, tensor_inputs
+from platform_cli.serving.inputs import InvalidInput, tensor_inputs
+from platform_cli.serving.transformer import FeatureTransformer
 from tests.integration.test_serving import ROWS, SPEC
 
 
@@ -21,7 +22,7 @@ def transformer(tmp_path):
 
 def test_transformer_then_predictor_inputs_equal_the_shared_transform(transformer):
     sent = transformer.preprocess({"instances": ROWS})
-    received = tensor_inputs(SPEC, sent)
+    received = tensor_inputs(SPEC, sent["instances"])
     expected = transform(SPEC, ROWS)
     for key in ("cat", "num"):
         assert received[key].dtype == expected[key].dtype
@@ -33,8 +34,8 @@ def test_transformer_then_predictor_inputs_equal_the_shared_transform(transforme
     ({"rows": ROWS}, '"instances"'),
     ({"instances": [{"user_id": "u1", "price": 1.0}]}, "'ad_id'"),
 ])
-def test_bad_raw_requests_are_invalid_input(transformer, payload, message):
-    with pytest.raises(InvalidInput, match=message):
+def test_bad_raw_requests_are_kserves_invalid_input(transformer, payload, message):
+    with pytest.raises(KServeInvalidInput, match=message):
         transformer.preprocess(payload)
 
 
@@ -45,4 +46,4 @@ def test_bad_raw_requests_are_invalid_input(transformer, payload, message):
 ])
 def test_bad_tensor_requests_are_invalid_input(payload):
     with pytest.raises(InvalidInput, match="every instance needs"):
-        tensor_inputs(SPEC, payload)
+        tensor_inputs(SPEC, payload["instances"])

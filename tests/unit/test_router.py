@@ -1,0 +1,49 @@
+"""The traffic split's HAProxy configuration and runtime commands, as pure functions."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+from platform_cli.serving.router import haproxy_config, merged, runtime_commands, unanswered
+
+
+def test_the_configuration_is_valid_haproxy(tmp_path: Path) -> None:
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(haproxy_config("ctr", "127.0.0.1", 8500, 40001, tmp_path / "admin.sock"))
+    checked = subprocess.run([shutil.which("haproxy"), "-c", "-f", str(config)], capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    text = config.read_text()
+    # Only predictions take the weighted backend; reload is refused beyond loopback.
+    assert "use_backend versions if { path /v1/models/ctr:predict } { method POST }" in text
+    assert "if { path /plinth/reload } !{ src 127.0.0.0/8 ::1 }" in text
+
+
+def test_a_new_version_takes_a_free_slot_and_weights_change_in_place() -> None:
+    upstreams = {1: ("127.0.0.1", 4001), 2: ("127.0.0.1", 4002)}
+    commands, slots = runtime_commands({1: 90, 2: 10}, upstreams, slots={1: "s1"})
+    assert slots == {1: "s1", 2: "s2"}
+    assert commands == [
+        "set server versions/s1 addr 127.0.0.1 port 4001", "set server versions/s2 addr 127.0.0.1 port 4002",
+        "set server versions/s1 weight 90", "set server versions/s2 weight 10",
+    ]
+
+
+def test_a_version_that_leaves_keeps_its_slot_at_weight_zero_until_the_slots_run_out() -> None:
+    commands, slots = runtime_commands({1: 100}, {1: ("127.0.0.1", 4001)}, slots={1: "s1", 2: "s2"})
+    assert slots == {1: "s1", 2: "s2"} and commands[-1] == "set server versions/s2 weight 0"
+    slots = {1: "s1", 2: "s2", 3: "s3", 4: "s4"}  # every slot used; 2, 3 and 4 have left
+    _, after = runtime_commands({1: 90, 5: 10}, {1: ("127.0.0.1", 4001), 5: ("127.0.0.1", 4005)}, slots)
+    assert after == {1: "s1", 3: "s3", 4: "s4", 5: "s2"}  # the longest-gone version's slot
+
+
+def test_requests_a_version_never_answered_count_as_its_errors() -> None:
+    server = {"requests": 30, "errors": 1, "rejected": 2, "in_flight": 0, "error_rate": 1 / 30,
+              "p50_ms": 0.4, "p99_ms": 2.0, "mean_prediction": 0.3, "runtime": "tflite"}
+    failures = unanswered({"wredis": "6", "econ": "3", "eresp": "1", "scur": "2"})
+    assert failures == 10
+    snapshot = merged(server, failures, in_transit=2)
+    assert (snapshot["requests"], snapshot["errors"], snapshot["in_flight"]) == (40, 11, 2)
+    assert snapshot["error_rate"] == 11 / 40 and "runtime" not in snapshot
+    assert merged(None, 5, 0)["error_rate"] == 1.0  # a server that never answered
