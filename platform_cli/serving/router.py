@@ -72,7 +72,11 @@ def haproxy_config(model: str, host: str, port: int, control_port: int, admin_so
     through the admin socket, so the file never changes while the router runs."""
     predict = f"/v1/models/{model}:predict"
     address = f"[{host}]" if ":" in host else host
-    slots = "\n".join(f"    server s{i} {_PARKED} weight 0" for i in range(1, SLOTS + 1))
+    # Every slot is health-checked (a TCP connect each second), and a refused connection on the
+    # request path marks its version down at once: requests then go only to versions that
+    # answer, and a model whose only version died gets a 503 at once rather than retries.
+    slots = "\n".join(f"    server s{i} {_PARKED} weight 0 check inter 1s fall 1 rise 1 observe layer4 error-limit 1 on-error mark-down"
+                      for i in range(1, SLOTS + 1))
     return f"""\
 global
     maxconn 4096
@@ -135,6 +139,10 @@ def runtime_commands(weights: dict[int, int], upstreams: dict[int, tuple[str, in
             assigned[version] = slot
         host, port = upstreams[version]
         commands.append(f"set server {BACKEND}/{assigned[version]} addr {host} port {port}")
+        if slots.get(version) != assigned[version]:
+            # The version answered its readiness check before it joined the split: it takes
+            # traffic now, not after its first health check.
+            commands.append(f"set server {BACKEND}/{assigned[version]} health up")
     for version, slot in assigned.items():
         commands.append(f"set server {BACKEND}/{slot} weight {weights.get(version, 0) if version in upstreams else 0}")
     return commands, assigned
@@ -208,13 +216,19 @@ def unanswered(row: dict[str, str]) -> int:
     return _counter(row, "wredis") + _counter(row, "econ") + _counter(row, "eresp")
 
 
-def merged(server: dict | None, failures: int, in_transit: int) -> dict:
+def is_down(row: dict[str, str]) -> bool:
+    """Whether HAProxy holds the version's server down (refused connections or failed checks)."""
+    return row.get("status", "").startswith("DOWN")
+
+
+def merged(server: dict | None, failures: int, in_transit: int, down: bool = False) -> dict:
     """One version's metrics: what its server counted, plus what HAProxy saw it fail (pure)."""
     snapshot = dict(server or {"requests": 0, "errors": 0, "rejected": 0, "in_flight": 0, "p50_ms": None, "p99_ms": None, "mean_prediction": None})
     snapshot["requests"] += failures
     snapshot["errors"] += failures
     snapshot["in_flight"] = max(snapshot["in_flight"], in_transit)
     snapshot["error_rate"] = snapshot["errors"] / snapshot["requests"] if snapshot["requests"] else 0.0
+    snapshot["down"] = down
     snapshot.pop("runtime", None)
     return snapshot
 
@@ -285,7 +299,8 @@ class Router:
                     self.last_seen[version] = seen
             row = stats.get(version, {})
             failures = unanswered(row) - self.baseline.get(version, 0)
-            result[version] = merged(self.last_seen.get(version), max(failures, 0), _counter(row, "scur") + _counter(row, "qcur"))
+            result[version] = merged(self.last_seen.get(version), max(failures, 0), _counter(row, "scur") + _counter(row, "qcur"),
+                                     down=is_down(row))
         return result
 
     def snapshot(self) -> dict:

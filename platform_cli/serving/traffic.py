@@ -139,8 +139,11 @@ def from_aliases(model: str, aliases: dict[str, int], percent: int | None, polic
 
 def breach(limits: AutoRollbackConfig, canary: dict, production: dict | None) -> str | None:
     """Why the canary should be rolled back, or None. `canary`/`production` are router metrics
-    (requests, errors, p99_ms). A limit counts only where the canary also does worse than
+    (requests, errors, p99_ms, down). A limit counts only where the canary also does worse than
     production, so a machine-wide slowdown does not roll back a healthy canary."""
+    if canary.get("down"):
+        # Its server refuses connections: nothing to wait for, whatever the request count.
+        return "its server is down: it refused connections or failed its health check"
     if canary["requests"] < limits.min_requests:
         return None
     production = production or {"requests": 0, "errors": 0, "p99_ms": None}

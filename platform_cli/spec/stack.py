@@ -71,7 +71,8 @@ class RegistryConfig(ConfigModel):
 
 class AutoRollbackConfig(ConfigModel):
     """Limits a canary must stay within once it has served min_requests; breaching one (and doing
-    worse than production on it) sends all traffic back to production."""
+    worse than production on it) sends all traffic back to production. A canary whose server is
+    down (refusing connections) goes back at once, whatever its request count."""
 
     max_error_rate: float = Field(0.02, ge=0, le=1, description="share of requests answered 5xx or not at all")
     max_p99_ms: float | None = Field(None, gt=0, description="99th percentile latency through the router, ms")

@@ -216,24 +216,48 @@ def test_a_version_that_cannot_load_leaves_traffic_where_it_was(project):
 
 def test_the_router_rolls_back_a_canary_whose_server_died(project):
     root, stack, registry = project
-    plinth("model", "promote", "ctr", "2", "--canary", "10")
-    [canary] = [r for r in _servers(root) if r.name == "ctr-v2"]
+    # A model of its own, so that what other tests did to `ctr` does not matter here.
+    for version in (1, 2):
+        registry.register("ranker", root / f"model-{version}", {"auc": 0.7}, {"job_id": f"ranker-train-{version}"})
+    plinth("model", "promote", "ranker", "1")
+    plinth("model", "promote", "ranker", "2", "--canary", "10")
+    [canary] = [r for r in _servers(root) if r.name == "ranker-v2"]
+    [router] = [r for r in _routers(root) if r.name == "ranker"]
     psutil.Process(canary.pid).kill()
 
-    url = f"http://127.0.0.1:{stack.config.serving.port}/v1/models/ctr:predict"
-    # Requests the router sent to the dead canary are answered by production instead...
-    assert set(versions_served(url, 400)) == {1}
-    # ...and counted against the canary, which the router then rolls back (checked every second).
+    # Requests the router would send to the dead canary are answered by production instead...
+    url = f"{router.url}/v1/models/ranker:predict"
+    assert set(versions_served(url, 200)) == {1}
+    # ...and the router, seeing the canary's server down, rolls it back (checked every second).
     import time
 
     deadline = time.monotonic() + 10
-    while "auto-rollback" not in plinth("model", "history", "ctr") and time.monotonic() < deadline:
+    while "auto-rollback" not in plinth("model", "history", "ranker") and time.monotonic() < deadline:
         time.sleep(0.5)
-    history = json.loads(plinth("model", "history", "ctr", "-o", "json"))
+    history = json.loads(plinth("model", "history", "ranker", "-o", "json"))
     assert history[-1]["action"] == "auto-rollback"
-    assert "error rate 1.000 > 0.2" in history[-1]["detail"]
-    assert registry.aliases("ctr") == {"production": 1}  # `history` brought the canary alias in step
-    assert "auto-rollback: version 2 rolled back" in plinth("model", "compare", "ctr")
+    assert "its server is down" in history[-1]["detail"]
+    assert registry.aliases("ranker") == {"production": 1}  # `history` brought the canary alias in step
+    assert "auto-rollback: version 2 rolled back" in plinth("model", "compare", "ranker")
+    plinth("model", "stop", "ranker")
+
+
+def test_a_model_whose_only_version_died_answers_503_at_once(project):
+    root, stack, registry = project
+    registry.register("lonely", root / "model-1", {"auc": 0.7}, {"job_id": "lonely-train-1"})
+    plinth("model", "promote", "lonely", "1")
+    [server] = [r for r in _servers(root) if r.name == "lonely-v1"]
+    [router] = [r for r in _routers(root) if r.name == "lonely"]
+    psutil.Process(server.pid).kill()
+
+    with httpx.Client(timeout=10) as client:
+        answers = [client.post(f"{router.url}/v1/models/lonely:predict", json=REQUEST) for _ in range(5)]
+    assert {a.status_code for a in answers} <= {502, 503}
+    assert answers[-1].status_code == 503
+    assert "model lonely has no version taking traffic" in answers[-1].json()["error"]
+    # Marked down on the first refused connection: later requests are not retried against it.
+    assert max(a.elapsed.total_seconds() for a in answers[1:]) < 0.5
+    plinth("model", "stop", "lonely")
 
 
 def test_a_second_model_is_served_side_by_side(project):

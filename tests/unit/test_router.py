@@ -6,7 +6,9 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from platform_cli.serving.router import haproxy_config, merged, runtime_commands, unanswered
+from platform_cli.serving.router import haproxy_config, is_down, merged, runtime_commands, unanswered
+from platform_cli.serving.traffic import breach
+from platform_cli.spec.stack import AutoRollbackConfig
 
 
 def test_the_configuration_is_valid_haproxy(tmp_path: Path) -> None:
@@ -25,7 +27,9 @@ def test_a_new_version_takes_a_free_slot_and_weights_change_in_place() -> None:
     commands, slots = runtime_commands({1: 90, 2: 10}, upstreams, slots={1: "s1"})
     assert slots == {1: "s1", 2: "s2"}
     assert commands == [
-        "set server versions/s1 addr 127.0.0.1 port 4001", "set server versions/s2 addr 127.0.0.1 port 4002",
+        "set server versions/s1 addr 127.0.0.1 port 4001",
+        # The new version was ready before it joined: up at once, not after its first check.
+        "set server versions/s2 addr 127.0.0.1 port 4002", "set server versions/s2 health up",
         "set server versions/s1 weight 90", "set server versions/s2 weight 10",
     ]
 
@@ -47,3 +51,10 @@ def test_requests_a_version_never_answered_count_as_its_errors() -> None:
     assert (snapshot["requests"], snapshot["errors"], snapshot["in_flight"]) == (40, 11, 2)
     assert snapshot["error_rate"] == 11 / 40 and "runtime" not in snapshot
     assert merged(None, 5, 0)["error_rate"] == 1.0  # a server that never answered
+
+
+def test_a_canary_whose_server_is_down_breaches_before_its_minimum_requests() -> None:
+    limits = AutoRollbackConfig(maxErrorRate=0.2, minRequests=100)
+    down = merged(None, 1, 0, down=is_down({"status": "DOWN 1/1"}))
+    assert breach(limits, down, production=None) == "its server is down: it refused connections or failed its health check"
+    assert breach(limits, merged(None, 1, 0, down=is_down({"status": "UP"})), production=None) is None
