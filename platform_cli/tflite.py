@@ -52,6 +52,9 @@ def convert(model_dir: str | os.PathLike[str], quantization: str = "none") -> by
     quantization. The same SavedModel and quantization give the same bytes."""
     if quantization not in QUANTIZATIONS:
         raise ValueError(f"quantization must be one of {', '.join(QUANTIZATIONS)}, not {quantization!r}")
+    # Before TensorFlow's first import in this process: its C++ start-up lines (CUDA plugins on
+    # a CPU-only machine, oneDNN notices) say nothing about the model.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(model_dir), signature_keys=[SIGNATURE])
