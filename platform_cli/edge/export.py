@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 from platform_cli import tflite
 from platform_cli.atomic import staged_dir
-from platform_cli.edge.golden import GOLDEN_FILE, golden_vectors
+from platform_cli.edge.golden import GOLDEN_FILE, case_count, golden_vectors
 from platform_cli.edge.manifest import FORMATS, MANIFEST_FILE, MODEL_FILE, build_manifest, export_key, summary
 from platform_cli.errors import PlinthError
 from platform_cli.features import SPEC_FILE
@@ -79,10 +79,11 @@ def export_version(
     model = _convert(name, found.version, model_dir, quantization)
     progress(f"comparing TFLite with the SavedModel on {PROBE_ROWS} probe rows")
     io, max_abs_diff = _compare(name, model_dir, model, spec)
+    golden = golden_vectors(spec)
     contents = {
         MODEL_FILE: model,
         SPEC_FILE: spec_file.read_bytes(),
-        GOLDEN_FILE: (json.dumps(golden_vectors(spec), ensure_ascii=False, indent=1) + "\n").encode(),
+        GOLDEN_FILE: (json.dumps(golden, ensure_ascii=False, indent=1) + "\n").encode(),
     }
     manifest = build_manifest(
         model=name, version=found.version, run_id=found.run_id, quantization=quantization, io=io, contents=contents,
@@ -107,7 +108,7 @@ def export_version(
         **kept,
         "savedmodel_bytes": manifest["sizes"]["savedmodel_bytes"],
         "ratio": manifest["sizes"]["ratio"],
-        "golden_cases": _golden_cases(json.loads(contents[GOLDEN_FILE])),
+        "golden_cases": case_count(golden),
         "directory": stack.shown(directory),
         "artifacts_uri": artifacts,
         "change": "new" if earlier is None else "unchanged" if earlier.get("sha256") == kept["sha256"] else "replaced",
@@ -143,8 +144,3 @@ def _compare(name: str, model_dir: Path, model: bytes, spec) -> tuple[dict, floa
 def _disk_size(directory: Path) -> int:
     """Bytes of every file under a directory: a SavedModel's size on disk."""
     return sum(os.path.getsize(p) for p in Path(directory).rglob("*") if p.is_file())
-
-
-def _golden_cases(golden: dict) -> int:
-    return (sum(len(f["cases"]) for f in golden["categorical"].values())
-            + sum(len(f["tokens"]) + len(f["texts"]) for f in golden["text"].values()))

@@ -117,6 +117,12 @@ def golden_vectors(spec: FeatureSpec) -> dict:
     return golden
 
 
+def case_count(golden: dict) -> int:
+    """How many values, tokens and texts the vectors list."""
+    return (sum(len(f["cases"]) for f in golden["categorical"].values())
+            + sum(len(f["tokens"]) + len(f["texts"]) for f in golden["text"].values()))
+
+
 def check_golden(spec: FeatureSpec, golden: dict) -> list[str]:
     """What this process's transform disagrees with in `golden`: one line per mismatch, [] if none."""
     problems = []
