@@ -25,6 +25,7 @@ from typer.testing import CliRunner
 from platform_cli.features import SPEC_FILE, CategoricalFeature, FeatureSpec, NumericFeature, TextFeature
 from platform_cli.main import app
 from tests.conftest import REPO
+from tests.integration.test_gray_release import plinth
 
 pytestmark = pytest.mark.integration
 
@@ -93,12 +94,6 @@ def eval_rows() -> list[dict]:
             "title": None if i % 23 == 0 else title.title(),
         })
     return rows
-
-
-def plinth(*args: str) -> str:
-    result = CliRunner().invoke(app, list(args))
-    assert result.exit_code == 0, f"plinth {' '.join(args)} failed:\n{result.output}"
-    return result.output
 
 
 @pytest.fixture(scope="module")
