@@ -175,20 +175,29 @@ def main() -> int:
         results["runtimes"] = rows
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    results["conditions"]["load average after"] = [round(x, 2) for x in os.getloadavg()]
-    results["conditions"]["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    results["conditions"] |= {"load average after": [round(x, 2) for x in os.getloadavg()],
+                              "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
     (REPO / "bench" / "results-edge.json").write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
     return 0
 
 
+# The Markdown table's columns: title, and the cell from a runtime's name and figures.
+COLUMNS = [
+    ("runtime", lambda name, f: name),
+    ("size on disk", lambda name, f: f"{f['bytes']:,} B"),
+    ("vs TFLite float32", lambda name, f: f"{f['size vs float32']:.3f}"),
+    *[(f"{rows} row{'s' if rows > 1 else ''} {q} µs", lambda name, f, key=f"{rows} rows {q} us": f[key])
+      for rows in CALLS for q in ("p50", "p99")],
+    ("max abs Δp", lambda name, f: f"{f['max |dp|']:.2e}"),
+    ("AUC", lambda name, f: f"{f['auc']:.5f}"),
+]
+
+
 def table(results: dict) -> str:
-    lines = ["| runtime | size on disk | vs TFLite float32 | 1 row p50 µs | 1 row p99 µs | 32 rows p50 µs | 32 rows p99 µs | max abs Δp | AUC |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for name, f in results["runtimes"].items():
-        lines.append(f"| {name} | {f['bytes']:,} B | {f['size vs float32']:.3f} | {f['1 rows p50 us']} | {f['1 rows p99 us']} "
-                     f"| {f['32 rows p50 us']} | {f['32 rows p99 us']} | {f['max |dp|']:.2e} | {f['auc']:.5f} |")
-    return "\n".join(lines)
+    cells = [[title for title, _ in COLUMNS], ["---"] * len(COLUMNS)]
+    cells += [[str(cell(name, figures)) for _, cell in COLUMNS] for name, figures in results["runtimes"].items()]
+    return "\n".join("| " + " | ".join(row) + " |" for row in cells)
 
 
 if __name__ == "__main__":

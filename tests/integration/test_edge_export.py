@@ -22,20 +22,14 @@ import yaml
 from sklearn.metrics import roc_auc_score
 from typer.testing import CliRunner
 
-from platform_cli.features import SPEC_FILE, CategoricalFeature, FeatureSpec, NumericFeature, TextFeature
+from platform_cli.features import SPEC_FILE
 from platform_cli.main import app
 from tests.conftest import REPO
 from tests.integration.test_gray_release import plinth
+from tests.unit.test_edge_export import SPEC
 
 pytestmark = pytest.mark.integration
 
-SPEC = FeatureSpec(
-    categorical=[CategoricalFeature(name="user_id", buckets=2048), CategoricalFeature(name="ad_id", buckets=256)],
-    numeric=[NumericFeature(name="price", mean=3.0, std=2.0, log1p=True)],
-    text=[TextFeature(name="title", buckets=1024, max_tokens=4)],
-    label="clicked",
-    hashing="xxhash64",
-)
 WORDS = ["sale", "新品", "限时", "free", "shipping", "über", "café", "热门", "video", "😀", "don't", "news"]
 EVAL_ROWS = 2000
 
@@ -65,11 +59,11 @@ def _build_model(path: Path, needs_string_ops: bool = False) -> None:
         @tf.function(input_signature=[
             tf.TensorSpec([None, 2], tf.int64, name="cat"),
             tf.TensorSpec([None, 1], tf.float32, name="num"),
-            tf.TensorSpec([None, 4], tf.int64, name="tokens"),
+            tf.TensorSpec([None, SPEC.text[0].max_tokens], tf.int64, name="tokens"),
         ])
         def serve(self, cat, num, tokens):
             if needs_string_ops:
-                cat = tf.strings.to_hash_bucket_fast(tf.strings.as_string(cat), 256)
+                cat = tf.strings.to_hash_bucket_fast(tf.strings.as_string(cat), SPEC.categorical[1].buckets)
             ids = tf.reduce_sum(tf.gather(self.ids, cat + self.offsets), axis=1)
             mask = tf.cast(tokens > 0, tf.float32)[:, :, None]
             words = tf.reduce_sum(tf.gather(self.words, tokens) * mask, axis=1)
@@ -89,7 +83,7 @@ def eval_rows() -> list[dict]:
         title = " ".join(rng.choice(WORDS, size=rng.integers(0, 6)))
         rows.append({
             "user_id": f"u{rng.integers(5000):05d}",
-            "ad_id": int(rng.integers(300)) if i % 3 else f"ad-{rng.integers(300)}",
+            "device": int(rng.integers(10)) if i % 3 else f"device-{rng.integers(10)}",
             "price": None if i % 17 == 0 else float(rng.gamma(2.0, 3.0)),
             "title": None if i % 23 == 0 else title.title(),
         })
@@ -137,7 +131,7 @@ def test_export_writes_model_spec_golden_vectors_and_manifest_and_keeps_them_wit
     assert manifest["inputs"] == [
         {"name": "cat", "dtype": "int64", "shape": [-1, 2]},
         {"name": "num", "dtype": "float32", "shape": [-1, 1]},
-        {"name": "tokens", "dtype": "int64", "shape": [-1, 4]},
+        {"name": "tokens", "dtype": "int64", "shape": [-1, 6]},
     ]
     assert manifest["outputs"] == [{"name": "probability", "dtype": "float32", "shape": [-1]}]
     assert manifest["source"]["uri"] == "models:/ctr/1" and manifest["quantization"]["mode"] == "none"
@@ -145,7 +139,7 @@ def test_export_writes_model_spec_golden_vectors_and_manifest_and_keeps_them_wit
     assert manifest["files"]["model.tflite"]["sha256"] == model_sha == result["sha256"]
     assert manifest["agreement"]["max_abs_diff"] <= 1e-6
     golden = json.loads((directory / "golden_vectors.json").read_text())
-    assert set(golden["categorical"]) == {"user_id", "ad_id"} and set(golden["text"]) == {"title"}
+    assert set(golden["categorical"]) == {"user_id", "device"} and set(golden["text"]) == {"title"}
 
     # kept with the version: listed by `plinth model show`, and its files are artifacts of the version's run
     shown = json.loads(plinth("model", "show", "ctr", "1", "-o", "json"))

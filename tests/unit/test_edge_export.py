@@ -15,6 +15,7 @@ from platform_cli.edge.manifest import MODEL_FILE, build_manifest, export_key, s
 from platform_cli.errors import PlinthError
 from platform_cli.features import MISSING_TOKEN, CategoricalFeature, FeatureSpec, NumericFeature, TextFeature, transform
 
+# Also the spec of the tiny model tests/integration/test_edge_export.py exports.
 SPEC = FeatureSpec(
     categorical=[CategoricalFeature(name="user_id", buckets=50_000), CategoricalFeature(name="device", buckets=7)],
     numeric=[NumericFeature(name="price", mean=3.0, std=2.0, log1p=True)],
