@@ -82,6 +82,12 @@ def model_names(ctx: Any) -> list[str]:
         return [name for (name,) in db.execute("SELECT name FROM registered_models ORDER BY name")]
 
 
+def quantizations(ctx: Any) -> list[str]:
+    from platform_cli.tflite import QUANTIZATIONS
+
+    return list(QUANTIZATIONS)
+
+
 # (command group, parameter name) -> its values; "*" is any group.
 VALUES: dict[tuple[str, str], Callable[[Any], list[str]]] = {
     ("*", "stack"): stack_names,
@@ -89,6 +95,7 @@ VALUES: dict[tuple[str, str], Callable[[Any], list[str]]] = {
     ("*", "job_id"): job_ids,
     ("*", "run_id"): flow_run_ids,
     ("model", "name"): model_names,
+    ("model", "quantize"): quantizations,
 }
 
 

@@ -18,3 +18,4 @@ run plinth model versions ctr
 run plinth model predict ctr -d @examples/ctr/request.json
 run plinth model compare ctr
 printf '\nThe model keeps serving; stop it with: .venv/bin/plinth model stop ctr\n'
+printf 'For devices: examples/ctr/export_edge.sh exports it as TFLite and checks it without TensorFlow\n'

@@ -123,6 +123,39 @@ def evaluate(
 
 
 @app.command()
+def export(
+    name: str = typer.Argument(..., help="model name, e.g. ctr"),
+    version: int = typer.Argument(..., help="registered version"),
+    fmt: str = typer.Option("tflite", "--format", "-f", help="tflite (built-in ops only)"),
+    quantize: str = typer.Option("none", "--quantize", "-q", help="none (float32), float16 or dynamic (int8 weights)"),
+    export_dir: Path = typer.Option(None, "--export-dir", help="default: <local.home>/exports/NAME/vVERSION/FORMAT-QUANTIZE"),
+    stack: str = StackOption,
+    output: OutputFormat = OutputOption,
+):
+    """Export a version for devices: a TFLite model, its feature spec, golden hashing vectors and a
+    manifest, kept with the version in the model library (plinth model show lists its exports)."""
+    from rich.console import Console
+
+    from platform_cli.edge.export import check_options, export_version
+
+    check_options(fmt, quantize)  # before the stack and the model library are opened
+    stack_config = _stack(stack)
+    with Console(stderr=True).status(f"exporting {name} v{version} ...") as status:
+        result = export_version(stack_config, name, version, fmt, quantize, export_dir, progress=lambda message: status.update(f"{message} ..."))
+    emit(
+        result,
+        output,
+        lambda: (
+            ["model", "version", "export", "tflite", "savedmodel", "ratio", "max |Δp|", "golden cases", "change"],
+            [(f"{result['model']}", result["version"], result["export"], _size(result["bytes"]), _size(result["savedmodel_bytes"]),
+              f"{result['ratio']:.3f}", f"{result['max_abs_diff']:.2e}", result["golden_cases"], result["change"])],
+        ),
+    )
+    if output is OutputFormat.table:
+        typer.echo(f"\nfiles: {result['directory']}\nregistered with {name} v{result['version']} as artifacts {result['artifacts']} (plinth model show {name} {result['version']})")
+
+
+@app.command()
 def serve(
     name: str,
     version: int = typer.Option(None, "--version", "-v", help="default: latest"),
@@ -390,3 +423,10 @@ def _read_payload(data: str) -> dict:
     if not isinstance(payload, dict):
         raise PlinthError('--data: expected a JSON object like {"instances": [...]}')
     return payload
+
+
+def _size(size: int) -> str:
+    for unit, scale in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}"
+    return f"{size} B"

@@ -10,6 +10,7 @@ Everything here returns plain pydantic data; anything a user can fix raises Plin
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
@@ -36,7 +37,10 @@ from mlflow.utils.time import get_current_time_millis
 # Version tags are namespaced so lineage and metrics round-trip without guessing which is which.
 _LINEAGE_TAG = "lineage."
 _METRIC_TAG = "metric."
+_EXPORT_TAG = "export."
 _MODEL_ARTIFACT_PATH = "model"
+# A version's exports (edge models) are artifacts of its run beside the model: exports/<key>/.
+_EXPORTS_ARTIFACT_PATH = "exports"
 # Model names end up in URLs (/v1/models/<name>) and in MLflow filter strings, so keep them plain.
 _NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
@@ -52,6 +56,8 @@ class ModelVersion(BaseModel):
     aliases: list[str]
     source: str
     run_id: str
+    # Exports for devices, by key (tflite-none, tflite-float16, ...): what `record_export` kept.
+    exports: dict[str, dict] = {}
 
 
 class ModelSummary(BaseModel):
@@ -250,6 +256,18 @@ class ModelRegistry:
                 self._client.log_batch(found.run_id, metrics=[Metric(f"eval_{k}", float(v), now, 0) for k, v in metrics.items()])
                 self._client.log_artifacts(found.run_id, str(report_dir), "evaluation")
 
+    def record_export(self, name: str, version: int, key: str, export_dir: Path, summary: dict) -> str:
+        """Keep an export with the version: its files as artifacts of the version's run under
+        exports/<key>/ (replacing an earlier export of that key), then `summary` as the version
+        tag export.<key> (with "artifacts": that path), last, so a version never lists an export
+        whose files are not all there. Returns the artifacts' location (a URI)."""
+        found = self.get(name, version)
+        location = f"{_EXPORTS_ARTIFACT_PATH}/{key}"
+        with _mlflow_errors():
+            self._client.log_artifacts(found.run_id, str(export_dir), location)
+            self._client.set_model_version_tag(name, str(version), _EXPORT_TAG + key, json.dumps(summary | {"artifacts": location}, sort_keys=True))
+            return self._client.get_run(found.run_id).info.artifact_uri.rstrip("/") + f"/{location}"
+
     def _log_run(
         self, name: str, model_dir: Path, metrics: dict[str, float], lineage: dict[str, str]
     ) -> str:
@@ -321,6 +339,7 @@ def _to_version(mv, aliases: list[str]) -> ModelVersion:
         aliases=aliases,
         source=mv.source,
         run_id=mv.run_id or "",
+        exports={k: json.loads(v) for k, v in sorted(_tags_under(tags, _EXPORT_TAG).items())},
     )
 
 

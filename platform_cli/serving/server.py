@@ -14,8 +14,9 @@ Where the time goes, and what the server does about it:
   request gets its own rows back; a request the transform refuses gets its 400 alone, and a
   model error fails only the requests of that call (500).
 - The model runs as TensorFlow Lite (the SavedModel's serving signature converted with built-in
-  ops only) when the conversion succeeds and gives the SavedModel's predictions on a probe batch
-  to 1e-6; otherwise as the SavedModel's signature. A TFLite call costs a few microseconds
+  ops only by platform_cli/tflite.py, the conversion `plinth model export` ships to devices)
+  when the conversion succeeds and gives the SavedModel's predictions on a probe batch to 1e-6;
+  otherwise as the SavedModel's signature. A TFLite call costs a few microseconds
   where the signature costs a few hundred.
 - HTTP is uvicorn (httptools, uvloop) with a plain ASGI app: KServe's FastAPI stack cost more per
   request than the transform and the model together. The routes are KServe's v1 predict and
@@ -46,6 +47,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
+from platform_cli import tflite  # noqa: E402
 from platform_cli.features import SPEC_FILE, FeatureSpec  # noqa: E402
 from platform_cli.serving.batching import MicroBatcher  # noqa: E402
 from platform_cli.serving.inputs import InvalidInput, instances, request_inputs, tensor_inputs  # noqa: E402
@@ -53,7 +55,6 @@ from platform_cli.serving.metrics import SharedMetrics  # noqa: E402
 
 logger = logging.getLogger("plinth.server")
 
-SIGNATURE = "serving_default"
 RUNTIMES = ("auto", "tflite", "savedmodel")
 # TFLite must give the SavedModel's predictions to this much on the probe batch to be used.
 TFLITE_TOLERANCE = 1e-6
@@ -148,17 +149,19 @@ def _load_model(model_dir: Path, spec: FeatureSpec, runtime: str):
 
     # Keep the loaded object alive: the signature function does not own the variables.
     saved_model = tf.saved_model.load(str(model_dir))
-    signature = saved_model.signatures[SIGNATURE]
+    signature = saved_model.signatures[tflite.SIGNATURE]
 
     def call_signature(inputs: dict[str, np.ndarray]) -> np.ndarray:
-        return signature(**{key: tf.constant(value) for key, value in inputs.items()})["probability"].numpy()
+        return signature(**{key: tf.constant(value) for key, value in inputs.items()})[tflite.OUTPUT].numpy()
 
     call_signature.saved_model = saved_model  # noqa: attribute keeps it referenced
     if runtime == "savedmodel":
         return call_signature, "savedmodel"
     try:
-        call_tflite = _tflite(model_dir)
-        probe = _probe_inputs(spec)
+        # One thread: the server's event loop is the other half of every request, and several
+        # workers share the cores.
+        call_tflite = tflite.signature_call(tf.lite.Interpreter(model_content=tflite.convert(model_dir), num_threads=1))
+        probe = tflite.probe_inputs(spec, _PROBE_ROWS)
         difference = float(np.max(np.abs(call_tflite(probe) - call_signature(probe))))
     except Exception as e:  # not convertible with built-in ops, or the interpreter refuses it
         if runtime == "tflite":
@@ -172,37 +175,6 @@ def _load_model(model_dir: Path, spec: FeatureSpec, runtime: str):
         return call_signature, "savedmodel"
     logger.info("serving as TFLite (predictions within %.1e of the SavedModel's on %d probe rows)", difference, _PROBE_ROWS)
     return call_tflite, "tflite"
-
-
-def _tflite(model_dir: Path):
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(model_dir), signature_keys=[SIGNATURE])
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    # One thread: the server's event loop is the other half of every request, and several
-    # workers share the cores.
-    interpreter = tf.lite.Interpreter(model_content=converter.convert(), num_threads=1)
-    runner = interpreter.get_signature_runner(SIGNATURE)
-
-    def call(inputs: dict[str, np.ndarray]) -> np.ndarray:
-        return runner(**inputs)["probability"]
-
-    call.interpreter = interpreter  # noqa: attribute keeps it referenced
-    return call
-
-
-def _probe_inputs(spec: FeatureSpec) -> dict[str, np.ndarray]:
-    """Random model inputs within the spec's ranges, to compare two runtimes of one model."""
-    rng = np.random.default_rng(0)
-    buckets = np.array([f.buckets for f in spec.categorical], dtype=np.int64)
-    inputs = {
-        "cat": (rng.random((_PROBE_ROWS, len(buckets))) * buckets).astype(np.int64),
-        "num": rng.normal(size=(_PROBE_ROWS, len(spec.numeric))).astype(np.float32),
-    }
-    if spec.text:
-        inputs["tokens"] = np.concatenate(
-            [(rng.random((_PROBE_ROWS, f.max_tokens)) * f.buckets).astype(np.int64) for f in spec.text], axis=1)
-    return inputs
 
 
 def _warm_up_row(spec: FeatureSpec) -> dict:

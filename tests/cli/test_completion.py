@@ -54,6 +54,7 @@ def test_bash_completes_commands_stacks_and_job_ids(project: Path) -> None:
     assert complete("plinth", "job", "status", "nothing-like-it") == []
     assert complete("plinth", "job", "ls", "--stack", "team-") == ["team-antispam", "team-feed"]
     assert complete("plinth", "stack", "show", "plat") == ["platform-prod"]
+    assert complete("plinth", "model", "export", "ctr", "1", "--quantize", "") == ["dynamic", "float16", "none"]
 
 
 def test_zsh_and_fish_complete_flow_run_ids_and_model_names(project: Path, tmp_path: Path) -> None:
