@@ -119,11 +119,12 @@ backend control
 
 
 def runtime_commands(weights: dict[int, int], upstreams: dict[int, tuple[str, int]],
-                     slots: dict[int, str]) -> tuple[list[str], dict[int, str]]:
+                     slots: dict[int, str], routed: dict[int, tuple[str, int]] | None = None) -> tuple[list[str], dict[int, str]]:
     """HAProxy runtime-API commands that make the backend route by `weights`, and the slots
     the versions then hold (pure).
 
-    slots: the version each slot points to now. A version keeps its slot; a new one takes a
+    slots: the version each slot points to now, and routed: the address each version had. A
+    version keeps its slot; a new one takes a
     slot never used, else the one of the version that left the split longest ago (`slots` is
     kept in the order they were assigned). A version that left stays at weight 0."""
     assigned = dict(slots)
@@ -139,9 +140,9 @@ def runtime_commands(weights: dict[int, int], upstreams: dict[int, tuple[str, in
             assigned[version] = slot
         host, port = upstreams[version]
         commands.append(f"set server {BACKEND}/{assigned[version]} addr {host} port {port}")
-        if slots.get(version) != assigned[version]:
-            # The version answered its readiness check before it joined the split: it takes
-            # traffic now, not after its first health check.
+        if slots.get(version) != assigned[version] or (routed or {}).get(version) != (host, port):
+            # The version's server (new, or restarted on another port) answered its readiness
+            # check before it joined the split: it takes traffic now, not after a health check.
             commands.append(f"set server {BACKEND}/{assigned[version]} health up")
     for version, slot in assigned.items():
         commands.append(f"set server {BACKEND}/{slot} weight {weights.get(version, 0) if version in upstreams else 0}")
@@ -267,7 +268,8 @@ class Router:
             return loaded.generation
         upstreams = {v: _host_port(url) for v, url in loaded.upstreams.items()}
         live = {v: w for v, w in loaded.weights.items() if w > 0 and v in upstreams}
-        commands, slots = runtime_commands(live, upstreams, self.slots)
+        routed = {v: _host_port(url) for v, url in self.state.upstreams.items()}
+        commands, slots = runtime_commands(live, upstreams, self.slots, routed)
         answer = self.proxy.command("; ".join(commands)) if commands else ""
         # What HAProxy routes now, read back: the generation is reported only once it is true.
         applied = {v: self.proxy.command(f"get weight {BACKEND}/{slot}").split()[0] for v, slot in slots.items()}

@@ -24,7 +24,7 @@ def test_the_configuration_is_valid_haproxy(tmp_path: Path) -> None:
 
 def test_a_new_version_takes_a_free_slot_and_weights_change_in_place() -> None:
     upstreams = {1: ("127.0.0.1", 4001), 2: ("127.0.0.1", 4002)}
-    commands, slots = runtime_commands({1: 90, 2: 10}, upstreams, slots={1: "s1"})
+    commands, slots = runtime_commands({1: 90, 2: 10}, upstreams, slots={1: "s1"}, routed={1: ("127.0.0.1", 4001)})
     assert slots == {1: "s1", 2: "s2"}
     assert commands == [
         "set server versions/s1 addr 127.0.0.1 port 4001",
@@ -32,6 +32,13 @@ def test_a_new_version_takes_a_free_slot_and_weights_change_in_place() -> None:
         "set server versions/s2 addr 127.0.0.1 port 4002", "set server versions/s2 health up",
         "set server versions/s1 weight 90", "set server versions/s2 weight 10",
     ]
+
+
+def test_a_version_restarted_on_another_port_is_up_at_once() -> None:
+    commands, _ = runtime_commands({1: 100}, {1: ("127.0.0.1", 4011)}, slots={1: "s1"}, routed={1: ("127.0.0.1", 4001)})
+    assert commands[:2] == ["set server versions/s1 addr 127.0.0.1 port 4011", "set server versions/s1 health up"]
+    commands, _ = runtime_commands({1: 100}, {1: ("127.0.0.1", 4011)}, slots={1: "s1"}, routed={1: ("127.0.0.1", 4011)})
+    assert "set server versions/s1 health up" not in commands
 
 
 def test_a_version_that_leaves_keeps_its_slot_at_weight_zero_until_the_slots_run_out() -> None:
