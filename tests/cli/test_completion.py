@@ -52,8 +52,8 @@ def test_bash_completes_commands_stacks_and_job_ids(project: Path) -> None:
     assert complete("plinth", "job", "status", "") == [job_id]
     assert complete("plinth", "job", "logs", job_id[:3]) == [job_id]
     assert complete("plinth", "job", "status", "nothing-like-it") == []
-    assert complete("plinth", "job", "ls", "--stack", "team-") == ["team-antispam", "team-feed"]
-    assert complete("plinth", "stack", "show", "plat") == ["platform-prod"]
+    assert complete("plinth", "job", "ls", "--stack", "team-") == ["team-antispam", "team-feed", "team-sim"]
+    assert complete("plinth", "stack", "show", "plat") == ["platform-prod", "platform-sim"]
 
 
 def test_zsh_and_fish_complete_flow_run_ids_and_model_names(project: Path, tmp_path: Path) -> None:
