@@ -25,7 +25,7 @@ if CHECKOUT not in sys.path:
     sys.path.insert(0, CHECKOUT)
 
 from infra.components.contract import export_platform, platform_reference  # noqa: E402
-from infra.components.engines import WorkloadEngines  # noqa: E402
+from infra.components.engines import EngineCrds, WorkloadEngines  # noqa: E402
 from infra.components.gpu import GpuDriver  # noqa: E402
 from infra.components.gpu_pool import GpuPool  # noqa: E402
 from infra.components.hadoop import yarn_client_files  # noqa: E402
@@ -84,8 +84,12 @@ def platform_program(stack: Stack) -> None:
     namespace = k8s.core.v1.Namespace("platform-namespace", metadata=metadata(PLATFORM_NAMESPACE, labels=PLATFORM_NAMESPACE_LABEL))
 
     pools = [GpuPool(pool, platform.cluster) for pool in platform.gpu_pools]
-    GpuDriver(platform.gpu_driver, platform.gpu_pools)
-    scheduler = Scheduler(platform.scheduler, platform.gpu_pools)
+    # crds-only: the engines' CRDs from the vendored files instead of their Helm charts, and no
+    # GPU driver (the nodes advertise nvidia.com/gpu themselves).
+    crds = EngineCrds(platform.scheduler.kind) if platform.engines.install == "crds-only" else None
+    if crds is None:
+        GpuDriver(platform.gpu_driver, platform.gpu_pools)
+    scheduler = Scheduler(platform.scheduler, platform.gpu_pools, crds)
     storage: dict = {"kind": platform.storage.kind}
     if platform.storage.kind == "hdfs":
         hdfs = HdfsStorage(platform.cluster, platform.storage.hdfs_settings)
@@ -93,8 +97,9 @@ def platform_program(stack: Stack) -> None:
     else:
         s3 = platform.storage.s3
         storage |= {"uri": platform.storage.uri, "endpoint": s3.endpoint, "region": s3.region, "bucket": s3.bucket}
-    Serving(platform.kserve)
-    WorkloadEngines(platform.scheduler.kind)
+    if crds is None:
+        Serving(platform.kserve)
+        WorkloadEngines(platform.scheduler.kind)
     yarn = None
     if platform.yarn is not None:
         yarn = {"resourceManager": platform.yarn.resource_manager, "defaultFs": platform.yarn.default_fs}

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -75,6 +76,7 @@ class Resource:
 
 POD = Resource("v1", "Pod")
 CONFIG_MAP = Resource("v1", "ConfigMap")
+EVENT = Resource("v1", "Event")
 
 
 @dataclass(frozen=True)
@@ -120,9 +122,11 @@ class KubeClient:
         """The object, or None if it does not exist."""
         return self._request(f"reading {resource.kind} {_where(namespace, name)}", "GET", resource.path(namespace, name), missing_ok=True)
 
-    def list(self, resource: Resource, namespace: str | None, selector: str | None = None) -> list[dict]:
+    def list(self, resource: Resource, namespace: str | None, selector: str | None = None, field_selector: str | None = None) -> list[dict]:
         """Objects of one kind (each with its apiVersion and kind filled in, as `kubectl get -o json` shows them)."""
         query = [("labelSelector", selector)] if selector else []
+        if field_selector:
+            query.append(("fieldSelector", field_selector))
         listing = self._request(f"listing {resource.kind}s{' in namespace ' + namespace if namespace else ''}", "GET", resource.path(namespace), query=query)
         return [{**item, "apiVersion": resource.api_version, "kind": resource.kind} for item in listing.get("items") or []]
 
@@ -135,15 +139,32 @@ class KubeClient:
     def delete_collection(self, resource: Resource, namespace: str, selector: str) -> None:
         self._request(f"deleting the {resource.kind}s labelled {selector}", "DELETE", resource.path(namespace), query=[("labelSelector", selector)])
 
-    def pod_log(self, namespace: str, pod: str, container: str, follow: bool = False, tail: int | None = None) -> Iterator[str]:
-        """The container's log, in whole lines as they arrive (streamed while `follow`)."""
+    def server_version(self) -> str:
+        """The API server's version (gitVersion), e.g. v1.36.3."""
+        return self._request("reading the server version", "GET", "/version").get("gitVersion", "")
+
+    def pod_log(self, namespace: str, pod: str, container: str, follow: bool = False, tail: int | None = None,
+                until: Callable[[], bool] | None = None, poll: float = 2.0) -> Iterator[str]:
+        """The container's log, in whole lines as they arrive (streamed while `follow`). With
+        `until`, following also stops once it returns True (checked every `poll` seconds): a
+        node's log stream may stay open after the container is gone."""
+        from urllib3.exceptions import HTTPError
+
         query = [("container", container), ("follow", str(follow).lower())]
         if tail is not None:
             query.append(("tailLines", str(tail)))
         response = self._send(f"reading the log of pod {namespace}/{pod}", "GET", POD.path(namespace, pod, "log"), query=query, stream=True)
+        done = threading.Event()
+        if follow and until is not None:
+            def watch() -> None:
+                while not done.wait(poll):
+                    if until():
+                        done.set()
+                        response.shutdown()   # unblocks the read below
+            threading.Thread(target=watch, daemon=True).start()
         try:
             pending = b""
-            for chunk in response.stream(4096):
+            for chunk in _chunks(response, done, HTTPError):
                 pending += chunk
                 cut = pending.rfind(b"\n") + 1  # whole lines only; the rest comes with the next chunk
                 if cut:
@@ -152,6 +173,7 @@ class KubeClient:
             if pending:
                 yield pending.decode("utf-8", "replace")
         finally:
+            done.set()
             response.release_conn()
 
     # -- transport ---------------------------------------------------------------------------
@@ -182,6 +204,15 @@ class KubeClient:
         if missing_ok and exc.status == 404 and not _unknown_resource(exc):
             return None
         raise api_error(what, exc, self.context, path)
+
+
+def _chunks(response, stopped: threading.Event, errors) -> Iterator[bytes]:
+    """The response body as it arrives; a read cut by `stopped` ends it quietly."""
+    try:
+        yield from response.stream(4096)
+    except (errors, OSError, ValueError):
+        if not stopped.is_set():
+            raise
 
 
 def api_reason(exc) -> str:

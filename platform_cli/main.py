@@ -12,7 +12,7 @@ import os
 import typer
 from typer.core import TyperGroup
 
-from platform_cli.commands import console, flow, job, model, stack, usage
+from platform_cli.commands import console, flow, job, model, sim, stack, usage
 from platform_cli.commands.completion import completion
 from platform_cli.commands.version import show_version, version
 from platform_cli.errors import PlinthError
@@ -47,6 +47,7 @@ app.add_typer(stack.app, name="stack")
 app.add_typer(job.app, name="job")
 app.add_typer(model.app, name="model")
 app.add_typer(flow.app, name="flow")
+app.add_typer(sim.app, name="sim")
 app.command()(version)
 app.command()(completion)
 app.command("usage")(usage.usage)

@@ -1,5 +1,6 @@
 """The workload engines Plinth's job and flow renderers target: the Kubeflow Spark operator
-(SparkApplication) and Argo Workflows (Workflow, CronWorkflow), from their Helm charts.
+(SparkApplication) and Argo Workflows (Workflow, CronWorkflow), from their Helm charts; or,
+with `engines: {install: crds-only}`, only the CRDs of every engine (EngineCrds).
 
 MPIJob (mpi-operator v0.8.0) and TFJob (Kubeflow training operator v1.9.0) have no Helm charts
 upstream, and the two operators both own the `mpijobs.kubeflow.org` CRD (v2beta1 and v1), so
@@ -9,9 +10,19 @@ the platform cannot simply install both release manifests: docs/cluster.md gives
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pulumi
+import pulumi_kubernetes as k8s
 
 from infra.components.charts import ARGO_WORKFLOWS, SPARK_OPERATOR, helm_release
+from platform_cli.render.validate import CRD_DIR, CRD_FILES
+
+# The API groups whose CRDs a crds-only platform installs, besides its batch scheduler's: the
+# Spark operator, the MPI and training operators (MPIJob v2beta1 and TFJob v1, the versions the
+# renderers target), KServe and Argo Workflows.
+ENGINE_GROUPS = ("sparkoperator.k8s.io", "kubeflow.org", "serving.kserve.io", "argoproj.io")
+SCHEDULER_GROUPS = {"volcano": ("scheduling.volcano.sh", "batch.volcano.sh"), "kueue": ("kueue.x-k8s.io",)}
 
 
 def spark_operator_values(scheduler: str) -> dict:
@@ -43,3 +54,26 @@ class WorkloadEngines(pulumi.ComponentResource):
         self.spark_operator = helm_release(SPARK_OPERATOR, spark_operator_values(scheduler), child)
         self.argo_workflows = helm_release(ARGO_WORKFLOWS, argo_workflows_values(), child)
         self.register_outputs({})
+
+
+def engine_crd_files(scheduler: str) -> list[str]:
+    """The vendored CRD files a crds-only platform installs. Absolute: the provider reads them
+    from its own working directory."""
+    groups = SCHEDULER_GROUPS[scheduler] + ENGINE_GROUPS
+    return sorted({str(CRD_DIR / path) for (group, _kind), path in CRD_FILES.items() if group in groups})
+
+
+class EngineCrds(pulumi.ComponentResource):
+    """Only the engines' CustomResourceDefinitions, from the files Plinth vendors and validates
+    against: the API accepts and stores the engines' objects, and no controller acts on them
+    until one is installed some other way. The provider reads each file itself (megabytes of
+    schema never pass through the program)."""
+
+    def __init__(self, scheduler: str, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("plinth:platform:EngineCrds", "engine-crds", None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.files = [
+            k8s.yaml.v2.ConfigFile(f"crds-{Path(path).stem.replace('_', '-').replace('.', '-')}", file=path, opts=child)
+            for path in engine_crd_files(scheduler)
+        ]
+        self.register_outputs({"files": engine_crd_files(scheduler)})

@@ -20,7 +20,7 @@ from platform_cli.spec.stack import GpuPoolConfig
 class NodePoolProvider(Protocol):
     """Creates the cloud or cluster resources behind one GPU pool."""
 
-    def create(self, pool: GpuPoolConfig, cluster: str, opts: pulumi.ResourceOptions) -> pulumi.Resource: ...
+    def create(self, pool: GpuPoolConfig, cluster: str, opts: pulumi.ResourceOptions) -> pulumi.Resource | None: ...
 
 
 def karpenter_nodepool_spec(pool: GpuPoolConfig) -> dict[str, Any]:
@@ -65,9 +65,17 @@ class KarpenterNodePools:
         )
 
 
+class StaticNodes:
+    """Nodes that exist already, labelled and tainted as the pool says (on-premises machines,
+    or the fake nodes of `plinth sim`): there is nothing to create."""
+
+    def create(self, pool: GpuPoolConfig, cluster: str, opts: pulumi.ResourceOptions) -> None:
+        return None
+
+
 # pool.provider -> implementation. An EKS managed node group or GKE node pool through
 # pulumi-aws / pulumi-gcp would be one more class here and one more Literal in GpuPoolConfig.
-PROVIDERS: dict[str, NodePoolProvider] = {"karpenter": KarpenterNodePools()}
+PROVIDERS: dict[str, NodePoolProvider] = {"karpenter": KarpenterNodePools(), "static": StaticNodes()}
 
 
 class GpuPool(pulumi.ComponentResource):

@@ -36,11 +36,14 @@ def kueue_flavor_spec(pool: GpuPoolConfig) -> dict[str, Any]:
 class Scheduler(pulumi.ComponentResource):
     """The cluster's batch scheduler, its priority classes and (Kueue) a flavor per GPU pool."""
 
-    def __init__(self, config: SchedulerConfig, pools: list[GpuPoolConfig], opts: pulumi.ResourceOptions | None = None):
+    def __init__(
+        self, config: SchedulerConfig, pools: list[GpuPoolConfig], crds: pulumi.Resource | None = None, opts: pulumi.ResourceOptions | None = None
+    ):
+        """`crds`: the engines' CRDs when the platform installs only those (no Helm chart)."""
         super().__init__("plinth:platform:Scheduler", config.kind, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         chart = VOLCANO if config.kind == "volcano" else KUEUE
-        self.release = helm_release(chart, {}, child, version=config.chart_version)
+        self.release = helm_release(chart, {}, child, version=config.chart_version) if crds is None else None
         self.priority_classes = [
             k8s.scheduling.v1.PriorityClass(
                 f"priority-{priority.name}",
@@ -55,7 +58,7 @@ class Scheduler(pulumi.ComponentResource):
         ]
         self.flavors: dict[str, str] = {}
         if config.kind == "kueue":
-            after_crds = pulumi.ResourceOptions(parent=self, depends_on=[self.release])
+            after_crds = pulumi.ResourceOptions(parent=self, depends_on=[self.release if crds is None else crds])
             k8s.apiextensions.CustomResource(
                 f"flavor-{KUEUE_CPU_FLAVOR}", api_version="kueue.x-k8s.io/v1beta2", kind="ResourceFlavor",
                 metadata=metadata(KUEUE_CPU_FLAVOR), spec={}, opts=after_crds,

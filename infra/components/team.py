@@ -160,9 +160,11 @@ class TeamEnvironment(pulumi.ComponentResource):
             opts=in_ns,
         )
         defaults = {"cpu": team.container_defaults.cpu, "memory": team.container_defaults.memory}
+        # No default CPU limit: job pods request CPU without a limit (no throttling), and a
+        # default limit below a job's request would make the API server refuse its pods.
         k8s.core.v1.LimitRange(
             "limits", metadata=metadata("plinth-defaults", ns, labels),
-            spec={"limits": [{"type": "Container", "default": defaults, "defaultRequest": defaults}]},
+            spec={"limits": [{"type": "Container", "default": {"memory": team.container_defaults.memory}, "defaultRequest": defaults}]},
             opts=in_ns,
         )
 

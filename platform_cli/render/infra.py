@@ -30,6 +30,8 @@ PROJECT = "plinth"
 ORGANIZATION = "organization"   # what Pulumi calls the organization of a self-managed backend
 REDACTED = "(secret)"
 HELM_RELEASE = "kubernetes:helm.sh/v3:Release"
+# A manifest file the provider applies itself: the engines' vendored CRDs (engines.install: crds-only).
+CONFIG_FILE = "kubernetes:yaml/v2:ConfigFile"
 # Objects the program creates whose schema Plinth does not vendor, and why; validate_rendering
 # checks every other object.
 UNVALIDATED_KINDS = {
@@ -79,14 +81,26 @@ class Rendering:
         releases = [resource.release() for resource in self.resources if resource.type == HELM_RELEASE]
         return sorted(releases, key=lambda release: (release["namespace"] or "", release["name"]))
 
+    def manifest_files(self) -> list[str]:
+        """Manifest files the provider applies as they are: the engines' vendored CRDs (engines.install: crds-only)."""
+        root = Path(__file__).resolve().parents[2]
+        files = [Path(resource.inputs["file"]) for resource in self.resources if resource.type == CONFIG_FILE]
+        return sorted(str(path.relative_to(root)) if path.is_relative_to(root) else str(path) for path in files)
+
     def of_kind(self, kind: str) -> list[dict[str, Any]]:
         return [obj for obj in self.objects() if obj["kind"] == kind]
 
 
 def rendering_yaml(rendering: Rendering) -> str:
     """The objects as one YAML stream (kubectl apply -f), Helm releases as a comment header."""
-    objects, releases = rendering.objects(), rendering.releases()
+    objects, releases, files = rendering.objects(), rendering.releases(), rendering.manifest_files()
     header = [f"# stack {rendering.stack}: {len(objects)} Kubernetes objects, {len(releases)} Helm releases (rendered by plinth stack render)"]
+    if files:
+        header.append(
+            f"# engines: CRDs only (engines.install: crds-only): the engines' CustomResourceDefinitions from {len(files)} vendored files, "
+            "no Helm charts, no GPU driver; nothing acts on their objects until the engines' controllers are installed another way"
+        )
+        header.extend(f"# crd file {path}" for path in files)
     for release in releases:
         source = release["repo"] or "oci"
         header.append(
@@ -97,7 +111,7 @@ def rendering_yaml(rendering: Rendering) -> str:
 
 
 def rendering_json(rendering: Rendering) -> str:
-    return json.dumps({"stack": rendering.stack, "helmReleases": rendering.releases(), "objects": rendering.objects()}, indent=2)
+    return json.dumps({"stack": rendering.stack, "helmReleases": rendering.releases(), "manifestFiles": rendering.manifest_files(), "objects": rendering.objects()}, indent=2)
 
 
 def render_stack(stack: Stack | str, secrets: Mapping[str, str] | None = None) -> Rendering:

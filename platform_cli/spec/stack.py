@@ -166,7 +166,9 @@ class GpuPoolConfig(ConfigModel):
     """A pool of GPU nodes. Jobs target it through its labels and tolerate its taints."""
 
     name: str = Field(pattern=DNS_LABEL)
-    provider: Literal["karpenter"] = Field("karpenter", description="which implementation creates the nodes")
+    provider: Literal["karpenter", "static"] = Field(
+        "karpenter", description="karpenter: NodePools launch nodes on demand; static: the nodes exist already with the pool's labels and taints (on premises, plinth sim)"
+    )
     node_class: NodeClassRef = Field(default_factory=NodeClassRef, description="karpenter: the node class (AMI, subnets, IAM role) nodes launch from")
     gpu_type: str = Field(description="accelerator product, e.g. nvidia-tesla-t4, nvidia-a100")
     gpus_per_node: int = Field(ge=1, le=16)
@@ -288,6 +290,17 @@ class YarnConfig(ConfigModel):
     hadoop_conf_dir: str | None = Field(None, description="HADOOP_CONF_DIR on the submitting machine; generated if unset")
 
 
+class EnginesConfig(ConfigModel):
+    """How the platform installs the engines its jobs, flows and models run on (the batch
+    scheduler, the Spark, MPI and training operators, Argo Workflows, KServe, the GPU driver)."""
+
+    install: Literal["helm", "crds-only"] = Field(
+        "helm",
+        description="helm: each engine's Helm chart (controllers and CRDs); crds-only: only the engines' CRDs, "
+        "from the files Plinth vendors (an air-gapped cluster whose controllers come another way, or plinth sim)",
+    )
+
+
 class PlatformConfig(ConfigModel):
     """What one cluster offers every team (stack role: platform)."""
 
@@ -299,6 +312,7 @@ class PlatformConfig(ConfigModel):
     storage: PlatformStorageConfig = PlatformStorageConfig()
     kserve: KServeConfig = KServeConfig()
     yarn: YarnConfig | None = None
+    engines: EnginesConfig = EnginesConfig()
     api_server_cidrs: list[Cidr] = Field(
         default_factory=lambda: ["0.0.0.0/0"],
         description="where team pods may reach the Kubernetes API server (Spark drivers create executors); narrow it to the API server's addresses",

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 
 from platform_cli.errors import PlinthError
 from platform_cli.kinds import all_kinds, job_kind, parse_time
-from platform_cli.kube import CONFIG_MAP, POD, KubeClient, Resource
+from platform_cli.kube import CONFIG_MAP, EVENT, POD, KubeClient, Resource
 from platform_cli.registry.lineage import file_sha256, source_revision
 from platform_cli.render.cluster import LABEL_JOB, LABEL_JOB_ID, LABEL_KIND, LABEL_ROLE, LABEL_TEAM
 from platform_cli.render.context import job_paths
@@ -112,7 +112,11 @@ class KubernetesTarget:
         raise NotImplementedError
 
     def status(self, job_id: str) -> JobRecord:
-        return self._record(self._find(job_id))
+        workload = self._find(job_id)
+        record = self._record(workload)
+        if record.status is JobStatus.PENDING and (refusal := self._refusal(workload)):
+            record = record.model_copy(update={"message": refusal})
+        return record
 
     def list(self) -> list[JobRecord]:
         records = [self._record(obj) for obj in self._workloads(f"{LABEL_TEAM}={self.team}")]
@@ -128,7 +132,9 @@ class KubernetesTarget:
         pod = self._main_pod(job_id, kind.main_role, wait=follow)
         if pod is None:
             return
-        yield from self.kube.pod_log(self.namespace, pod, kind.main_container, follow=follow, tail=tail)
+        # Following ends when the job does, even if the node keeps the stream open.
+        yield from self.kube.pod_log(self.namespace, pod, kind.main_container, follow=follow, tail=tail,
+                                     until=lambda: self.status(job_id).status.finished, poll=POLL_SECONDS)
 
     def cancel(self, job_id: str) -> JobRecord:
         workload = self._find(job_id)
@@ -159,6 +165,18 @@ class KubernetesTarget:
         if not found:
             raise PlinthError(f"job {job_id!r} not found in namespace {self.namespace!r} of stack {self.stack.name!r}", "plinth job ls --stack " + self.stack.name + " lists its jobs")
         return found[0]
+
+    def _refusal(self, workload: dict) -> str | None:
+        """Why the engine cannot create the job's pods, if it says so: its latest FailedCreate
+        event (e.g. the API server refusing the pods over the team's ResourceQuota)."""
+        uid = workload["metadata"].get("uid")
+        if not uid:
+            return None
+        events = self.kube.list(EVENT, self.namespace, field_selector=f"involvedObject.uid={uid},reason=FailedCreate")
+        if not events:
+            return None
+        latest = max(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
+        return f"{latest.get('reason')}: {' '.join(str(latest.get('message', '')).split())}"
 
     def _main_pod(self, job_id: str, role: str, wait: bool) -> str | None:
         """The newest pod of the job's main role; with `wait`, until it has started (or the job ended)."""

@@ -120,7 +120,10 @@ def test_listing_without_the_pulumi_cli_works_and_says_what_is_missing(project: 
 
 def test_ls_shows_each_stacks_role(project: Path, no_pulumi) -> None:
     rows = {line.split()[0]: line.split()[1:3] for line in plinth("stack", "ls").stdout.splitlines()[1:]}
-    assert rows == {"local": ["local", "local"], "platform-prod": ["platform", "kubernetes"], "team-antispam": ["team", "kubernetes"], "team-feed": ["team", "kubernetes"]}
+    assert rows == {
+        "local": ["local", "local"], "platform-prod": ["platform", "kubernetes"], "platform-sim": ["platform", "kubernetes"],
+        "team-antispam": ["team", "kubernetes"], "team-feed": ["team", "kubernetes"], "team-sim": ["team", "kubernetes"],
+    }
 
 
 def test_ls_shows_paths_inside_the_project_relative_to_it(project: Path, no_pulumi) -> None:
@@ -196,8 +199,9 @@ def test_ls_and_show_add_what_the_backend_records(project: Path, monkeypatch) ->
     assert listed.exit_code == 0 and listed.stderr == ""
     rows = [line.split() for line in listed.stdout.splitlines()]
     assert rows[0] == ["NAME", "ROLE", "TARGET", "STORAGE", "FILE", "DEPLOYED", "RESOURCES"]
-    assert rows[4][0] == "team-feed" and rows[4][-2:] == ["1h", "21"]
-    assert rows[3][0] == "team-antispam" and rows[3][-2:] == ["-", "-"]
+    by_name = {row[0]: row for row in rows[1:]}
+    assert by_name["team-feed"][-2:] == ["1h", "21"]
+    assert by_name["team-antispam"][-2:] == ["-", "-"]
     shown = json.loads(plinth("stack", "show", "team-feed", "-o", "json").stdout)
     assert shown["deployed"]["resources"] == 21
     assert shown["deployed"]["outputs"] == {"namespace": "feed", "config": "[secret]"}

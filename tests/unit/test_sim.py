@@ -1,0 +1,95 @@
+"""The simulated cluster's pure parts (fake nodes from a platform stack's pools, the processes'
+command lines) and scripts/cluster-tools' answers when nothing is built or a build fails. The
+live cluster itself is tested in tests/sim."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from platform_cli.sim import tools
+from platform_cli.sim.cluster import Ports, commands, node_manifests
+from platform_cli.spec.stack import load_stack
+from tests.conftest import REPO
+
+
+def test_nodes_carry_each_pools_labels_taints_and_gpus(project: Path) -> None:
+    platform = load_stack("platform-sim").config.platform
+    nodes = node_manifests(platform, None, cpu_nodes=2)
+    by_pool: dict[str, list[dict]] = {}
+    for node in nodes:
+        by_pool.setdefault(node["metadata"]["labels"].get("plinth.dev/gpu-pool", "cpu"), []).append(node)
+    assert {pool: len(members) for pool, members in by_pool.items()} == {"a100": 4, "t4": 4, "cpu": 2}   # maxNodes of each pool
+    a100 = by_pool["a100"][0]
+    assert a100["metadata"]["name"] == "sim-a100-0"
+    assert a100["metadata"]["labels"]["plinth.dev/gpu-type"] == "nvidia-a100"
+    assert a100["metadata"]["annotations"]["kwok.x-k8s.io/node"] == "fake"
+    assert a100["spec"]["taints"] == [{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]
+    assert a100["status"]["capacity"]["nvidia.com/gpu"] == "8" and by_pool["t4"][0]["status"]["allocatable"]["nvidia.com/gpu"] == "4"
+    assert by_pool["cpu"][0]["spec"] == {} and "nvidia.com/gpu" not in by_pool["cpu"][0]["status"]["capacity"]
+    assert len(node_manifests(platform, 50, cpu_nodes=0)) == 100   # --nodes: per pool
+
+
+def test_every_process_listens_on_loopback_only(tmp_path: Path) -> None:
+    binaries = {name: tmp_path / name for name in ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")}
+    argv = commands(tmp_path, binaries, Ports(2379, 2380, 6443, 10250))
+    assert list(argv) == ["etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok"]
+    words = [word for command in argv.values() for word in command]
+    # (the service-account issuer is a name in tokens, not an address anything listens on)
+    addresses = [word for word in words if ("://" in word or word.count(".") == 3 and ":" in word) and "kubernetes.default.svc" not in word] + [
+        command[command.index(flag) + 1] for command in argv.values() for flag in ("--bind-address", "--advertise-address") if flag in command
+    ]
+    assert addresses and all("127.0.0.1" in address for address in addresses), addresses
+    assert "0.0.0.0" not in " ".join(words)
+    apiserver = argv["kube-apiserver"]
+    assert apiserver[apiserver.index("--authorization-mode") + 1] == "Node,RBAC"
+    assert "ResourceQuota" in apiserver[apiserver.index("--enable-admission-plugins") + 1].split(",")
+
+
+def test_the_tools_cache_is_keyed_by_version_outside_the_checkout(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PLINTH_TOOLS_CACHE", str(tmp_path / "cache"))
+    folder = tools.BY_NAME["kubernetes"].folder(tools.cache_dir())
+    assert folder.parent == tmp_path / "cache" and folder.name.startswith(f"kubernetes-{tools.KUBERNETES_VERSION}-")
+    assert tools.find_binary("kube-apiserver") is None
+    assert not tools.bin_dir().is_relative_to(REPO)
+
+
+def run_tools(tmp_path: Path, *args: str, path: str | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PLINTH_TOOLS_CACHE": str(tmp_path / "cache"), "PATH": path or os.environ["PATH"]}
+    return subprocess.run([sys.executable, str(REPO / "scripts" / "cluster-tools"), *args], capture_output=True, text=True, env=env)
+
+
+def test_bin_dir_without_a_build_says_what_to_run(tmp_path: Path) -> None:
+    result = run_tools(tmp_path, "--bin-dir")
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == "error: cluster-tools: not built: etcd, kubernetes, kwok, pulumi, kubernetes-provider; run scripts/cluster-tools\n"
+
+
+def test_a_module_the_proxy_refuses_fails_in_one_line_naming_the_component(tmp_path: Path) -> None:
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "go").write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = env ]; then echo go1.26.8; exit 0; fi\n'
+        "echo 'go: downloading go.etcd.io/etcd/server/v3 v3.6.16'\n"
+        "echo 'go: go.etcd.io/etcd/server/v3@v3.6.16: reading https://proxy.golang.org/go.etcd.io/etcd/server/v3/@v/v3.6.16.zip: 403 Forbidden'\n"
+        "exit 1\n"
+    )
+    (fake / "go").chmod(0o755)
+    result = run_tools(tmp_path, "etcd", path=f"{fake}:{os.environ['PATH']}")
+    assert result.returncode == 1
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith(
+        "error: cluster-tools: etcd v3.6.16: the Go module proxy refused go.etcd.io/etcd/server/v3@v3.6.16 (403 Forbidden); "
+        "pin a version it serves (go list -m -versions MODULE) in tools/cluster/etcd/go.mod (log: "
+    )
+
+
+def test_without_go_the_fix_is_named(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = run_tools(tmp_path, path=str(empty))
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: cluster-tools: go: not found on PATH; install Go 1.26 or newer")
