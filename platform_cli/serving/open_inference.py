@@ -1,0 +1,255 @@
+"""The Open Inference Protocol (KServe's v2, Triton's HTTP/REST API) for a model of raw fields (pure).
+
+What a v2 client sees of a Plinth model, and how its requests become the rows the v1 form
+carries, so both protocols go through one transform, one batcher and one set of metrics:
+
+- every raw field of the model's feature spec is a named input tensor of one dimension, one
+  row per element: BYTES for categorical and text fields (a categorical field also takes INT64
+  or INT32, as the v1 form takes integers), FP32 for numeric ones (FP64, INT64 and INT32 are
+  taken too); [N, 1] is taken for [N]. An optional field may be left out.
+- the answer is one output, `probability`, FP32 [N].
+- the binary tensor extension (`Inference-Header-Content-Length`: a JSON header, then each
+  input's raw bytes; BYTES elements as a 4-byte little-endian length and the bytes), which
+  Triton's and KServe's clients use by default, both ways: outputs come back binary when the
+  request asks (`binary_data_output`, or `binary_data` on the output).
+
+    route = parse_path(path)                            # what a /v2/... path asks for, or None
+    request = parse_request(body, header_length)        # InvalidInput on bad JSON or a bad binary part
+    rows = request_rows(spec, request.inputs)           # [{<field>: value}, ...], or InvalidInput
+    body, header_length = infer_response(model, version, request, probabilities)
+
+InvalidInput (serving/inputs.py) is the client's mistake: a 400 naming the input and the fix.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from platform_cli.serving.inputs import InvalidInput
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from platform_cli.features import FeatureSpec
+
+# The header both clients send with a binary body (and read on a binary answer).
+HEADER_LENGTH = "inference-header-content-length"
+OUTPUT = "probability"
+PROTOCOL_VERSION = "2"
+
+# Datatypes a field of each kind takes; the first is the one the metadata declares.
+_CATEGORICAL = ("BYTES", "INT64", "INT32")
+_NUMERIC = ("FP32", "FP64", "INT64", "INT32")
+_TEXT = ("BYTES",)
+# numpy dtypes (little-endian, as the protocol's binary form) of the fixed-size datatypes.
+_FIXED = {"FP32": "<f4", "FP64": "<f8", "INT64": "<i8", "INT32": "<i4"}
+
+
+@dataclass(frozen=True)
+class Route:
+    """What a /v2 path asks for. kind: live | ready | server | metadata | model-ready | infer;
+    model and version for the model routes (version None: the model as a whole)."""
+
+    kind: str
+    model: str | None = None
+    version: str | None = None
+
+
+def parse_path(path: str) -> Route | None:
+    """The route of a /v2 path, None for a path the protocol does not have."""
+    parts = path.rstrip("/").split("/")[1:]
+    if not parts or parts[0] != "v2":
+        return None
+    if parts == ["v2"]:
+        return Route("server")
+    if parts in (["v2", "health", "live"], ["v2", "health", "ready"]):
+        return Route("live" if parts[2] == "live" else "ready")
+    if len(parts) < 3 or parts[1] != "models" or not parts[2]:
+        return None
+    model, rest, version = parts[2], parts[3:], None
+    if rest[:1] == ["versions"]:
+        if len(rest) < 2 or not rest[1]:
+            return None
+        version, rest = rest[1], rest[2:]
+    if not rest:
+        return Route("metadata", model, version)
+    if rest in (["ready"], ["infer"]):
+        return Route("model-ready" if rest == ["ready"] else "infer", model, version)
+    return None
+
+
+def inputs_metadata(spec: FeatureSpec) -> list[dict]:
+    """The model's inputs as the protocol's metadata lists them (one per raw field)."""
+    kinds = [(f, _CATEGORICAL) for f in spec.categorical] + [(f, _NUMERIC) for f in spec.numeric] + [(f, _TEXT) for f in spec.text]
+    return [{"name": f.name, "datatype": types[0], "shape": [-1],
+             "parameters": {"required": f.required, "accepts": list(types)}} for f, types in kinds]
+
+
+def model_metadata(spec: FeatureSpec, model: str, versions: list[int], platform: str) -> dict:
+    return {"name": model, "versions": [str(v) for v in versions], "platform": platform,
+            "inputs": inputs_metadata(spec), "outputs": [{"name": OUTPUT, "datatype": "FP32", "shape": [-1]}]}
+
+
+@dataclass
+class InferRequest:
+    id: str | None
+    # input name -> (datatype, shape, elements: a list, or a numpy array for binary numbers)
+    inputs: dict[str, tuple[str, list[int], Any]] = field(default_factory=dict)
+    binary_output: bool = False
+
+
+def parse_request(body: bytes, header_length: int | None = None) -> InferRequest:
+    """A v2 infer request from its body (header_length: the JSON part's length for a binary body)."""
+    if header_length is not None and not 0 <= header_length <= len(body):
+        raise InvalidInput(f"{HEADER_LENGTH} is {header_length} but the body has {len(body)} bytes")
+    header, binary = (body, b"") if header_length is None else (body[:header_length], memoryview(body)[header_length:])
+    try:
+        payload = orjson.loads(header)
+    except orjson.JSONDecodeError as e:
+        raise InvalidInput(f"the request body is not JSON: {e}") from e
+    if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list) or not payload["inputs"]:
+        raise InvalidInput('expected a JSON object {"inputs": [{"name", "datatype", "shape", "data"}, ...]}')
+    request = InferRequest(id=str(payload["id"]) if payload.get("id") is not None else None)
+    request.binary_output = _binary_output(payload)
+    offset = 0
+    for i, tensor in enumerate(payload["inputs"]):
+        if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+            raise InvalidInput(f"input {i} must be an object with a name")
+        name, datatype, shape = tensor["name"], tensor.get("datatype"), tensor.get("shape")
+        if name in request.inputs:
+            raise InvalidInput(f"input {name!r} is given twice")
+        if not isinstance(datatype, str):
+            raise InvalidInput(f"input {name!r} needs a datatype")
+        if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+            raise InvalidInput(f"input {name!r} needs a shape: a list of sizes, e.g. [N] for N rows")
+        size = (tensor.get("parameters") or {}).get("binary_data_size")
+        if size is not None:
+            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
+                raise InvalidInput(f"input {name!r}: binary_data_size {size!r} runs past the body's binary part ({len(binary)} bytes)")
+            data = _binary_elements(name, datatype, binary[offset:offset + size])
+            offset += size
+        elif "data" in tensor:
+            data = _flat(tensor["data"])
+        else:
+            raise InvalidInput(f"input {name!r} has neither data nor parameters.binary_data_size")
+        request.inputs[name] = (datatype, shape, data)
+    return request
+
+
+def _binary_output(payload: dict) -> bool:
+    if (payload.get("parameters") or {}).get("binary_data_output"):
+        return True
+    outputs = payload.get("outputs")
+    return isinstance(outputs, list) and any(isinstance(o, dict) and (o.get("parameters") or {}).get("binary_data") for o in outputs)
+
+
+def _flat(data: Any) -> list:
+    """A JSON tensor's elements in row-major order (the protocol allows nested lists)."""
+    if not isinstance(data, list):
+        return [data]
+    if not any(isinstance(x, list) for x in data):
+        return data
+    flat = []
+    for x in data:
+        flat.extend(_flat(x))
+    return flat
+
+
+def _binary_elements(name: str, datatype: str, raw: memoryview) -> Any:
+    import numpy as np
+
+    if datatype in _FIXED:
+        width = np.dtype(_FIXED[datatype]).itemsize
+        if len(raw) % width:
+            raise InvalidInput(f"input {name!r}: {len(raw)} bytes is not a whole number of {datatype} elements")
+        return np.frombuffer(raw, dtype=_FIXED[datatype])
+    if datatype != "BYTES":
+        raise InvalidInput(f"input {name!r}: datatype {datatype} is not one this model takes")
+    elements, offset = [], 0
+    while offset < len(raw):
+        if offset + 4 > len(raw):
+            raise InvalidInput(f"input {name!r}: a BYTES element's 4-byte length is cut off")
+        (length,) = struct.unpack_from("<I", raw, offset)
+        offset += 4
+        if offset + length > len(raw):
+            raise InvalidInput(f"input {name!r}: a BYTES element of {length} bytes runs past the input's data")
+        elements.append(bytes(raw[offset:offset + length]))
+        offset += length
+    return elements
+
+
+def request_rows(spec: FeatureSpec, inputs: dict[str, tuple[str, list[int], Any]]) -> list[dict]:
+    """The rows the inputs hold, as the v1 form carries them: one {<field>: value} per row."""
+    kinds = {f.name: (_CATEGORICAL, "categorical") for f in spec.categorical}
+    kinds |= {f.name: (_NUMERIC, "numeric") for f in spec.numeric}
+    kinds |= {f.name: (_TEXT, "text") for f in spec.text}
+    unknown = sorted(set(inputs) - set(kinds))
+    if unknown:
+        raise InvalidInput(f"unknown input {unknown[0]!r}; the model's inputs are {', '.join(kinds)}")
+    required = [f.name for f in [*spec.categorical, *spec.numeric, *spec.text] if f.required]
+    missing = [name for name in required if name not in inputs]
+    if missing:
+        raise InvalidInput(f"missing input {missing[0]!r} (one element per row); GET the model's metadata for its inputs")
+    rows: int | None = None
+    columns = {}
+    for name, (datatype, shape, data) in inputs.items():
+        types, kind = kinds[name]
+        if datatype not in types:
+            raise InvalidInput(f"input {name!r} is a {kind} field: datatype {' or '.join(types)}, not {datatype}")
+        if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+            raise InvalidInput(f"input {name!r}: shape {shape} is not [N] (or [N, 1]), one element per row")
+        if len(data) != shape[0]:
+            raise InvalidInput(f"input {name!r}: shape {shape} says {shape[0]} elements, the data has {len(data)}")
+        if rows is None:
+            rows = shape[0]
+        elif shape[0] != rows:
+            raise InvalidInput(f"input {name!r} has {shape[0]} rows, the inputs before it {rows}; every input needs one element per row")
+        columns[name] = _values(name, datatype, data)
+    if not rows:
+        raise InvalidInput("the inputs hold no rows")
+    names = list(columns)
+    return [dict(zip(names, values)) for values in zip(*columns.values())]
+
+
+def _values(name: str, datatype: str, data: Any) -> list:
+    """Python values of one input, as a JSON client of the v1 form would send them."""
+    if hasattr(data, "tolist"):  # binary numbers
+        return data.tolist()
+    if datatype == "BYTES":
+        values = []
+        for x in data:
+            if isinstance(x, bytes):
+                try:
+                    x = x.decode()
+                except UnicodeDecodeError as e:
+                    raise InvalidInput(f"input {name!r}: a BYTES element is not UTF-8 ({e.reason})") from e
+            elif x is not None and not isinstance(x, str):
+                raise InvalidInput(f"input {name!r}: datatype BYTES takes strings, got {x!r:.40}")
+            values.append(x)
+        return values
+    integers = datatype.startswith("INT")
+    for x in data:
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or (integers and not isinstance(x, int)):
+            raise InvalidInput(f"input {name!r}: datatype {datatype} takes {'integers' if integers else 'numbers'}, got {x!r:.40}")
+    return data
+
+
+def infer_response(model: str, version: int | None, request: InferRequest, probabilities: np.ndarray) -> tuple[bytes, int | None]:
+    """The answer's body, and its JSON part's length when the body is binary (the header's value)."""
+    output: dict[str, Any] = {"name": OUTPUT, "datatype": "FP32", "shape": [len(probabilities)]}
+    answer: dict[str, Any] = {"model_name": model, "outputs": [output]}
+    if version is not None:
+        answer["model_version"] = str(version)
+    if request.id is not None:
+        answer["id"] = request.id
+    if not request.binary_output:
+        output["data"] = probabilities.astype(float).tolist()
+        return orjson.dumps(answer), None
+    raw = probabilities.astype("<f4").tobytes()
+    output["parameters"] = {"binary_data_size": len(raw)}
+    header = orjson.dumps(answer)
+    return header + raw, len(header)
