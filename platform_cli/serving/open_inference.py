@@ -13,9 +13,10 @@ carries, so both protocols go through one transform, one batcher and one set of 
   Triton's and KServe's clients use by default, both ways: outputs come back binary when the
   request asks (`binary_data_output`, or `binary_data` on the output).
 
+    signature = Signature(spec)                         # once per model
     route = parse_path(path)                            # what a /v2/... path asks for, or None
     request = parse_request(body, header_length)        # InvalidInput on bad JSON or a bad binary part
-    rows = request_rows(spec, request.inputs)           # [{<field>: value}, ...], or InvalidInput
+    rows = signature.rows(request.inputs)               # [{<field>: value}, ...], or InvalidInput
     body, header_length = infer_response(model, version, request, probabilities)
 
 InvalidInput (serving/inputs.py) is the client's mistake: a 400 naming the input and the fix.
@@ -47,6 +48,7 @@ _NUMERIC = ("FP32", "FP64", "INT64", "INT32")
 _TEXT = ("BYTES",)
 # numpy dtypes (little-endian, as the protocol's binary form) of the fixed-size datatypes.
 _FIXED = {"FP32": "<f4", "FP64": "<f8", "INT64": "<i8", "INT32": "<i4"}
+_INTEGERS = ("INT64", "INT32")
 
 
 @dataclass(frozen=True)
@@ -82,16 +84,50 @@ def parse_path(path: str) -> Route | None:
     return None
 
 
-def inputs_metadata(spec: FeatureSpec) -> list[dict]:
-    """The model's inputs as the protocol's metadata lists them (one per raw field)."""
-    kinds = [(f, _CATEGORICAL) for f in spec.categorical] + [(f, _NUMERIC) for f in spec.numeric] + [(f, _TEXT) for f in spec.text]
-    return [{"name": f.name, "datatype": types[0], "shape": [-1],
-             "parameters": {"required": f.required, "accepts": list(types)}} for f, types in kinds]
+class Signature:
+    """A model's inputs as the protocol sees them, worked out once from its feature spec:
+    `metadata()` lists them, `rows(inputs)` checks a request's tensors against them."""
 
+    def __init__(self, spec: FeatureSpec):
+        fields = [(f, _CATEGORICAL, "categorical") for f in spec.categorical] + [(f, _NUMERIC, "numeric") for f in spec.numeric]
+        fields += [(f, _TEXT, "text") for f in spec.text]
+        self.fields = fields
+        self.kinds = {f.name: (types, kind) for f, types, kind in fields}
+        self.required = [f.name for f, _, _ in fields if f.required]
 
-def model_metadata(spec: FeatureSpec, model: str, versions: list[int], platform: str) -> dict:
-    return {"name": model, "versions": [str(v) for v in versions], "platform": platform,
-            "inputs": inputs_metadata(spec), "outputs": [{"name": OUTPUT, "datatype": "FP32", "shape": [-1]}]}
+    def metadata(self, model: str, versions: list[int], platform: str) -> dict:
+        inputs = [{"name": f.name, "datatype": types[0], "shape": [-1], "parameters": {"required": f.required, "accepts": list(types)}}
+                  for f, types, _ in self.fields]
+        return {"name": model, "versions": [str(v) for v in versions], "platform": platform,
+                "inputs": inputs, "outputs": [{"name": OUTPUT, "datatype": "FP32", "shape": [-1]}]}
+
+    def rows(self, inputs: dict[str, tuple[str, list[int], Any]]) -> list[dict]:
+        """The rows the inputs hold, as the v1 form carries them: one {<field>: value} per row."""
+        kinds = self.kinds
+        for name in self.required:
+            if name not in inputs:
+                raise InvalidInput(f"missing input {name!r} (one element per row); GET the model's metadata for its inputs")
+        rows = -1
+        columns = []
+        for name, (datatype, shape, data) in inputs.items():
+            kind = kinds.get(name)
+            if kind is None:
+                raise InvalidInput(f"unknown input {name!r}; the model's inputs are {', '.join(kinds)}")
+            if datatype not in kind[0]:
+                raise InvalidInput(f"input {name!r} is a {kind[1]} field: datatype {' or '.join(kind[0])}, not {datatype}")
+            if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+                raise InvalidInput(f"input {name!r}: shape {shape} is not [N] (or [N, 1]), one element per row")
+            if shape[0] != len(data):
+                raise InvalidInput(f"input {name!r}: shape {shape} says {shape[0]} elements, the data has {len(data)}")
+            if rows < 0:
+                rows = shape[0]
+            elif shape[0] != rows:
+                raise InvalidInput(f"input {name!r} has {shape[0]} rows, the inputs before it {rows}; every input needs one element per row")
+            columns.append(_values(name, datatype, data))
+        if rows <= 0:
+            raise InvalidInput("the inputs hold no rows")
+        names = list(inputs)
+        return [dict(zip(names, values)) for values in zip(*columns)]
 
 
 @dataclass
@@ -116,17 +152,20 @@ def parse_request(body: bytes, header_length: int | None = None) -> InferRequest
     request = InferRequest(id=str(payload["id"]) if payload.get("id") is not None else None)
     request.binary_output = _binary_output(payload)
     offset = 0
+    inputs = request.inputs
     for i, tensor in enumerate(payload["inputs"]):
-        if not isinstance(tensor, dict) or not isinstance(tensor.get("name"), str):
+        if type(tensor) is not dict or type(name := tensor.get("name")) is not str:
             raise InvalidInput(f"input {i} must be an object with a name")
-        name, datatype, shape = tensor["name"], tensor.get("datatype"), tensor.get("shape")
-        if name in request.inputs:
+        datatype, shape = tensor.get("datatype"), tensor.get("shape")
+        if name in inputs:
             raise InvalidInput(f"input {name!r} is given twice")
-        if not isinstance(datatype, str):
+        if type(datatype) is not str:
             raise InvalidInput(f"input {name!r} needs a datatype")
-        if not isinstance(shape, list) or not shape or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+        # The sizes themselves are checked against the data (Signature.rows).
+        if type(shape) is not list or not shape:
             raise InvalidInput(f"input {name!r} needs a shape: a list of sizes, e.g. [N] for N rows")
-        size = (tensor.get("parameters") or {}).get("binary_data_size")
+        parameters = tensor.get("parameters")
+        size = parameters.get("binary_data_size") if type(parameters) is dict else None
         if size is not None:
             if not isinstance(size, int) or size < 0 or offset + size > len(binary):
                 raise InvalidInput(f"input {name!r}: binary_data_size {size!r} runs past the body's binary part ({len(binary)} bytes)")
@@ -136,22 +175,24 @@ def parse_request(body: bytes, header_length: int | None = None) -> InferRequest
             data = _flat(tensor["data"])
         else:
             raise InvalidInput(f"input {name!r} has neither data nor parameters.binary_data_size")
-        request.inputs[name] = (datatype, shape, data)
+        inputs[name] = (datatype, shape, data)
     return request
 
 
 def _binary_output(payload: dict) -> bool:
-    if (payload.get("parameters") or {}).get("binary_data_output"):
+    parameters, outputs = payload.get("parameters"), payload.get("outputs")
+    if type(parameters) is dict and parameters.get("binary_data_output"):
         return True
-    outputs = payload.get("outputs")
-    return isinstance(outputs, list) and any(isinstance(o, dict) and (o.get("parameters") or {}).get("binary_data") for o in outputs)
+    return type(outputs) is list and any(type(o) is dict and type(o.get("parameters")) is dict and o["parameters"].get("binary_data")
+                                         for o in outputs)
 
 
 def _flat(data: Any) -> list:
-    """A JSON tensor's elements in row-major order (the protocol allows nested lists)."""
-    if not isinstance(data, list):
+    """A JSON tensor's elements in row-major order (the protocol allows nested lists; an element
+    that is a list where the first was not is left for the type check to refuse)."""
+    if type(data) is not list:
         return [data]
-    if not any(isinstance(x, list) for x in data):
+    if not data or type(data[0]) is not list:
         return data
     flat = []
     for x in data:
@@ -216,22 +257,42 @@ def request_rows(spec: FeatureSpec, inputs: dict[str, tuple[str, list[int], Any]
 
 
 def _values(name: str, datatype: str, data: Any) -> list:
-    """Python values of one input, as a JSON client of the v1 form would send them."""
-    if hasattr(data, "tolist"):  # binary numbers
+    """Python values of one input, as a JSON client of the v1 form would send them. (Plain
+    loops: this runs for every input of every request.)"""
+    if type(data) is not list:  # binary numbers: a numpy array
         return data.tolist()
     if datatype == "BYTES":
-        values = []
         for x in data:
-            if isinstance(x, bytes):
-                try:
-                    x = x.decode()
-                except UnicodeDecodeError as e:
-                    raise InvalidInput(f"input {name!r}: a BYTES element is not UTF-8 ({e.reason})") from e
-            elif x is not None and not isinstance(x, str):
-                raise InvalidInput(f"input {name!r}: datatype BYTES takes strings, got {x!r:.40}")
-            values.append(x)
-        return values
-    integers = datatype.startswith("INT")
+            if type(x) is not str:
+                return _strings(name, data)
+        return data
+    if datatype in _INTEGERS:
+        for x in data:
+            if type(x) is not int:
+                return _numbers(name, datatype, data)
+        return data
+    for x in data:
+        if type(x) is not float and type(x) is not int:
+            return _numbers(name, datatype, data)
+    return data
+
+
+def _strings(name: str, data: list) -> list:
+    values = []
+    for x in data:
+        if isinstance(x, bytes):  # binary BYTES elements
+            try:
+                x = x.decode()
+            except UnicodeDecodeError as e:
+                raise InvalidInput(f"input {name!r}: a BYTES element is not UTF-8 ({e.reason})") from e
+        elif x is not None and not isinstance(x, str):  # null: a missing value, as in v1
+            raise InvalidInput(f"input {name!r}: datatype BYTES takes strings, got {x!r:.40}")
+        values.append(x)
+    return values
+
+
+def _numbers(name: str, datatype: str, data: list) -> list:
+    integers = datatype in _INTEGERS
     for x in data:
         if isinstance(x, bool) or not isinstance(x, (int, float)) or (integers and not isinstance(x, int)):
             raise InvalidInput(f"input {name!r}: datatype {datatype} takes {'integers' if integers else 'numbers'}, got {x!r:.40}")

@@ -5,17 +5,24 @@
 
 Requests never pass through Python here. The model's port belongs to an HAProxy process (Debian
 package `haproxy`, started and owned by this one) whose backend holds one server per version,
-weighted by the split: for each POST /v1/models/<model>:predict it picks a version (smooth
-weighted round robin), forwards over a pooled keep-alive connection (TCP_NODELAY), and retries a
-connection the version refuses on another version (a canary whose server died is answered by
-production). The version servers answer their model's name too and tag each answer with their
-version (`x-plinth-version`). Everything else (readiness, /plinth/state, /plinth/reload, unknown
-paths) HAProxy hands to this process's small control app on a loopback port.
+weighted by the split: for each POST /v1/models/<model>:predict (KServe's v1) and POST
+/v2/models/<model>/infer (the Open Inference Protocol) it picks a version (smooth weighted round
+robin), forwards over a pooled keep-alive connection (TCP_NODELAY), and retries a connection the
+version refuses on another version (a canary whose server died is answered by production). A
+request for one version, /v2/models/<model>/versions/<v>/..., goes to that version's own
+backend (HAProxy looks the version up in a map this process keeps), so it reaches that version
+or fails, never another. The version servers answer their model's name too and tag each answer
+with their version (`x-plinth-version`). Everything else (readiness, v2 health and model
+metadata, GET /metrics, /plinth/state, /plinth/reload, unknown paths) HAProxy hands to this
+process's small control app on a loopback port.
 
 Metrics are taken where they are cheapest: each version server counts its own requests, errors,
 latencies and predictions (it has them at hand, serving/metrics.py); HAProxy's counters add the
 requests a version never answered (refused connections, broken answers). GET /plinth/state
-merges the two per version; that is what `plinth model compare` shows.
+merges the two per version; that is what `plinth model compare` shows. GET /metrics gives the
+same in Prometheus' text format: each version's families as its server exports them, and the
+split's own (weights, requests HAProxy saw a version fail, versions held down). Scrape the
+router or the version servers, not both: the router's page repeats the versions'.
 
 The split comes from the state file (serving/state.py). The router re-reads it when told to
 (POST /plinth/reload, which the CLI calls after every change; accepted from loopback only) and

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -256,6 +257,7 @@ class ModelApp:
         if version is not None:
             self.infer_paths |= {f"/v2/models/{name}/versions/{version}/infer" for name in self.names}
         self.ready_paths = {f"/v1/models/{model.name}"}
+        self.signature = open_inference.Signature(model.spec)
         self.headers = [_JSON] + ([(b"x-plinth-version", str(version).encode())] if version is not None else [])
         from prometheus_client import CollectorRegistry
 
@@ -331,8 +333,7 @@ class ModelApp:
         return None
 
     def metadata(self, name: str) -> dict:
-        return open_inference.model_metadata(self.model.spec, name, [self.version] if self.version is not None else [],
-                                             f"tensorflow_{self.model.runtime}")
+        return self.signature.metadata(name, [self.version] if self.version is not None else [], f"tensorflow_{self.model.runtime}")
 
     async def predict(self, scope, receive, send, v2_model: str | None) -> None:
         """One prediction request, v1 ({"instances": [...]}) or v2 (v2_model: the name it asked for)."""
@@ -347,7 +348,7 @@ class ModelApp:
                     rows = instances(orjson.loads(body))
                 else:
                     request = open_inference.parse_request(body, _header_length(scope))
-                    rows = open_inference.request_rows(self.model.spec, request.inputs)
+                    rows = self.signature.rows(request.inputs)
                 predictions = await self.batcher.submit(rows)
             except BodyTooLarge as e:
                 status, answer, headers = 413, {"error": str(e)}, ((b"connection", b"close"),)
@@ -520,6 +521,10 @@ def main(argv: list[str] | None = None) -> None:
         for worker in others:
             worker.kill()
         raise SystemExit(1) from e
+    # Everything loaded so far (TensorFlow's millions of objects) is moved out of the garbage
+    # collector's reach: otherwise a full collection, which the requests' allocations trigger
+    # now and then, walks them all and stalls every request in flight for ~0.2 s.
+    gc.freeze()
     sock = listening_socket(args.host, args.http_port, shared=args.workers > 1)
     logger.info(
         "serving model %s version %s from %s on %s port %d (%s, batches of up to %d rows, wait up to %g ms, worker %d of %d)",

@@ -14,10 +14,9 @@ from platform_cli.serving.open_inference import (
     InferRequest,
     Route,
     infer_response,
-    model_metadata,
+    Signature,
     parse_path,
     parse_request,
-    request_rows,
 )
 
 SPEC = FeatureSpec(
@@ -42,7 +41,7 @@ def test_paths_name_their_route() -> None:
 
 
 def test_metadata_lists_every_raw_field_as_an_input() -> None:
-    metadata = model_metadata(SPEC, "ctr", [1, 2], "tensorflow_tflite")
+    metadata = Signature(SPEC).metadata("ctr", [1, 2], "tensorflow_tflite")
     assert metadata["versions"] == ["1", "2"]
     assert [(i["name"], i["datatype"], i["shape"], i["parameters"]["required"]) for i in metadata["inputs"]] == [
         ("user_id", "BYTES", [-1], True), ("region", "BYTES", [-1], False), ("price", "FP32", [-1], True), ("comment", "BYTES", [-1], True)]
@@ -57,14 +56,14 @@ def _json_request(**columns) -> InferRequest:
 def test_json_tensors_become_the_rows_a_v1_request_carries() -> None:
     request = _json_request(user_id=("BYTES", ["u1", "u2"]), price=("INT64", [3, 4]), comment=("BYTES", ["hi", "yo"]))
     assert request.id == "a" and not request.binary_output
-    assert request_rows(SPEC, request.inputs) == [{"user_id": "u1", "price": 3, "comment": "hi"},
+    assert Signature(SPEC).rows(request.inputs) == [{"user_id": "u1", "price": 3, "comment": "hi"},
                                                   {"user_id": "u2", "price": 4, "comment": "yo"}]
     # An [N, 1] tensor (nested data) is N rows too; a categorical field takes integers.
     request = parse_request(orjson.dumps({"inputs": [
         {"name": "user_id", "datatype": "INT64", "shape": [2, 1], "data": [[7], [8]]},
         {"name": "price", "datatype": "FP32", "shape": [2, 1], "data": [[1.5], [2.5]]},
         {"name": "comment", "datatype": "BYTES", "shape": [2, 1], "data": [["a"], ["b"]]}]}))
-    assert [row["user_id"] for row in request_rows(SPEC, request.inputs)] == [7, 8]
+    assert [row["user_id"] for row in Signature(SPEC).rows(request.inputs)] == [7, 8]
 
 
 def test_binary_tensors_are_read_as_both_clients_send_them() -> None:
@@ -79,7 +78,7 @@ def test_binary_tensors_are_read_as_both_clients_send_them() -> None:
         "outputs": [{"name": "probability", "parameters": {"binary_data": True}}]})
     request = parse_request(header + strings + prices + comments, len(header))
     assert request.binary_output
-    assert request_rows(SPEC, request.inputs) == [{"user_id": "u1", "price": 1.5, "comment": "a b"},
+    assert Signature(SPEC).rows(request.inputs) == [{"user_id": "u1", "price": 1.5, "comment": "a b"},
                                                   {"user_id": "caf\u00e9", "price": -2.0, "comment": ""}]
 
 
@@ -132,14 +131,14 @@ def test_a_malformed_request_names_what_is_wrong(body: bytes, header_length: int
 ])
 def test_inputs_that_do_not_fit_the_model_are_refused_by_name(columns: dict, message: str) -> None:
     with pytest.raises(InvalidInput) as refused:
-        request_rows(SPEC, _json_request(**columns).inputs)
+        Signature(SPEC).rows(_json_request(**columns).inputs)
     assert message in refused.value.reason
 
 
 def test_a_shape_that_is_not_one_element_per_row_is_refused() -> None:
     inputs = {"user_id": ("BYTES", [2, 2], ["a", "b", "c", "d"]), "price": ("FP32", [2], [1.0, 2.0]), "comment": ("BYTES", [2], ["x", "y"])}
     with pytest.raises(InvalidInput, match=r"input 'user_id': shape \[2, 2\] is not \[N\] \(or \[N, 1\]\), one element per row"):
-        request_rows(SPEC, inputs)
+        Signature(SPEC).rows(inputs)
     inputs["user_id"] = ("BYTES", [3], ["a", "b"])
     with pytest.raises(InvalidInput, match=r"input 'user_id': shape \[3\] says 3 elements, the data has 2"):
-        request_rows(SPEC, inputs)
+        Signature(SPEC).rows(inputs)
