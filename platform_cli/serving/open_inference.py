@@ -6,7 +6,8 @@ carries, so both protocols go through one transform, one batcher and one set of 
 - every raw field of the model's feature spec is a named input tensor of one dimension, one
   row per element: BYTES for categorical and text fields (a categorical field also takes INT64
   or INT32, as the v1 form takes integers), FP32 for numeric ones (FP64, INT64 and INT32 are
-  taken too); [N, 1] is taken for [N]. An optional field may be left out.
+  taken too); [N, 1] is taken for [N]. An optional field may be left out. The values are
+  checked where a v1 request's are, by the feature transform (a 400 naming the field).
 - the answer is one output, `probability`, FP32 [N].
 - the binary tensor extension (`Inference-Header-Content-Length`: a JSON header, then each
   input's raw bytes; BYTES elements as a 4-byte little-endian length and the bytes), which
@@ -16,7 +17,7 @@ carries, so both protocols go through one transform, one batcher and one set of 
     signature = Signature(spec)                         # once per model
     route = parse_path(path)                            # what a /v2/... path asks for, or None
     request = parse_request(body, header_length)        # InvalidInput on bad JSON or a bad binary part
-    rows = signature.rows(request.inputs)               # [{<field>: value}, ...], or InvalidInput
+    rows = signature.rows(request)                      # [{<field>: value}, ...], or InvalidInput
     body, header_length = infer_response(model, version, request, probabilities)
 
 InvalidInput (serving/inputs.py) is the client's mistake: a 400 naming the input and the fix.
@@ -48,7 +49,7 @@ _NUMERIC = ("FP32", "FP64", "INT64", "INT32")
 _TEXT = ("BYTES",)
 # numpy dtypes (little-endian, as the protocol's binary form) of the fixed-size datatypes.
 _FIXED = {"FP32": "<f4", "FP64": "<f8", "INT64": "<i8", "INT32": "<i4"}
-_INTEGERS = ("INT64", "INT32")
+_ABSENT = object()
 
 
 @dataclass(frozen=True)
@@ -101,40 +102,75 @@ class Signature:
         return {"name": model, "versions": [str(v) for v in versions], "platform": platform,
                 "inputs": inputs, "outputs": [{"name": OUTPUT, "datatype": "FP32", "shape": [-1]}]}
 
-    def rows(self, inputs: dict[str, tuple[str, list[int], Any]]) -> list[dict]:
-        """The rows the inputs hold, as the v1 form carries them: one {<field>: value} per row."""
+    def rows(self, request: InferRequest) -> list[dict]:
+        """The rows the request's inputs hold, as the v1 form carries them: one {<field>: value}
+        per row; InvalidInput names the input and what is wrong with it. The values themselves
+        are checked where a v1 request's are, by the feature transform (its 400 names the
+        field); this runs for every input of every request, so the common case is a few
+        lookups and comparisons, and the precise complaint is worked out only when one fails."""
         kinds = self.kinds
-        for name in self.required:
-            if name not in inputs:
-                raise InvalidInput(f"missing input {name!r} (one element per row); GET the model's metadata for its inputs")
+        columns: dict[str, list] = {}
         rows = -1
-        columns = []
-        for name, (datatype, shape, data) in inputs.items():
-            kind = kinds.get(name)
-            if kind is None:
-                raise InvalidInput(f"unknown input {name!r}; the model's inputs are {', '.join(kinds)}")
-            if datatype not in kind[0]:
-                raise InvalidInput(f"input {name!r} is a {kind[1]} field: datatype {' or '.join(kind[0])}, not {datatype}")
-            if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
-                raise InvalidInput(f"input {name!r}: shape {shape} is not [N] (or [N, 1]), one element per row")
-            if shape[0] != len(data):
-                raise InvalidInput(f"input {name!r}: shape {shape} says {shape[0]} elements, the data has {len(data)}")
+        for i, tensor in enumerate(request.tensors):
+            try:
+                name, datatype, shape, data = tensor["name"], tensor["datatype"], tensor["shape"], tensor["data"]
+                types, kind = kinds[name]
+                size = len(data)
+            except (TypeError, KeyError):
+                raise self._malformed(i, tensor) from None
+            if datatype not in types:
+                if type(datatype) is not str:
+                    raise InvalidInput(f"input {name!r} needs a datatype")
+                raise InvalidInput(f"input {name!r} is a {kind} field: datatype {' or '.join(types)}, not {datatype}")
+            if size and type(data[0]) is list:
+                data = _flat(data)
+                size = len(data)
+            if shape != [size] and shape != [size, 1]:
+                raise InvalidInput(_shape_complaint(name, shape, size))
+            if name in columns:
+                raise InvalidInput(f"input {name!r} is given twice")
             if rows < 0:
-                rows = shape[0]
-            elif shape[0] != rows:
-                raise InvalidInput(f"input {name!r} has {shape[0]} rows, the inputs before it {rows}; every input needs one element per row")
-            columns.append(_values(name, datatype, data))
+                rows = size
+            elif size != rows:
+                raise InvalidInput(f"input {name!r} has {size} rows, the inputs before it {rows}; every input needs one element per row")
+            columns[name] = data
+        for name in self.required:
+            if name not in columns:
+                raise InvalidInput(f"missing input {name!r} (one element per row); GET the model's metadata for its inputs")
         if rows <= 0:
             raise InvalidInput("the inputs hold no rows")
-        names = list(inputs)
-        return [dict(zip(names, values)) for values in zip(*columns)]
+        names = list(columns)
+        return [dict(zip(names, values)) for values in zip(*columns.values())]
+
+    def _malformed(self, i: int, tensor: Any) -> InvalidInput:
+        """What is wrong with an input object that lacks a field or has one of the wrong kind."""
+        if type(tensor) is not dict or type(name := tensor.get("name")) is not str:
+            return InvalidInput(f"input {i} must be an object with a name")
+        if name not in self.kinds:
+            return InvalidInput(f"unknown input {name!r}; the model's inputs are {', '.join(self.kinds)}")
+        if type(tensor.get("datatype")) is not str:
+            return InvalidInput(f"input {name!r} needs a datatype")
+        if type(tensor.get("shape")) is not list or not tensor["shape"]:
+            return InvalidInput(f"input {name!r} needs a shape: a list of sizes, e.g. [N] for N rows")
+        if "data" not in tensor:
+            return InvalidInput(f"input {name!r} has neither data nor parameters.binary_data_size")
+        return InvalidInput(f"input {name!r}: data must be a list of elements, one per row")
+
+
+def _shape_complaint(name: str, shape: Any, size: int) -> str:
+    if type(shape) is not list or not shape:
+        return f"input {name!r} needs a shape: a list of sizes, e.g. [N] for N rows"
+    if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
+        return f"input {name!r}: shape {shape} is not [N] (or [N, 1]), one element per row"
+    return f"input {name!r}: shape {shape} says {shape[0]} elements, the data has {size}"
 
 
 @dataclass
 class InferRequest:
     id: str | None
-    # input name -> (datatype, shape, elements: a list, or a numpy array for binary numbers)
-    inputs: dict[str, tuple[str, list[int], Any]] = field(default_factory=dict)
+    # The request's input objects as sent ({"name", "datatype", "shape", "data"}), a binary
+    # input's elements read into its "data"; Signature.rows checks them, in one pass.
+    tensors: list[Any] = field(default_factory=list)
     binary_output: bool = False
 
 
@@ -142,41 +178,33 @@ def parse_request(body: bytes, header_length: int | None = None) -> InferRequest
     """A v2 infer request from its body (header_length: the JSON part's length for a binary body)."""
     if header_length is not None and not 0 <= header_length <= len(body):
         raise InvalidInput(f"{HEADER_LENGTH} is {header_length} but the body has {len(body)} bytes")
-    header, binary = (body, b"") if header_length is None else (body[:header_length], memoryview(body)[header_length:])
+    header = body if header_length is None else body[:header_length]
     try:
         payload = orjson.loads(header)
     except orjson.JSONDecodeError as e:
         raise InvalidInput(f"the request body is not JSON: {e}") from e
-    if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list) or not payload["inputs"]:
+    if type(payload) is not dict or type(tensors := payload.get("inputs")) is not list or not tensors:
         raise InvalidInput('expected a JSON object {"inputs": [{"name", "datatype", "shape", "data"}, ...]}')
-    request = InferRequest(id=str(payload["id"]) if payload.get("id") is not None else None)
-    request.binary_output = _binary_output(payload)
-    offset = 0
-    inputs = request.inputs
-    for i, tensor in enumerate(payload["inputs"]):
-        if type(tensor) is not dict or type(name := tensor.get("name")) is not str:
-            raise InvalidInput(f"input {i} must be an object with a name")
-        datatype, shape = tensor.get("datatype"), tensor.get("shape")
-        if name in inputs:
-            raise InvalidInput(f"input {name!r} is given twice")
-        if type(datatype) is not str:
-            raise InvalidInput(f"input {name!r} needs a datatype")
-        # The sizes themselves are checked against the data (Signature.rows).
-        if type(shape) is not list or not shape:
-            raise InvalidInput(f"input {name!r} needs a shape: a list of sizes, e.g. [N] for N rows")
-        parameters = tensor.get("parameters")
-        size = parameters.get("binary_data_size") if type(parameters) is dict else None
-        if size is not None:
-            if not isinstance(size, int) or size < 0 or offset + size > len(binary):
-                raise InvalidInput(f"input {name!r}: binary_data_size {size!r} runs past the body's binary part ({len(binary)} bytes)")
-            data = _binary_elements(name, datatype, binary[offset:offset + size])
-            offset += size
-        elif "data" in tensor:
-            data = _flat(tensor["data"])
-        else:
-            raise InvalidInput(f"input {name!r} has neither data nor parameters.binary_data_size")
-        inputs[name] = (datatype, shape, data)
+    request_id = payload.get("id")
+    request = InferRequest(None if request_id is None else str(request_id), tensors, _binary_output(payload))
+    if header_length is not None:
+        _read_binary(tensors, memoryview(body)[header_length:])
     return request
+
+
+def _read_binary(tensors: list, binary: memoryview) -> None:
+    """Each binary input's elements, from its slice of the body's binary part, into its "data"."""
+    offset = 0
+    for i, tensor in enumerate(tensors):
+        parameters = tensor.get("parameters") if type(tensor) is dict else None
+        size = parameters.get("binary_data_size") if type(parameters) is dict else None
+        if size is None:
+            continue
+        name = tensor.get("name", i)
+        if type(size) is not int or size < 0 or offset + size > len(binary):
+            raise InvalidInput(f"input {name!r}: binary_data_size {size!r} runs past the body's binary part ({len(binary)} bytes)")
+        tensor["data"] = _binary_elements(name, tensor.get("datatype"), binary[offset:offset + size])
+        offset += size
 
 
 def _binary_output(payload: dict) -> bool:
@@ -207,7 +235,7 @@ def _binary_elements(name: str, datatype: str, raw: memoryview) -> Any:
         width = np.dtype(_FIXED[datatype]).itemsize
         if len(raw) % width:
             raise InvalidInput(f"input {name!r}: {len(raw)} bytes is not a whole number of {datatype} elements")
-        return np.frombuffer(raw, dtype=_FIXED[datatype])
+        return np.frombuffer(raw, dtype=_FIXED[datatype]).tolist()
     if datatype != "BYTES":
         raise InvalidInput(f"input {name!r}: datatype {datatype} is not one this model takes")
     elements, offset = [], 0
@@ -218,85 +246,12 @@ def _binary_elements(name: str, datatype: str, raw: memoryview) -> Any:
         offset += 4
         if offset + length > len(raw):
             raise InvalidInput(f"input {name!r}: a BYTES element of {length} bytes runs past the input's data")
-        elements.append(bytes(raw[offset:offset + length]))
+        try:
+            elements.append(str(raw[offset:offset + length], "utf-8"))
+        except UnicodeDecodeError as e:
+            raise InvalidInput(f"input {name!r}: a BYTES element is not UTF-8 ({e.reason})") from e
         offset += length
     return elements
-
-
-def request_rows(spec: FeatureSpec, inputs: dict[str, tuple[str, list[int], Any]]) -> list[dict]:
-    """The rows the inputs hold, as the v1 form carries them: one {<field>: value} per row."""
-    kinds = {f.name: (_CATEGORICAL, "categorical") for f in spec.categorical}
-    kinds |= {f.name: (_NUMERIC, "numeric") for f in spec.numeric}
-    kinds |= {f.name: (_TEXT, "text") for f in spec.text}
-    unknown = sorted(set(inputs) - set(kinds))
-    if unknown:
-        raise InvalidInput(f"unknown input {unknown[0]!r}; the model's inputs are {', '.join(kinds)}")
-    required = [f.name for f in [*spec.categorical, *spec.numeric, *spec.text] if f.required]
-    missing = [name for name in required if name not in inputs]
-    if missing:
-        raise InvalidInput(f"missing input {missing[0]!r} (one element per row); GET the model's metadata for its inputs")
-    rows: int | None = None
-    columns = {}
-    for name, (datatype, shape, data) in inputs.items():
-        types, kind = kinds[name]
-        if datatype not in types:
-            raise InvalidInput(f"input {name!r} is a {kind} field: datatype {' or '.join(types)}, not {datatype}")
-        if len(shape) > 2 or (len(shape) == 2 and shape[1] != 1):
-            raise InvalidInput(f"input {name!r}: shape {shape} is not [N] (or [N, 1]), one element per row")
-        if len(data) != shape[0]:
-            raise InvalidInput(f"input {name!r}: shape {shape} says {shape[0]} elements, the data has {len(data)}")
-        if rows is None:
-            rows = shape[0]
-        elif shape[0] != rows:
-            raise InvalidInput(f"input {name!r} has {shape[0]} rows, the inputs before it {rows}; every input needs one element per row")
-        columns[name] = _values(name, datatype, data)
-    if not rows:
-        raise InvalidInput("the inputs hold no rows")
-    names = list(columns)
-    return [dict(zip(names, values)) for values in zip(*columns.values())]
-
-
-def _values(name: str, datatype: str, data: Any) -> list:
-    """Python values of one input, as a JSON client of the v1 form would send them. (Plain
-    loops: this runs for every input of every request.)"""
-    if type(data) is not list:  # binary numbers: a numpy array
-        return data.tolist()
-    if datatype == "BYTES":
-        for x in data:
-            if type(x) is not str:
-                return _strings(name, data)
-        return data
-    if datatype in _INTEGERS:
-        for x in data:
-            if type(x) is not int:
-                return _numbers(name, datatype, data)
-        return data
-    for x in data:
-        if type(x) is not float and type(x) is not int:
-            return _numbers(name, datatype, data)
-    return data
-
-
-def _strings(name: str, data: list) -> list:
-    values = []
-    for x in data:
-        if isinstance(x, bytes):  # binary BYTES elements
-            try:
-                x = x.decode()
-            except UnicodeDecodeError as e:
-                raise InvalidInput(f"input {name!r}: a BYTES element is not UTF-8 ({e.reason})") from e
-        elif x is not None and not isinstance(x, str):  # null: a missing value, as in v1
-            raise InvalidInput(f"input {name!r}: datatype BYTES takes strings, got {x!r:.40}")
-        values.append(x)
-    return values
-
-
-def _numbers(name: str, datatype: str, data: list) -> list:
-    integers = datatype in _INTEGERS
-    for x in data:
-        if isinstance(x, bool) or not isinstance(x, (int, float)) or (integers and not isinstance(x, int)):
-            raise InvalidInput(f"input {name!r}: datatype {datatype} takes {'integers' if integers else 'numbers'}, got {x!r:.40}")
-    return data
 
 
 def infer_response(model: str, version: int | None, request: InferRequest, probabilities: np.ndarray) -> tuple[bytes, int | None]:

@@ -348,7 +348,7 @@ class ModelApp:
                     rows = instances(orjson.loads(body))
                 else:
                     request = open_inference.parse_request(body, _header_length(scope))
-                    rows = self.signature.rows(request.inputs)
+                    rows = self.signature.rows(request)
                 predictions = await self.batcher.submit(rows)
             except BodyTooLarge as e:
                 status, answer, headers = 413, {"error": str(e)}, ((b"connection", b"close"),)

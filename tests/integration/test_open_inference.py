@@ -179,7 +179,7 @@ BAD_REQUESTS = [
      "unknown input 'prise'; the model's inputs are user_id, ad_id, price"),
     ("bad value", "/v2/models/ctr/infer",
      json.dumps({"inputs": [*v2_body()["inputs"][:2], {"name": "price", "datatype": "FP32", "shape": [3], "data": [1, "x", 3]}]}),
-     "input 'price': datatype FP32 takes numbers, got 'x'"),
+     "field 'price': expected a number, got 'x'"),  # the transform's check, as for v1
     ("bad JSON", "/v2/models/ctr/infer", "{not json", "the request body is not JSON: unexpected character, expected a string key: line 1 column 2 (char 1)"),
     ("no inputs", "/v2/models/ctr/infer", json.dumps({"instances": ROWS}),
      'expected a JSON object {"inputs": [{"name", "datatype", "shape", "data"}, ...]}'),
