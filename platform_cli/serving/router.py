@@ -57,6 +57,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from platform_cli.serving import open_inference, traffic
+from platform_cli.serving.inputs import MAX_BODY_BYTES
 from platform_cli.serving import state as traffic_store
 
 logger = logging.getLogger("plinth.router")
@@ -126,6 +127,8 @@ defaults
 frontend model
     bind {address}:{port}
     http-request return status 403 content-type application/json string "{{\\"error\\": \\"reload is accepted from loopback only\\"}}" if {{ path /plinth/reload }} !{{ src 127.0.0.0/8 ::1 }}
+    # A body the versions would refuse is refused here, so no version is blamed for it.
+    http-request return status 413 content-type application/json lf-string "{{\\"error\\": \\"the request body has %[req.hdr_val(content-length)] bytes; at most {MAX_BODY_BYTES} are taken: send fewer rows per request\\"}}" if {{ req.hdr_val(content-length) gt {MAX_BODY_BYTES} }}
     acl one_version path_beg /v2/models/{model}/versions/
     http-request set-var(txn.version_backend) path,field(6,/),map({version_map}) if one_version
     use_backend %[var(txn.version_backend)] if one_version {{ var(txn.version_backend) -m found }}

@@ -52,7 +52,7 @@ import orjson  # noqa: E402
 
 from platform_cli.features import SPEC_FILE, FeatureSpec  # noqa: E402
 from platform_cli.serving.batching import MicroBatcher  # noqa: E402
-from platform_cli.serving.inputs import InvalidInput, instances, request_inputs, tensor_inputs  # noqa: E402
+from platform_cli.serving.inputs import MAX_BODY_BYTES, InvalidInput, instances, request_inputs, tensor_inputs  # noqa: E402
 from platform_cli.serving import open_inference  # noqa: E402
 from platform_cli.serving.metrics import PrometheusCollector, SharedMetrics  # noqa: E402
 
@@ -65,9 +65,6 @@ TFLITE_TOLERANCE = 1e-6
 _PROBE_ROWS = 64
 _JSON = (b"content-type", b"application/json")
 _KEEP_ALIVE_S = 600
-# The largest request body taken (a 413 beyond): some 30 000 rows of the CTR example, far more
-# than a batch, and a bound on what one client can make a worker hold in memory.
-MAX_BODY_BYTES = 8 * 1024 * 1024
 
 
 class ModelError(Exception):

@@ -206,13 +206,16 @@ def test_an_oversized_body_is_refused_with_413_and_serving_goes_on(served):
     rows = 600_000
     body = json.dumps(v2_body({"user_id": ["u1"] * rows, "ad_id": ["a7"] * rows, "price": [1.5] * rows}))
     assert len(body) > 8 * 1024 * 1024  # beyond the 8 MiB a version server takes
-    for url in (router, servers[1]):
+    unanswered = {k: v for k, v in _samples(httpx.get(f"{router}/metrics").text).items() if k[0] == "plinth_router_unanswered_requests_total"}
+    for url in (router, servers[1]):  # the split refuses it itself; a version server too
         with httpx.Client(base_url=url) as client:
             answer = client.post("/v2/models/ctr/infer", content=body)
             assert answer.status_code == 413
             assert answer.json()["error"].endswith("bytes; at most 8388608 are taken: send fewer rows per request")
             good = client.post("/v2/models/ctr/infer", json=v2_body())
             assert good.status_code == 200
+    # No version is blamed for it.
+    assert {k: v for k, v in _samples(httpx.get(f"{router}/metrics").text).items() if k[0] == "plinth_router_unanswered_requests_total"} == unanswered
 
 
 def _samples(text: str) -> dict[tuple[str, str], float]:
@@ -253,7 +256,9 @@ def test_metrics_count_every_worker_and_are_what_compare_shows(served):
     compared = {row["version"]: row for row in json.loads(plinth("model", "compare", "ctr", "-o", "json"))["versions"]}
     counted = _samples(httpx.get(f"{router}/metrics").text)
     for version in (1, 2):
-        assert compared[version]["requests"] == counted[("plinth_requests_total", str(version))]
+        # What the version answered, and what HAProxy sent it that it never answered.
+        assert compared[version]["requests"] == counted[("plinth_requests_total", str(version))] + \
+            counted[("plinth_router_unanswered_requests_total", str(version))]
         assert compared[version]["rejected"] == counted[("plinth_request_rejections_total", str(version))]
         assert compared[version]["mean_prediction"] == pytest.approx(
             counted[("plinth_prediction_sum", str(version))] / counted[("plinth_prediction_count", str(version))])

@@ -21,6 +21,8 @@ def test_the_configuration_is_valid_haproxy(tmp_path: Path) -> None:
     # Only predictions, v1 and v2, take the weighted backend; reload is refused beyond loopback.
     assert "use_backend versions if { path /v1/models/ctr:predict /v2/models/ctr/infer } { method POST }" in text
     assert "if { path /plinth/reload } !{ src 127.0.0.0/8 ::1 }" in text
+    # A body beyond what the versions take is refused before it reaches (and blames) one.
+    assert "if { req.hdr_val(content-length) gt 8388608 }" in text
     # A request for one version goes to that version's own backend, found in the version map.
     assert f"path,field(6,/),map({tmp_path / 'versions.map'}) if one_version" in text
     assert [line.strip() for line in text.splitlines() if line.startswith("backend version_")] == [
