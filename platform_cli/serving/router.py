@@ -145,15 +145,16 @@ backend control
 """
 
 
-def runtime_commands(weights: dict[int, int], upstreams: dict[int, tuple[str, int]],
-                     slots: dict[int, str], version_map: Path, mapped: frozenset[int] = frozenset()) -> tuple[list[str], dict[int, str]]:
+def runtime_commands(weights: dict[int, int], upstreams: dict[int, tuple[str, int]], slots: dict[int, str], version_map: Path,
+                     previous: dict[int, tuple[str, int]] | None = None) -> tuple[list[str], dict[int, str]]:
     """HAProxy runtime-API commands that make the backend route by `weights` and every version
     with a server reachable on its own, and the slots the versions then hold (pure).
 
     slots: the version each slot points to now. A version keeps its slot; a new one takes a
     slot never used, else the one of the version that left the split longest ago (`slots` is
     kept in the order they were assigned). A version that left stays at weight 0.
-    mapped: the versions `version_map` holds now (the upstreams of the last split applied)."""
+    previous: the upstreams of the last split applied (the versions `version_map` holds now)."""
+    previous = previous or {}
     assigned = dict(slots)
     free = [f"s{i}" for i in range(1, SLOTS + 1) if f"s{i}" not in assigned.values()]
     free += [slot for version, slot in assigned.items() if version not in upstreams]
@@ -167,20 +168,22 @@ def runtime_commands(weights: dict[int, int], upstreams: dict[int, tuple[str, in
             assigned[version] = slot
         host, port = upstreams[version]
         slot = assigned[version]
+        # A version that joins the split, or comes back on a new server (`plinth model start`),
+        # answered its readiness check before it did: it takes traffic now, not after its next
+        # health check (the slot may be down from the address it had).
+        fresh = slots.get(version) != slot or previous.get(version) != (host, port)
         commands.append(f"set server {BACKEND}/{slot} addr {host} port {port}")
-        if slots.get(version) != slot:
-            # The version answered its readiness check before it joined the split: it takes
-            # traffic now, not after its first health check.
+        if fresh:
             commands.append(f"set server {BACKEND}/{slot} health up")
         commands.append(f"set server {version_backend(slot)}/v addr {host} port {port}")
-        if slots.get(version) != slot:
+        if fresh:
             commands.append(f"set server {version_backend(slot)}/v health up")
     for version, slot in assigned.items():
         commands.append(f"set server {BACKEND}/{slot} weight {weights.get(version, 0) if version in upstreams else 0}")
     # The map last: a version is reachable on its own once its backend points to it.
-    for version in sorted(mapped - set(upstreams)):
+    for version in sorted(set(previous) - set(upstreams)):
         commands.append(f"del map {version_map} {version}")
-    for version in sorted(set(upstreams) - mapped):
+    for version in sorted(set(upstreams) - set(previous)):
         commands.append(f"add map {version_map} {version} {version_backend(assigned[version])}")
     return commands, assigned
 
@@ -292,7 +295,8 @@ class Router:
         self.ready_path = f"/v1/models/{model}"
         self.state = traffic.TrafficState(model=model)
         self.slots: dict[int, str] = {}  # version -> the backend server slot pointing to it
-        self.mapped: frozenset[int] = frozenset()  # versions reachable on their own (HAProxy's version map)
+        # The addresses the split last applied routes to (the versions in HAProxy's version map).
+        self.upstreams: dict[int, tuple[str, int]] = {}
         # Per version: HAProxy's failure count when it (re)joined the split, and the last
         # metrics its server reported (kept for a server that stopped answering).
         self.baseline: dict[int, int] = {}
@@ -319,7 +323,7 @@ class Router:
             return loaded.generation
         upstreams = {v: _host_port(url) for v, url in loaded.upstreams.items()}
         live = {v: w for v, w in loaded.weights.items() if w > 0 and v in upstreams}
-        commands, slots = runtime_commands(live, upstreams, self.slots, self.proxy.version_map, self.mapped)
+        commands, slots = runtime_commands(live, upstreams, self.slots, self.proxy.version_map, self.upstreams)
         answer = self.proxy.command("; ".join(commands)) if commands else ""
         # What HAProxy routes now, read back: the generation is reported only once it is true.
         applied = {v: self.proxy.command(f"get weight {BACKEND}/{slot}").split()[0] for v, slot in slots.items()}
@@ -327,7 +331,7 @@ class Router:
             raise RuntimeError(f"haproxy routes {applied}, not the split {live}: {' '.join(answer.split())}")
         rejoined = {v for v, slot in slots.items() if self.slots.get(v) != slot}
         self.slots = slots
-        self.mapped = frozenset(upstreams)
+        self.upstreams = upstreams
         # A version that (re)joins the split starts with fresh metrics; one that stays keeps its
         # own. HAProxy's counters belong to the slot, so a version counts from when it took it.
         stats = self.proxy.servers()

@@ -31,7 +31,7 @@ def test_the_configuration_is_valid_haproxy(tmp_path: Path) -> None:
 
 def test_a_new_version_takes_a_free_slot_and_weights_change_in_place() -> None:
     upstreams = {1: ("127.0.0.1", 4001), 2: ("127.0.0.1", 4002)}
-    commands, slots = runtime_commands({1: 90, 2: 10}, upstreams, slots={1: "s1"}, version_map=Path("m"), mapped=frozenset({1}))
+    commands, slots = runtime_commands({1: 90, 2: 10}, upstreams, slots={1: "s1"}, version_map=Path("m"), previous={1: ("127.0.0.1", 4001)})
     assert slots == {1: "s1", 2: "s2"}
     assert commands == [
         "set server versions/s1 addr 127.0.0.1 port 4001", "set server version_s1/v addr 127.0.0.1 port 4001",
@@ -46,11 +46,19 @@ def test_a_new_version_takes_a_free_slot_and_weights_change_in_place() -> None:
 
 def test_a_version_that_leaves_keeps_its_slot_at_weight_zero_until_the_slots_run_out() -> None:
     commands, slots = runtime_commands({1: 100}, {1: ("127.0.0.1", 4001)}, slots={1: "s1", 2: "s2"}, version_map=Path("m"),
-                                       mapped=frozenset({1, 2}))
+                                       previous={1: ("127.0.0.1", 4001), 2: ("127.0.0.1", 4002)})
     assert slots == {1: "s1", 2: "s2"} and commands[-2:] == ["set server versions/s2 weight 0", "del map m 2"]
     slots = {1: "s1", 2: "s2", 3: "s3", 4: "s4"}  # every slot used; 2, 3 and 4 have left
     _, after = runtime_commands({1: 90, 5: 10}, {1: ("127.0.0.1", 4001), 5: ("127.0.0.1", 4005)}, slots, Path("m"))
     assert after == {1: "s1", 3: "s3", 4: "s4", 5: "s2"}  # the longest-gone version's slot
+
+
+def test_a_version_back_on_a_new_server_is_up_at_once() -> None:
+    # `plinth model start`: same slot, new address; the slot may be down from the old one.
+    commands, _ = runtime_commands({1: 100}, {1: ("127.0.0.1", 5001)}, slots={1: "s1"}, version_map=Path("m"),
+                                   previous={1: ("127.0.0.1", 4001)})
+    assert "set server versions/s1 health up" in commands and "set server version_s1/v health up" in commands
+    assert not any("map" in command for command in commands)  # version 1 is in the map already
 
 
 def test_requests_a_version_never_answered_count_as_its_errors() -> None:
