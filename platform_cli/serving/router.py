@@ -170,14 +170,11 @@ def runtime_commands(weights: dict[int, int], upstreams: dict[int, tuple[str, in
         slot = assigned[version]
         # A version that joins the split, or comes back on a new server (`plinth model start`),
         # answered its readiness check before it did: it takes traffic now, not after its next
-        # health check (the slot may be down from the address it had).
-        fresh = slots.get(version) != slot or previous.get(version) != (host, port)
-        commands.append(f"set server {BACKEND}/{slot} addr {host} port {port}")
-        if fresh:
-            commands.append(f"set server {BACKEND}/{slot} health up")
-        commands.append(f"set server {version_backend(slot)}/v addr {host} port {port}")
-        if fresh:
-            commands.append(f"set server {version_backend(slot)}/v health up")
+        # health check (the slot may be down from the address it had). A version whose server
+        # stays is left alone: its connections and its health as HAProxy sees it.
+        if slots.get(version) != slot or previous.get(version) != (host, port):
+            for server in (f"{BACKEND}/{slot}", f"{version_backend(slot)}/v"):
+                commands += [f"set server {server} addr {host} port {port}", f"set server {server} health up"]
     for version, slot in assigned.items():
         commands.append(f"set server {BACKEND}/{slot} weight {weights.get(version, 0) if version in upstreams else 0}")
     # The map last: a version is reachable on its own once its backend points to it.

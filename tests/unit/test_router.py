@@ -34,8 +34,8 @@ def test_a_new_version_takes_a_free_slot_and_weights_change_in_place() -> None:
     commands, slots = runtime_commands({1: 90, 2: 10}, upstreams, slots={1: "s1"}, version_map=Path("m"), previous={1: ("127.0.0.1", 4001)})
     assert slots == {1: "s1", 2: "s2"}
     assert commands == [
-        "set server versions/s1 addr 127.0.0.1 port 4001", "set server version_s1/v addr 127.0.0.1 port 4001",
-        # The new version was ready before it joined: up at once, not after its first check.
+        # Version 1's server stays: left alone. The new version was ready before it joined: up
+        # at once, not after its first check.
         "set server versions/s2 addr 127.0.0.1 port 4002", "set server versions/s2 health up",
         "set server version_s2/v addr 127.0.0.1 port 4002", "set server version_s2/v health up",
         "set server versions/s1 weight 90", "set server versions/s2 weight 10",
