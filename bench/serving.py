@@ -4,6 +4,7 @@ micro-batching, and the peers, side by side in one run with one model and one re
     .venv/bin/python bench/serving.py                  # ~15 minutes on 2 cores (trains the example model first)
     .venv/bin/python bench/serving.py --model-dir DIR  # a trained CTR model directory instead
     .venv/bin/python bench/serving.py --duration 5 --only plinth,kserve-trivial
+    .venv/bin/python bench/serving.py --only protocols --concurrency 1,32 --model-dir DIR   # v1 against v2 only
 
 Every path answers the first row of examples/ctr/request.json, one request per HTTP call, under
 `wrk` (Debian package `wrk`, compiled: the client does not compete for the cores the way a Python
@@ -14,6 +15,10 @@ one server at a time:
                 the SavedModel per request; the Python router), checked out into a temporary directory
 - plinth:       the version server now (batching, numpy transform, TFLite), with 1 and 2 workers,
                 and through the traffic split (HAProxy), as `plinth model promote` starts them
+- protocols:    the same row through the split as KServe's v1 (POST /v1/models/ctr:predict) and
+                as the Open Inference Protocol (v2, JSON tensors: POST /v2/models/ctr/infer, and
+                to one version, /v2/models/ctr/versions/1/infer), one concurrency at a time with
+                the three paths interleaved, after checking that they answer the same prediction
 - kserve-trivial: stock KServe 0.15.2 answering with a trivial numpy model (bench/peers/kserve_trivial.py)
 - kserve-ctr:   KServe's Python server with the same SavedModel and Plinth's transform (bench/peers/kserve_ctr.py)
 - bentoml:      BentoML 1.4 with adaptive batching, same SavedModel and transform (bench/peers/bentoml_ctr.py),
@@ -127,8 +132,8 @@ def measure(name: str, url: str, script: Path, duration: int) -> dict:
     return figures
 
 
-def post_script(root: Path, body: dict) -> Path:
-    script = root / "post.lua"
+def post_script(root: Path, body: dict, name: str = "post.lua") -> Path:
+    script = root / name
     script.write_text(f'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = {json.dumps(json.dumps(body))}\n')
     return script
 
@@ -226,6 +231,56 @@ def run_plinth(root: Path, model_dir: Path, script: Path, duration: int, profile
         finally:
             release.stop(stack, "ctr")
     return results
+
+
+def v2_body(model_dir: Path, rows: list[dict]) -> dict:
+    """The rows as Open Inference Protocol input tensors, one per raw field of the model's spec
+    (numbers as FP64, so the prediction is the v1 one to the bit)."""
+    spec = json.loads((model_dir / "feature_spec.json").read_text())
+    inputs = [{"name": f["name"], "datatype": "BYTES", "shape": [len(rows)], "data": [None if r[f["name"]] is None else str(r[f["name"]]) for r in rows]}
+              for f in spec["categorical"]]
+    inputs += [{"name": f["name"], "datatype": "FP64", "shape": [len(rows)], "data": [r[f["name"]] for r in rows]} for f in spec["numeric"]]
+    return {"inputs": inputs}
+
+
+def run_protocols(root: Path, model_dir: Path, v1_script: Path, v1_body: dict, duration: int) -> dict:
+    """v1 and v2 through the split (1 worker), interleaved per concurrency."""
+    from platform_cli.registry import ModelRegistry
+    from platform_cli.serving import release
+    from platform_cli.spec.stack import load_stack
+
+    stack = load_stack("local")
+    body = v2_body(model_dir, v1_body["instances"])
+    v2_script = post_script(root, body, "post-v2.lua")
+    try:
+        release.promote(stack, ModelRegistry(stack.tracking_uri, stack.artifact_root), "ctr", 1, None)
+        router = release.find_router(stack, "ctr").url
+        paths = {"v1 through the split (HAProxy)": (f"{router}/v1/models/ctr:predict", v1_script),
+                 "v2 through the split (HAProxy)": (f"{router}/v2/models/ctr/infer", v2_script),
+                 "v2 to version 1 through the split (HAProxy)": (f"{router}/v2/models/ctr/versions/1/infer", v2_script)}
+        v1 = json.loads(urllib.request.urlopen(urllib.request.Request(paths["v1 through the split (HAProxy)"][0], json.dumps(v1_body).encode(),
+                                                                      {"content-type": "application/json"})).read())["predictions"]
+        for name, (url, _) in list(paths.items())[1:]:
+            answer = json.loads(urllib.request.urlopen(urllib.request.Request(url, json.dumps(body).encode(), {"content-type": "application/json"})).read())
+            if answer["outputs"][0]["data"] != v1:
+                raise SystemExit(f"{name} answered {answer['outputs'][0]['data']}, v1 {v1}")
+        for url, script in paths.values():
+            wrk(url, script, 8, 1)  # warm-up
+        results: dict = {name: {} for name in paths}
+        for c in CONCURRENCY:
+            for name, (url, script) in paths.items():
+                results[name][f"c{c}"] = wrk(url, script, c, duration)
+                log(f"{name} c={c}: {results[name][f'c{c}']}")
+        return results
+    finally:
+        release.stop(stack, "ctr")
+
+
+def protocol_ratios(results: dict) -> dict:
+    """v2 against v1 through the split, per concurrency: p50 and req/s ratios (the goal: within 1.2x)."""
+    v1, v2 = results["v1 through the split (HAProxy)"], results["v2 through the split (HAProxy)"]
+    return {c: {"p50 v2/v1": round(v2[c]["p50 (ms)"] / v1[c]["p50 (ms)"], 3), "req/s v1/v2": round(v1[c]["req/s"] / v2[c]["req/s"], 3)}
+            for c in v1}
 
 
 def wait_all_workers(server, workers: int) -> None:
@@ -346,17 +401,20 @@ print(json.dumps(out))
     return json.loads(output.strip().splitlines()[-1])
 
 
-GROUPS = ("before", "plinth", "kserve", "bentoml")
+GROUPS = ("before", "plinth", "protocols", "kserve", "bentoml")
 
 
 def main() -> int:
+    global CONCURRENCY
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--model-dir", type=Path, help="a trained CTR model directory (default: train the example)")
     parser.add_argument("--only", default=",".join(GROUPS), help=f"comma-separated subset of {','.join(GROUPS)}")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--concurrency", default=",".join(map(str, CONCURRENCY)), help="comma-separated wrk connection counts")
     args = parser.parse_args()
     groups = set(args.only.split(","))
+    CONCURRENCY = tuple(int(c) for c in args.concurrency.split(","))
     if not shutil.which("wrk") or not shutil.which("haproxy"):
         raise SystemExit("wrk and haproxy are needed (apt-get install wrk haproxy)")
 
@@ -384,31 +442,42 @@ def main() -> int:
             results.update(run_old(root, model_dir, script, args.duration))
         if "plinth" in groups:
             results.update(run_plinth(root, model_dir, script, args.duration, profile=not args.no_profile))
+        if "protocols" in groups:
+            measured = run_protocols(root, model_dir, script, body, args.duration)
+            results.update(measured)
+            results["v2 against v1 through the split"] = protocol_ratios(measured)
         if "kserve" in groups:
             results.update(run_kserve(root, model_dir, script, args.duration))
         if "bentoml" in groups:
             results.update(run_bentoml(root, model_dir, body, args.duration))
-        log("in-process costs")
-        results["in-process, now"] = in_process(model_dir, body, None)
+        if groups != {"protocols"}:
+            log("in-process costs")
+            results["in-process, now"] = in_process(model_dir, body, None)
         if "before" in groups:
             results["in-process, before"] = in_process(root / "model-before", body, root / "baseline")
     finally:
         shutil.rmtree(root, ignore_errors=True)
     results["conditions"]["load average after"] = [round(x, 2) for x in os.getloadavg()]
     results["conditions"]["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    results["conditions"]["concurrency"] = list(CONCURRENCY)
 
-    (REPO / "bench" / "results-serving.json").write_text(json.dumps(results, indent=2) + "\n")
+    # A partial run (--only, --concurrency) writes beside the full run's file, not over it.
+    full = groups == set(GROUPS) and CONCURRENCY == (1, 8, 32)
+    (REPO / "bench" / ("results-serving.json" if full else "results-serving-partial.json")).write_text(json.dumps(results, indent=2) + "\n")
     print(table(results))
+    if "v2 against v1 through the split" in results:
+        print(json.dumps(results["v2 against v1 through the split"], indent=2))
     return 0
 
 
 def table(results: dict) -> str:
     lines = ["| path | c=1 p50 ms | c=1 req/s | c=8 req/s | c=8 p99 ms | c=32 req/s | c=32 p50 ms | c=32 p99 ms | errors |",
              "|---|---|---|---|---|---|---|---|---|"]
+    missing = {"p50 (ms)": "-", "p99 (ms)": "-", "req/s": "-", "errors": 0}
     for name, figures in results.items():
-        if not (isinstance(figures, dict) and "c32" in figures):
+        if not (isinstance(figures, dict) and any(f"c{c}" in figures and "req/s" in figures[f"c{c}"] for c in (1, 8, 32))):
             continue
-        c1, c8, c32 = figures["c1"], figures["c8"], figures["c32"]
+        c1, c8, c32 = (figures.get(f"c{c}", missing) for c in (1, 8, 32))
         errors = sum(f["errors"] for f in (c1, c8, c32))
         lines.append(f"| {name} | {c1['p50 (ms)']} | {c1['req/s']} | {c8['req/s']} | {c8['p99 (ms)']} | {c32['req/s']} | {c32['p50 (ms)']} | {c32['p99 (ms)']} | {errors} |")
     return "\n".join(lines)

@@ -102,8 +102,11 @@ class _Context:
         return {
             "apiVersion": "serving.kserve.io/v1beta1",
             "kind": "InferenceService",
+            # Prometheus scrapes the pods' GET /metrics (KServe annotates them for it): what
+            # `plinth model compare` reads back on a cluster.
             "metadata": self.metadata(name, {"plinth.dev/model-version": str(version)},
-                                      {"plinth.dev/stage": stage, "plinth.dev/weight": str(self.state.weights[version])}),
+                                      {"plinth.dev/stage": stage, "plinth.dev/weight": str(self.state.weights[version]),
+                                       "serving.kserve.io/enable-prometheus-scraping": "true"}),
             "spec": {"predictor": predictor, "transformer": transformer},
         }
 

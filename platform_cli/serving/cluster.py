@@ -6,6 +6,9 @@ InferenceService is applied first and each new one must report Ready before the 
 (the InferenceGraph, in RawDeployment mode) is applied, so a version that cannot load never
 receives traffic; in Serverless mode KServe itself keeps traffic on the last ready revision.
 Services of versions that left the split are deleted last.
+
+`version_figures` reads a model's per-version metrics back from the cluster's Prometheus, which
+scrapes every version's model server (GET /metrics, serving/metrics.py).
 """
 
 from __future__ import annotations
@@ -47,6 +50,29 @@ def apply_release(objects: list[dict], kube: KubeClient, new_versions: set[str],
         kube.apply(obj)
     for name in retired:
         kube.delete(INFERENCE_SERVICE, services[0]["metadata"]["namespace"], name)
+
+
+PROMETHEUS_TIMEOUT_S = 10.0
+
+
+def version_figures(prometheus_url: str, model: str) -> dict[int, dict]:
+    """Per version of `model`: requests, errors, p50/p99, mean prediction, as `plinth model
+    compare` shows them, from one instant query to the Prometheus HTTP API."""
+    import httpx
+
+    from platform_cli.serving.metrics import figures_from_prometheus, prometheus_query
+
+    endpoint = f"{prometheus_url.rstrip('/')}/api/v1/query"
+    try:
+        response = httpx.get(endpoint, params={"query": prometheus_query(model)}, timeout=PROMETHEUS_TIMEOUT_S)
+        answer = response.json()
+    except httpx.HTTPError as e:
+        raise PlinthError(f"cannot reach Prometheus at {prometheus_url}: {e}", "check plinth:serving.prometheusUrl and that this machine can reach it") from e
+    except ValueError as e:
+        raise PlinthError(f"Prometheus at {prometheus_url} answered {response.status_code} with no JSON: {response.text[:200]!r}") from e
+    if answer.get("status") != "success":
+        raise PlinthError(f"Prometheus at {prometheus_url} refused the query: {answer.get('errorType', '')} {answer.get('error', response.status_code)}".strip())
+    return figures_from_prometheus(answer["data"]["result"])
 
 
 def _wait_ready(kube: KubeClient, obj: dict, timeout: float) -> None:

@@ -17,6 +17,10 @@ from platform_cli.features import FeatureSpec, transform
 if TYPE_CHECKING:
     import numpy as np
 
+# The largest request body a model endpoint takes (a 413 beyond): some 30 000 rows of the CTR
+# example, far more than a batch, and a bound on what one client can make a server hold.
+MAX_BODY_BYTES = 8 * 1024 * 1024
+
 
 class InvalidInput(ValueError):
     """The client's mistake (an HTTP 400); `reason` says what it is."""

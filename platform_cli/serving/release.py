@@ -33,7 +33,7 @@ from platform_cli.errors import PlinthError
 from platform_cli.serving import local, traffic
 from platform_cli.serving import state as store
 from platform_cli.serving.traffic import TrafficState
-from platform_cli.targets import require, target_of
+from platform_cli.targets import target_of
 
 if TYPE_CHECKING:
     from platform_cli.registry import ModelRegistry
@@ -104,7 +104,8 @@ def current(stack: Stack, registry: ModelRegistry, model: str) -> TrafficState:
 
 def router_state(stack: Stack, model: str) -> dict:
     """What the model's router routes now: generation, weights, per-version metrics."""
-    require(stack, "model compare")
+    if not serves_locally(stack):
+        raise PlinthError(f"stack {stack.name!r} serves on KServe: it has no local router", f"plinth model compare {model} --stack {stack.name} reads its metrics from the cluster's Prometheus")
     record = _live_router(stack, model)
     if record is None:
         raise PlinthError(f"model '{model}' has no traffic-split router running", f"start one with plinth model promote {model} VERSION")
@@ -113,7 +114,11 @@ def router_state(stack: Stack, model: str) -> dict:
 
 def compare(stack: Stack, registry: ModelRegistry, model: str) -> dict:
     """The live versions side by side as the router counts them: stage, weight, requests,
-    errors, error rate, p50/p99 latency, mean prediction; with the stack's auto-rollback limits."""
+    errors, error rate, p50/p99 latency, mean prediction; with the stack's auto-rollback limits.
+    On a cluster stack the figures come from the cluster's Prometheus, which scrapes the same
+    counters from every version's pods (serving/metrics.py)."""
+    if not serves_locally(stack):
+        return _compare_on_cluster(stack, registry, model)
     live = router_state(stack, model)
     saved = current(stack, registry, model)
     rows = [{"version": int(version), "stage": saved.stage(int(version)), "weight": live["weights"].get(version, 0), **metrics}
@@ -123,6 +128,21 @@ def compare(stack: Stack, registry: ModelRegistry, model: str) -> dict:
     return {"model": model, "generation": live["generation"], "versions": rows,
             "auto_rollback": limits.model_dump(mode="json") if limits else None,
             "rolled_back": last.detail if last is not None and last.action == "auto-rollback" else None}
+
+
+def _compare_on_cluster(stack: Stack, registry: ModelRegistry, model: str) -> dict:
+    from platform_cli.serving import cluster
+
+    url = stack.config.serving.prometheus_url
+    if url is None:
+        raise PlinthError(f"stack {stack.name!r} has no Prometheus to read the versions' metrics from",
+                          f"set plinth:serving.prometheusUrl in {stack.file.name} to the cluster's Prometheus, e.g. http://prometheus.monitoring:9090")
+    saved = current(stack, registry, model)
+    figures = cluster.version_figures(url, model)
+    empty = {"requests": 0, "errors": 0, "rejected": 0, "in_flight": 0, "error_rate": 0.0, "p50_ms": None, "p99_ms": None, "mean_prediction": None}
+    rows = [{"version": v, "stage": saved.stage(v), "weight": saved.weights.get(v, 0), **figures.get(v, empty)}
+            for v in sorted(set(saved.weights) | set(figures))]
+    return {"model": model, "generation": saved.generation, "versions": rows, "auto_rollback": None, "rolled_back": None}
 
 
 def find_router(stack: Stack, model: str) -> local.ServerRecord | None:

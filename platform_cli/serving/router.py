@@ -5,17 +5,24 @@
 
 Requests never pass through Python here. The model's port belongs to an HAProxy process (Debian
 package `haproxy`, started and owned by this one) whose backend holds one server per version,
-weighted by the split: for each POST /v1/models/<model>:predict it picks a version (smooth
-weighted round robin), forwards over a pooled keep-alive connection (TCP_NODELAY), and retries a
-connection the version refuses on another version (a canary whose server died is answered by
-production). The version servers answer their model's name too and tag each answer with their
-version (`x-plinth-version`). Everything else (readiness, /plinth/state, /plinth/reload, unknown
-paths) HAProxy hands to this process's small control app on a loopback port.
+weighted by the split: for each POST /v1/models/<model>:predict (KServe's v1) and POST
+/v2/models/<model>/infer (the Open Inference Protocol) it picks a version (smooth weighted round
+robin), forwards over a pooled keep-alive connection (TCP_NODELAY), and retries a connection the
+version refuses on another version (a canary whose server died is answered by production). A
+request for one version, /v2/models/<model>/versions/<v>/..., goes to that version's own
+backend (HAProxy looks the version up in a map this process keeps), so it reaches that version
+or fails, never another. The version servers answer their model's name too and tag each answer
+with their version (`x-plinth-version`). Everything else (readiness, v2 health and model
+metadata, GET /metrics, /plinth/state, /plinth/reload, unknown paths) HAProxy hands to this
+process's small control app on a loopback port.
 
 Metrics are taken where they are cheapest: each version server counts its own requests, errors,
 latencies and predictions (it has them at hand, serving/metrics.py); HAProxy's counters add the
 requests a version never answered (refused connections, broken answers). GET /plinth/state
-merges the two per version; that is what `plinth model compare` shows.
+merges the two per version; that is what `plinth model compare` shows. GET /metrics gives the
+same in Prometheus' text format: each version's families as its server exports them, and the
+split's own (weights, requests HAProxy saw a version fail, versions held down). Scrape the
+router or the version servers, not both: the router's page repeats the versions'.
 
 The split comes from the state file (serving/state.py). The router re-reads it when told to
 (POST /plinth/reload, which the CLI calls after every change; accepted from loopback only) and
@@ -44,12 +51,14 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 
+from platform_cli.serving import open_inference, traffic
+from platform_cli.serving.inputs import MAX_BODY_BYTES
 from platform_cli.serving import state as traffic_store
-from platform_cli.serving import traffic
 
 logger = logging.getLogger("plinth.router")
 
@@ -67,16 +76,28 @@ SLOTS = 4
 _PARKED = "127.0.0.1:9"  # where an unused slot points; at weight 0 it is never chosen
 
 
-def haproxy_config(model: str, host: str, port: int, control_port: int, admin_socket: Path) -> str:
+def version_backend(slot: str) -> str:
+    """The backend that reaches only the version in `slot` (version-specific v2 requests)."""
+    return f"version_{slot}"
+
+
+def haproxy_config(model: str, host: str, port: int, control_port: int, admin_socket: Path, version_map: Path) -> str:
     """HAProxy's configuration for one model's split (pure). Versions are added at run time
-    through the admin socket, so the file never changes while the router runs."""
-    predict = f"/v1/models/{model}:predict"
+    through the admin socket, so the file never changes while the router runs.
+
+    Predictions, v1 (POST /v1/models/<model>:predict) and v2 (POST /v2/models/<model>/infer),
+    take the weighted backend. A request for one version (/v2/models/<model>/versions/<v>/...)
+    goes to that version's own backend: its slot's address again, alone, so it reaches that
+    version or fails, never another one. `version_map` (version -> its backend) is kept by the
+    runtime API; a version that is not in it is the control app's 404."""
+    predict = f"/v1/models/{model}:predict /v2/models/{model}/infer"
     address = f"[{host}]" if ":" in host else host
     # Every slot is health-checked (a TCP connect each second), and a refused connection on the
     # request path marks its version down at once: requests then go only to versions that
     # answer, and a model whose only version died gets a 503 at once rather than retries.
-    slots = "\n".join(f"    server s{i} {_PARKED} weight 0 check inter 1s fall 1 rise 1 observe layer4 error-limit 1 on-error mark-down"
-                      for i in range(1, SLOTS + 1))
+    check = "check inter 1s fall 1 rise 1 observe layer4 error-limit 1 on-error mark-down"
+    slots = "\n".join(f"    server s{i} {_PARKED} weight 0 {check}" for i in range(1, SLOTS + 1))
+    version_backends = "\n".join(f"backend {version_backend(f's{i}')}\n    server v {_PARKED} {check}\n" for i in range(1, SLOTS + 1))
     return f"""\
 global
     maxconn 4096
@@ -106,6 +127,11 @@ defaults
 frontend model
     bind {address}:{port}
     http-request return status 403 content-type application/json string "{{\\"error\\": \\"reload is accepted from loopback only\\"}}" if {{ path /plinth/reload }} !{{ src 127.0.0.0/8 ::1 }}
+    # A body the versions would refuse is refused here, so no version is blamed for it.
+    http-request return status 413 content-type application/json lf-string "{{\\"error\\": \\"the request body has %[req.hdr_val(content-length)] bytes; at most {MAX_BODY_BYTES} are taken: send fewer rows per request\\"}}" if {{ req.hdr_val(content-length) gt {MAX_BODY_BYTES} }}
+    acl one_version path_beg /v2/models/{model}/versions/
+    http-request set-var(txn.version_backend) path,field(6,/),map({version_map}) if one_version
+    use_backend %[var(txn.version_backend)] if one_version {{ var(txn.version_backend) -m found }}
     use_backend {BACKEND} if {{ path {predict} }} {{ method POST }}
     default_backend control
 
@@ -113,20 +139,22 @@ backend {BACKEND}
     balance roundrobin
 {slots}
 
+{version_backends}
 backend control
     server control 127.0.0.1:{control_port}
 """
 
 
-def runtime_commands(weights: dict[int, int], upstreams: dict[int, tuple[str, int]],
-                     slots: dict[int, str], routed: dict[int, tuple[str, int]] | None = None) -> tuple[list[str], dict[int, str]]:
-    """HAProxy runtime-API commands that make the backend route by `weights`, and the slots
-    the versions then hold (pure).
+def runtime_commands(weights: dict[int, int], upstreams: dict[int, tuple[str, int]], slots: dict[int, str], version_map: Path,
+                     previous: dict[int, tuple[str, int]] | None = None) -> tuple[list[str], dict[int, str]]:
+    """HAProxy runtime-API commands that make the backend route by `weights` and every version
+    with a server reachable on its own, and the slots the versions then hold (pure).
 
-    slots: the version each slot points to now, and routed: the address each version had. A
-    version keeps its slot; a new one takes a
+    slots: the version each slot points to now. A version keeps its slot; a new one takes a
     slot never used, else the one of the version that left the split longest ago (`slots` is
-    kept in the order they were assigned). A version that left stays at weight 0."""
+    kept in the order they were assigned). A version that left stays at weight 0.
+    previous: the upstreams of the last split applied (the versions `version_map` holds now)."""
+    previous = previous or {}
     assigned = dict(slots)
     free = [f"s{i}" for i in range(1, SLOTS + 1) if f"s{i}" not in assigned.values()]
     free += [slot for version, slot in assigned.items() if version not in upstreams]
@@ -139,13 +167,21 @@ def runtime_commands(weights: dict[int, int], upstreams: dict[int, tuple[str, in
             assigned = {v: s for v, s in assigned.items() if s != slot}
             assigned[version] = slot
         host, port = upstreams[version]
-        commands.append(f"set server {BACKEND}/{assigned[version]} addr {host} port {port}")
-        if slots.get(version) != assigned[version] or (routed or {}).get(version) != (host, port):
-            # The version's server (new, or restarted on another port) answered its readiness
-            # check before it joined the split: it takes traffic now, not after a health check.
-            commands.append(f"set server {BACKEND}/{assigned[version]} health up")
+        slot = assigned[version]
+        # A version that joins the split, or comes back on a new server (`plinth model start`),
+        # answered its readiness check before it did: it takes traffic now, not after its next
+        # health check (the slot may be down from the address it had). A version whose server
+        # stays is left alone: its connections and its health as HAProxy sees it.
+        if slots.get(version) != slot or previous.get(version) != (host, port):
+            for server in (f"{BACKEND}/{slot}", f"{version_backend(slot)}/v"):
+                commands += [f"set server {server} addr {host} port {port}", f"set server {server} health up"]
     for version, slot in assigned.items():
         commands.append(f"set server {BACKEND}/{slot} weight {weights.get(version, 0) if version in upstreams else 0}")
+    # The map last: a version is reachable on its own once its backend points to it.
+    for version in sorted(set(previous) - set(upstreams)):
+        commands.append(f"del map {version_map} {version}")
+    for version in sorted(set(upstreams) - set(previous)):
+        commands.append(f"add map {version_map} {version} {version_backend(assigned[version])}")
     return commands, assigned
 
 
@@ -155,6 +191,8 @@ class HAProxy:
     def __init__(self, config: str, directory: Path):
         self.directory = directory
         self.socket = directory / "admin.sock"
+        self.version_map = directory / "versions.map"
+        self.version_map.touch()  # HAProxy loads it at start; the runtime API fills it
         (directory / "haproxy.cfg").write_text(config)
         self.process = subprocess.Popen(
             [shutil.which("haproxy") or "haproxy", "-db", "-f", str(directory / "haproxy.cfg")],
@@ -184,11 +222,19 @@ class HAProxy:
         return b"".join(chunks).decode()
 
     def servers(self) -> dict[str, dict[str, str]]:
-        """The backend's counters per slot (HAProxy's `show stat` CSV fields)."""
+        """The backend's counters per slot (HAProxy's `show stat` CSV fields), with what the
+        slot's own backend (version-specific requests) counted added to the counters that
+        `unanswered` and the in-transit figures read."""
         lines = self.command("show stat").splitlines()
         header = lines[0].lstrip("# ").split(",")
-        rows = (dict(zip(header, line.split(","))) for line in lines[1:])
-        return {row["svname"]: row for row in rows if row.get("pxname") == BACKEND and row.get("svname", "").startswith("s")}
+        rows = [dict(zip(header, line.split(","))) for line in lines[1:]]
+        slots = {row["svname"]: row for row in rows if row.get("pxname") == BACKEND and row.get("svname", "").startswith("s")}
+        for row in rows:
+            slot = row.get("pxname", "").removeprefix("version_")
+            if row.get("svname") == "v" and slot in slots:
+                for field in _FOLDED:
+                    slots[slot][field] = str(_counter(slots[slot], field) + _counter(row, field))
+        return slots
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -197,6 +243,10 @@ class HAProxy:
                 self.process.wait(5)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+
+
+# HAProxy counters of a version's own backend that count towards the version's figures.
+_FOLDED = ("wredis", "econ", "eresp", "scur", "qcur")
 
 
 def _end_with_parent() -> None:
@@ -242,6 +292,8 @@ class Router:
         self.ready_path = f"/v1/models/{model}"
         self.state = traffic.TrafficState(model=model)
         self.slots: dict[int, str] = {}  # version -> the backend server slot pointing to it
+        # The addresses the split last applied routes to (the versions in HAProxy's version map).
+        self.upstreams: dict[int, tuple[str, int]] = {}
         # Per version: HAProxy's failure count when it (re)joined the split, and the last
         # metrics its server reported (kept for a server that stopped answering).
         self.baseline: dict[int, int] = {}
@@ -268,8 +320,7 @@ class Router:
             return loaded.generation
         upstreams = {v: _host_port(url) for v, url in loaded.upstreams.items()}
         live = {v: w for v, w in loaded.weights.items() if w > 0 and v in upstreams}
-        routed = {v: _host_port(url) for v, url in self.state.upstreams.items()}
-        commands, slots = runtime_commands(live, upstreams, self.slots, routed)
+        commands, slots = runtime_commands(live, upstreams, self.slots, self.proxy.version_map, self.upstreams)
         answer = self.proxy.command("; ".join(commands)) if commands else ""
         # What HAProxy routes now, read back: the generation is reported only once it is true.
         applied = {v: self.proxy.command(f"get weight {BACKEND}/{slot}").split()[0] for v, slot in slots.items()}
@@ -277,6 +328,7 @@ class Router:
             raise RuntimeError(f"haproxy routes {applied}, not the split {live}: {' '.join(answer.split())}")
         rejoined = {v for v, slot in slots.items() if self.slots.get(v) != slot}
         self.slots = slots
+        self.upstreams = upstreams
         # A version that (re)joins the split starts with fresh metrics; one that stays keeps its
         # own. HAProxy's counters belong to the slot, so a version counts from when it took it.
         stats = self.proxy.servers()
@@ -364,13 +416,99 @@ class Router:
             return
         path, method = scope["path"], scope["method"]
         if path == self.ready_path and method == "GET":
-            await _respond(send, 200, {"name": self.model, "ready": any(w > 0 for w in self.state.weights.values())})
+            await _respond(send, 200, {"name": self.model, "ready": self.ready()})
+        elif path.startswith("/v2") and (route := open_inference.parse_path(path)) is not None:
+            status, answer = await asyncio.to_thread(self.open_inference, route, method)
+            await _respond(send, status, answer)
+        elif path == "/metrics" and method == "GET":
+            from prometheus_client import CONTENT_TYPE_LATEST
+
+            body = await asyncio.to_thread(self.exposition)
+            await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", CONTENT_TYPE_LATEST.encode())]})
+            await send({"type": "http.response.body", "body": body})
         elif path == "/plinth/state" and method == "GET":
             await _respond(send, 200, await asyncio.to_thread(self.snapshot))
         elif path == "/plinth/reload" and method == "POST":
             await _respond(send, 200, {"generation": await asyncio.to_thread(self.reload)})
         else:
-            await _respond(send, 404, {"error": f"no route {method} {path}; predict with POST /v1/models/{self.model}:predict"})
+            await _respond(send, 404, {"error": f"no route {method} {path}; predict with POST /v1/models/{self.model}:predict "
+                                                f"or POST /v2/models/{self.model}/infer"})
+
+    def ready(self) -> bool:
+        return any(w > 0 for w in self.state.weights.values())
+
+    def open_inference(self, route: open_inference.Route, method: str) -> tuple[int, dict]:
+        """The model's v2 answers that are the split's, not one version's: health, the model's
+        metadata and readiness, and the 404 of a model or version it does not serve. (Infer,
+        and everything for one version that takes part, HAProxy sends to the versions.)"""
+        versions = sorted(v for v, w in self.state.weights.items() if w > 0)
+        if route.kind in ("live", "ready", "server") and method != "GET":
+            return 405, {"error": "health and server metadata take GET"}
+        if route.kind == "live":
+            return 200, {"live": True}
+        if route.kind == "ready":
+            return (200 if versions else 503), {"ready": bool(versions)}
+        if route.kind == "server":
+            return 200, {"name": "plinth", "extensions": ["binary_tensor_data"]}
+        if route.model != self.model:
+            return 404, {"error": f"model {route.model!r} is not served here; this endpoint serves {self.model}"}
+        if route.version is not None:  # a version HAProxy did not route: not one with a server
+            serving = ", ".join(str(v) for v in versions) or "none"
+            return 404, {"error": f"model {self.model} has no version {route.version} taking traffic (versions: {serving})"}
+        if route.kind == "infer":  # a POST is HAProxy's to route
+            return 405, {"error": "infer takes POST"}
+        if method != "GET":
+            return 405, {"error": "model metadata and readiness take GET"}
+        if route.kind == "model-ready":
+            return (200 if versions else 503), {"name": self.model, "ready": bool(versions)}
+        # The inputs are the production version's (a canary with other inputs would answer its
+        # own metadata at /v2/models/<model>/versions/<v>); the versions are the split's.
+        url = self.state.upstreams.get(self.state.production) if self.state.production is not None else None
+        metadata = _get_json(f"{url}/v2/models/{self.model}") if url else None
+        if metadata is None:
+            return 503, {"error": f"model {self.model} has no version answering (versions: {', '.join(map(str, versions)) or 'none'})"}
+        return 200, {**metadata, "versions": [str(v) for v in versions]}
+
+    def exposition(self) -> bytes:
+        """GET /metrics: every version's own families (scraped from its server: requests,
+        errors, latency, batch sizes, in flight) and the split's (weights, what HAProxy saw
+        each version fail), in Prometheus' text format."""
+        from prometheus_client import CollectorRegistry, generate_latest
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+        from prometheus_client.parser import text_string_to_metric_families
+
+        families: dict[str, Any] = {}
+        for version, url in sorted(self.state.upstreams.items()):
+            text = _get_text(f"{url}/metrics")
+            for family in text_string_to_metric_families(text or ""):
+                if family.name in families:
+                    families[family.name].samples.extend(family.samples)
+                else:
+                    families[family.name] = family
+        labels = ["model", "version"]
+        weight = GaugeMetricFamily("plinth_router_weight_percent", "Each version's share of the split's predictions", labels=labels)
+        failed = CounterMetricFamily("plinth_router_unanswered_requests",
+                                     "Requests HAProxy sent to a version that it never answered (refused, broken)", labels=labels)
+        down = GaugeMetricFamily("plinth_router_version_down", "1 while HAProxy holds the version's server down", labels=labels)
+        slots = self.proxy.servers()
+        for version, slot in sorted(self.slots.items()):
+            if version not in self.state.weights:
+                continue
+            row, names = slots.get(slot, {}), [self.model, str(version)]
+            weight.add_metric(names, self.state.weights[version])
+            failed.add_metric(names, max(unanswered(row) - self.baseline.get(version, 0), 0))
+            down.add_metric(names, 1 if is_down(row) else 0)
+        generation = GaugeMetricFamily("plinth_router_generation", "The generation of the split the router routes", labels=["model"])
+        generation.add_metric([self.model], self.state.generation)
+
+        class Collected:
+            def collect(self):
+                yield from families.values()
+                yield from (weight, failed, down, generation)
+
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(Collected())
+        return generate_latest(registry)
 
     async def _lifespan(self, receive, send) -> None:
         while True:
@@ -385,13 +523,25 @@ class Router:
                 return
 
 
-def _server_metrics(url: str) -> dict | None:
-    """A version server's own metrics, or None if it does not answer."""
+def _get_text(url: str) -> str | None:
     try:
-        with urllib.request.urlopen(f"{url}/plinth/metrics", timeout=_METRICS_TIMEOUT_S) as response:
-            return orjson.loads(response.read())
+        with urllib.request.urlopen(url, timeout=_METRICS_TIMEOUT_S) as response:
+            return response.read().decode()
     except (OSError, ValueError):
         return None
+
+
+def _get_json(url: str) -> dict | None:
+    text = _get_text(url)
+    try:
+        return None if text is None else orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _server_metrics(url: str) -> dict | None:
+    """A version server's own metrics, or None if it does not answer."""
+    return _get_json(f"{url}/plinth/metrics")
 
 
 async def _respond(send, status: int, data: dict) -> None:
@@ -428,7 +578,8 @@ def main(argv: list[str] | None = None) -> None:
     # change the split. Short, under the temp directory, as a socket path must be.
     directory = Path(tempfile.mkdtemp(prefix=f"plinth-router-{args.model}-"))
     control_port = _free_loopback_port()
-    proxy = HAProxy(haproxy_config(args.model, args.host, args.port, control_port, directory / "admin.sock"), directory)
+    proxy = HAProxy(haproxy_config(args.model, args.host, args.port, control_port, directory / "admin.sock", directory / "versions.map"),
+                    directory)
     try:
         proxy.wait_ready(_READY_TIMEOUT_S)
         logger.info("routing model %s on %s port %d through haproxy (pid %d), control on port %d (state %s, pid %d)",

@@ -1,4 +1,4 @@
-"""The model server process: one trained model version answering KServe's v1 protocol.
+"""The model server process: one trained model version answering KServe's v1 protocol and the Open Inference Protocol (v2).
 
     python -m platform_cli.serving.server --model-name ctr-v1 --model-dir DIR --host 127.0.0.1 --http-port 8080 \
         [--version 1] [--max-batch 64] [--max-wait-ms 2] [--workers 2] [--tensor-inputs]
@@ -20,7 +20,10 @@ Where the time goes, and what the server does about it:
   where the signature costs a few hundred.
 - HTTP is uvicorn (httptools, uvloop) with a plain ASGI app: KServe's FastAPI stack cost more per
   request than the transform and the model together. The routes are KServe's v1 predict and
-  readiness (and v2 readiness), plus GET /plinth/metrics, the version's request metrics.
+  readiness, the Open Inference Protocol (v2: health, metadata, readiness, infer, with the raw
+  fields as named input tensors; serving/open_inference.py) answered through the same batcher,
+  GET /metrics (Prometheus' text format) and GET /plinth/metrics (the JSON `plinth model compare`
+  reads), both views of one metrics table. A body beyond MAX_BODY_BYTES gets a 413.
 - --workers N runs N processes sharing the port (SO_REUSEPORT: the kernel spreads connections
   over them) and one metrics table (serving/metrics.py). Every socket has TCP_NODELAY.
 
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import socket
@@ -50,8 +54,9 @@ import orjson  # noqa: E402
 from platform_cli import tflite  # noqa: E402
 from platform_cli.features import SPEC_FILE, FeatureSpec  # noqa: E402
 from platform_cli.serving.batching import MicroBatcher  # noqa: E402
-from platform_cli.serving.inputs import InvalidInput, instances, request_inputs, tensor_inputs  # noqa: E402
-from platform_cli.serving.metrics import SharedMetrics  # noqa: E402
+from platform_cli.serving.inputs import MAX_BODY_BYTES, InvalidInput, instances, request_inputs, tensor_inputs  # noqa: E402
+from platform_cli.serving import open_inference  # noqa: E402
+from platform_cli.serving.metrics import PrometheusCollector, SharedMetrics  # noqa: E402
 
 logger = logging.getLogger("plinth.server")
 
@@ -94,6 +99,10 @@ class SavedModelPredictor:
         self.predict(self.inputs([_warm_up_row(self._spec)] if not self.takes_tensors else _zero_tensor_rows(self._spec)))
         self.ready = True
         return self.ready
+
+    @property
+    def spec(self) -> FeatureSpec:
+        return self._spec
 
     def inputs(self, rows: list[dict]) -> dict[str, np.ndarray]:
         """Model inputs for a request's rows (InvalidInput: the request's 400)."""
@@ -189,25 +198,44 @@ def _zero_tensor_rows(spec: FeatureSpec) -> list[dict]:
     return [row]
 
 
+class BodyTooLarge(Exception):
+    """A request body beyond MAX_BODY_BYTES (a 413)."""
+
+
 class ModelApp:
-    """The ASGI app: KServe's v1 routes for one model, answering predictions through the batcher."""
+    """The ASGI app: KServe's v1 routes and the Open Inference Protocol (v2) for one model, both
+    answering predictions through the batcher; GET /metrics in Prometheus' text format."""
 
     def __init__(self, model: SavedModelPredictor, metrics: SharedMetrics, worker: int, version: int | None,
                  max_batch: int, max_wait_s: float):
         self.model = model
+        self.version = version
         self.shared = metrics
         self.metrics = metrics.worker(worker)
         self.in_flight = 0
-        self.batcher = MicroBatcher(model.process, max_batch, max_wait_s, in_flight=lambda: self.in_flight)
+        self.batcher = MicroBatcher(self._process, max_batch, max_wait_s, in_flight=lambda: self.in_flight)
         # A version server of a traffic split (ctr-v3) also answers as its model (ctr): the
         # split's proxy forwards requests unchanged.
-        names = {model.name}
+        self.base_name = model.name
         if version is not None and model.name.endswith(f"-v{version}"):
-            names.add(model.name.removesuffix(f"-v{version}"))
-        self.predict_paths = {f"/v1/models/{name}:predict" for name in names}
+            self.base_name = model.name.removesuffix(f"-v{version}")
+        self.names = {model.name, self.base_name}
+        self.predict_paths = {f"/v1/models/{name}:predict" for name in self.names}
         self.predict_path = f"/v1/models/{model.name}:predict"
-        self.ready_paths = {f"/v1/models/{model.name}", f"/v2/models/{model.name}/ready", "/v2/health/ready"}
+        self.infer_paths = {f"/v2/models/{name}/infer" for name in self.names}
+        if version is not None:
+            self.infer_paths |= {f"/v2/models/{name}/versions/{version}/infer" for name in self.names}
+        self.ready_paths = {f"/v1/models/{model.name}"}
+        self.signature = open_inference.Signature(model.spec)
         self.headers = [_JSON] + ([(b"x-plinth-version", str(version).encode())] if version is not None else [])
+        from prometheus_client import CollectorRegistry
+
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(PrometheusCollector(metrics, self.base_name, version, lambda: self.model.runtime))
+
+    def _process(self, requests: list[list[dict]]) -> list:
+        self.metrics.batch(sum(len(rows) for rows in requests))
+        return self.model.process(requests)
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "lifespan":
@@ -219,24 +247,80 @@ class ModelApp:
             return
         path, method = scope["path"], scope["method"]
         if path in self.predict_paths and method == "POST":
-            await self.predict(receive, send)
+            await self.predict(scope, receive, send, None)
+        elif path in self.infer_paths and method == "POST":
+            await self.predict(scope, receive, send, path.split("/")[3])
+        elif path.startswith("/v2") and (route := open_inference.parse_path(path)) is not None:
+            await self.open_inference(scope, receive, send, route)
         elif path in self.ready_paths and method == "GET":
             await self.respond(send, 200, {"name": self.model.name, "ready": self.model.ready})
+        elif path == "/metrics" and method == "GET":
+            from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+            await self.send_body(send, 200, generate_latest(self.registry), content_type=CONTENT_TYPE_LATEST.encode())
         elif path == "/plinth/metrics" and method == "GET":
             await self.respond(send, 200, {"runtime": self.model.runtime, **self.shared.snapshot()})
         else:
-            await self.respond(send, 404, {"error": f"no route {method} {path}; predict with POST {self.predict_path}"})
+            await self.respond(send, 404, {"error": f"no route {method} {path}; predict with POST {self.predict_path} "
+                                                    f"or POST /v2/models/{self.base_name}/infer"})
 
-    async def predict(self, receive, send) -> None:
+    async def open_inference(self, scope, receive, send, route: open_inference.Route) -> None:
+        """The v2 routes other than a well-formed infer: health, metadata, and what is wrong."""
+        method = scope["method"]
+        if route.kind in ("live", "ready", "server"):
+            if method != "GET":
+                await self.respond(send, 405, {"error": f"{scope['path']} takes GET"})
+            elif route.kind == "live":
+                await self.respond(send, 200, {"live": True})
+            elif route.kind == "ready":
+                await self.respond(send, 200, {"ready": self.model.ready})
+            else:
+                await self.respond(send, 200, {"name": "plinth", "version": _plinth_version(), "extensions": ["binary_tensor_data"]})
+            return
+        refusal = self.unknown(route)
+        if refusal is not None:
+            await self.respond(send, 404, {"error": refusal})
+        elif route.kind == "infer":
+            if method == "POST":
+                await self.predict(scope, receive, send, route.model)
+            else:
+                await self.respond(send, 405, {"error": f"{scope['path']} takes POST"})
+        elif method != "GET":
+            await self.respond(send, 405, {"error": f"{scope['path']} takes GET"})
+        elif route.kind == "model-ready":
+            await self.respond(send, 200 if self.model.ready else 503, {"name": route.model, "ready": self.model.ready})
+        else:
+            await self.respond(send, 200, self.metadata(route.model))
+
+    def unknown(self, route: open_inference.Route) -> str | None:
+        """Why this server has no such model or version (a 404), None when it has."""
+        serves = f"{self.base_name} (version {self.version})" if self.version is not None else self.model.name
+        if route.model not in self.names:
+            return f"model {route.model!r} is not served here; this server serves {serves}"
+        if route.version is not None and route.version != str(self.version):
+            return f"model {route.model} has no version {route.version} here; this server serves {serves}"
+        return None
+
+    def metadata(self, name: str) -> dict:
+        return self.signature.metadata(name, [self.version] if self.version is not None else [], f"tensorflow_{self.model.runtime}")
+
+    async def predict(self, scope, receive, send, v2_model: str | None) -> None:
+        """One prediction request, v1 ({"instances": [...]}) or v2 (v2_model: the name it asked for)."""
         started = time.perf_counter()
         self.in_flight += 1
         self.metrics.started()
-        status, predictions = 500, None
+        status, predictions, headers = 500, None, ()
         try:
-            body = await _body(receive)
             try:
-                rows = instances(orjson.loads(body))
+                body = await _body(receive, scope)
+                if v2_model is None:
+                    rows = instances(orjson.loads(body))
+                else:
+                    request = open_inference.parse_request(body, _header_length(scope))
+                    rows = self.signature.rows(request)
                 predictions = await self.batcher.submit(rows)
+            except BodyTooLarge as e:
+                status, answer, headers = 413, {"error": str(e)}, ((b"connection", b"close"),)
             except orjson.JSONDecodeError as e:
                 status, answer = 400, {"error": f"the request body is not JSON: {e}"}
             except InvalidInput as e:
@@ -244,26 +328,67 @@ class ModelApp:
             except ModelError as e:
                 status, answer = 500, {"error": str(e)}
             else:
-                status, answer = 200, {"predictions": predictions.astype(float).tolist()}
-            await self.respond(send, status, answer)
+                status = 200
+                if v2_model is not None:
+                    data, header_length = open_inference.infer_response(v2_model, self.version, request, predictions)
+                    if header_length is not None:
+                        headers = ((open_inference.HEADER_LENGTH.encode(), str(header_length).encode()),)
+                    await self.send_body(send, 200, data, headers, b"application/octet-stream" if header_length is not None else None)
+                    return
+                answer = {"predictions": predictions.astype(float).tolist()}
+            await self.respond(send, status, answer, headers)
         finally:
             self.in_flight -= 1
             self.metrics.finished(time.perf_counter() - started, status, predictions)
 
-    async def respond(self, send, status: int, data: dict) -> None:
-        body = orjson.dumps(data)
+    async def respond(self, send, status: int, data: dict, headers=()) -> None:
+        await self.send_body(send, status, orjson.dumps(data), headers)
+
+    async def send_body(self, send, status: int, body: bytes, headers=(), content_type: bytes | None = None) -> None:
         # With its length known the answer is two writes; without, uvicorn would chunk it (three).
-        headers = [*self.headers, (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
+        start = self.headers if content_type is None else [(b"content-type", content_type), *self.headers[1:]]
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [*start, *headers, (b"content-length", str(len(body)).encode())]})
         await send({"type": "http.response.body", "body": body})
 
 
-async def _body(receive) -> bytes:
+def _plinth_version() -> str:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version("plinth")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree (a cluster image)
+        return "unknown"
+
+
+def _header(scope, name: bytes) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value
+    return None
+
+
+def _header_length(scope) -> int | None:
+    value = _header(scope, open_inference.HEADER_LENGTH.encode())
+    if value is None:
+        return None
+    if not value.strip().isdigit():
+        raise InvalidInput(f"{open_inference.HEADER_LENGTH} must be a number of bytes, not {value.decode(errors='replace')!r:.40}")
+    return int(value)
+
+
+async def _body(receive, scope) -> bytes:
+    """The request body, refused (BodyTooLarge) beyond MAX_BODY_BYTES before it is all read."""
+    declared = _header(scope, b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise BodyTooLarge(f"the request body has {int(declared)} bytes; at most {MAX_BODY_BYTES} are taken: send fewer rows per request")
     message = await receive()
     body = message.get("body", b"")
     while message.get("more_body"):
         message = await receive()
         body += message.get("body", b"")
+        if len(body) > MAX_BODY_BYTES:
+            raise BodyTooLarge(f"the request body has more than {MAX_BODY_BYTES} bytes: send fewer rows per request")
     return body
 
 
@@ -365,6 +490,10 @@ def main(argv: list[str] | None = None) -> None:
         for worker in others:
             worker.kill()
         raise SystemExit(1) from e
+    # Everything loaded so far (TensorFlow's millions of objects) is moved out of the garbage
+    # collector's reach: otherwise a full collection, which the requests' allocations trigger
+    # now and then, walks them all and stalls every request in flight for ~0.2 s.
+    gc.freeze()
     sock = listening_socket(args.host, args.http_port, shared=args.workers > 1)
     logger.info(
         "serving model %s version %s from %s on %s port %d (%s, batches of up to %d rows, wait up to %g ms, worker %d of %d)",

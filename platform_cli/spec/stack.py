@@ -117,6 +117,8 @@ class ServingConfig(ConfigModel):
     batching: BatchingConfig = BatchingConfig()
     workers: int = Field(1, ge=1, le=64, description="model server processes per version, sharing its port")
     gray_release: GrayReleaseConfig = GrayReleaseConfig()
+    prometheus_url: str | None = Field(None, pattern=r"^https?://[^\s]+$",
+                                       description="the cluster's Prometheus (HTTP API base URL), where `plinth model compare` reads a cluster stack's versions")
 
     def server_args(self) -> list[str]:
         """The model server's flags for these settings (python -m platform_cli.serving.server)."""

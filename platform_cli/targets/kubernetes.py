@@ -49,7 +49,6 @@ TARGET = TargetInfo(
     unsupported={
         "flow run": Unsupported("flows on a cluster run on Argo Workflows", "plinth flow submit -f FLOW --stack {stack}"),
         "job restart": Unsupported("on Kubernetes the operator restarts failed pods (the job's retries)", "submit the job again (it gets a new id, outputs and checkpoints)"),
-        "model compare": Unsupported("compare reads the local router's metrics and this stack serves on KServe", "use KServe's Prometheus metrics there (request count, latency per revision)"),
     },
 )
 

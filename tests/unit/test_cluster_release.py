@@ -118,9 +118,3 @@ def test_a_version_that_is_never_ready_takes_no_traffic(team, monkeypatch):
     assert "ctr-v3" not in api.objects  # and the service that failed is gone
     assert release.state_path(stack, "ctr").read_text() == saved
     assert registry.aliases("ctr") == {"production": 1}
-
-
-def test_compare_says_where_cluster_metrics_are(team):
-    stack, _, _ = team
-    with pytest.raises(PlinthError, match="model compare is not available on stack 'team-feed' \\(target kubernetes\\): compare reads the local router's metrics"):
-        release.router_state(stack, "ctr")
