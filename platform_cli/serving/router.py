@@ -92,12 +92,11 @@ def haproxy_config(model: str, host: str, port: int, control_port: int, admin_so
     runtime API; a version that is not in it is the control app's 404."""
     predict = f"/v1/models/{model}:predict /v2/models/{model}/infer"
     address = f"[{host}]" if ":" in host else host
-    # Every slot is health-checked (a TCP connect each second), and a refused connection on the
-    # request path marks its version down at once: requests then go only to versions that
-    # answer, and a model whose only version died gets a 503 at once rather than retries.
-    check = "check inter 1s fall 1 rise 1 observe layer4 error-limit 1 on-error mark-down"
-    slots = "\n".join(f"    server s{i} {_PARKED} weight 0 {check}" for i in range(1, SLOTS + 1))
-    version_backends = "\n".join(f"backend {version_backend(f's{i}')}\n    server v {_PARKED} {check}\n" for i in range(1, SLOTS + 1))
+    # No HAProxy health checks: the router watches the versions (Router.watch) and puts one
+    # whose port refuses connections into maintenance, which also works for the slots it
+    # re-points at run time. Until then a refused connection is retried on another version.
+    slots = "\n".join(f"    server s{i} {_PARKED} weight 0" for i in range(1, SLOTS + 1))
+    version_backends = "\n".join(f"backend {version_backend(f's{i}')}\n    server v {_PARKED}\n" for i in range(1, SLOTS + 1))
     return f"""\
 global
     maxconn 4096
@@ -169,12 +168,12 @@ def runtime_commands(weights: dict[int, int], upstreams: dict[int, tuple[str, in
         host, port = upstreams[version]
         slot = assigned[version]
         # A version that joins the split, or comes back on a new server (`plinth model start`),
-        # answered its readiness check before it did: it takes traffic now, not after its next
-        # health check (the slot may be down from the address it had). A version whose server
-        # stays is left alone: its connections and its health as HAProxy sees it.
+        # answered its readiness check before it did: it takes traffic now, even if its slot was
+        # held out in maintenance for the address it had. A version whose server stays is left
+        # alone: its connections, and its state as the router's watch set it.
         if slots.get(version) != slot or previous.get(version) != (host, port):
             for server in (f"{BACKEND}/{slot}", f"{version_backend(slot)}/v"):
-                commands += [f"set server {server} addr {host} port {port}", f"set server {server} health up"]
+                commands += [f"set server {server} addr {host} port {port}", f"set server {server} state ready"]
     for version, slot in assigned.items():
         commands.append(f"set server {BACKEND}/{slot} weight {weights.get(version, 0) if version in upstreams else 0}")
     # The map last: a version is reachable on its own once its backend points to it.
@@ -268,8 +267,9 @@ def unanswered(row: dict[str, str]) -> int:
 
 
 def is_down(row: dict[str, str]) -> bool:
-    """Whether HAProxy holds the version's server down (refused connections or failed checks)."""
-    return row.get("status", "").startswith("DOWN")
+    """Whether HAProxy holds the version's server out of the split (down, or in maintenance
+    because the router found its port refusing connections)."""
+    return row.get("status", "").startswith(("DOWN", "MAINT"))
 
 
 def merged(server: dict | None, failures: int, in_transit: int, down: bool = False) -> dict:
@@ -298,6 +298,7 @@ class Router:
         # metrics its server reported (kept for a server that stopped answering).
         self.baseline: dict[int, int] = {}
         self.last_seen: dict[int, dict] = {}
+        self.refusing: set[int] = set()  # versions whose server refused the last probe: in maintenance
         self._mtime = None
         # reload() runs in worker threads (the control app's reload and the file watch): one at a time.
         self._applying = threading.Lock()
@@ -327,6 +328,8 @@ class Router:
         if {v: int(w) for v, w in applied.items() if w.isdigit() and int(w)} != live:
             raise RuntimeError(f"haproxy routes {applied}, not the split {live}: {' '.join(answer.split())}")
         rejoined = {v for v, slot in slots.items() if self.slots.get(v) != slot}
+        # A version that joined or moved was made ready by the commands above.
+        self.refusing -= {v for v in upstreams if v in rejoined or self.upstreams.get(v) != upstreams[v]}
         self.slots = slots
         self.upstreams = upstreams
         # A version that (re)joins the split starts with fresh metrics; one that stays keeps its
@@ -351,11 +354,25 @@ class Router:
                 seen = _server_metrics(url)
                 if seen is not None:
                     self.last_seen[version] = seen
+                self._hold_out_if_refusing(version, refusing=seen is None and _refuses(url))
             row = stats.get(version, {})
             failures = unanswered(row) - self.baseline.get(version, 0)
             result[version] = merged(self.last_seen.get(version), max(failures, 0), _counter(row, "scur") + _counter(row, "qcur"),
                                      down=is_down(row))
         return result
+
+    def _hold_out_if_refusing(self, version: int, refusing: bool) -> None:
+        """Put a version whose port refuses connections (its server is gone) into maintenance,
+        and back when it answers again: requests then go only to versions that answer, and a
+        model whose only version died answers 503 at once. Only a refusal counts, never a slow
+        answer, so a busy server is never taken out."""
+        slot = self.slots.get(version)
+        if slot is None or refusing == (version in self.refusing):
+            return
+        state = "maint" if refusing else "ready"
+        self.proxy.command("; ".join(f"set server {server} state {state}" for server in (f"{BACKEND}/{slot}", f"{version_backend(slot)}/v")))
+        (self.refusing.add if refusing else self.refusing.discard)(version)
+        logger.warning("version %d %s", version, "refuses connections: out of the split" if refusing else "answers again: back in the split")
 
     def snapshot(self) -> dict:
         return {
@@ -368,7 +385,8 @@ class Router:
         }
 
     async def watch(self) -> None:
-        """Reload on a changed state file; roll back a canary that breaches the limits."""
+        """Reload on a changed state file; each second, take out versions whose server is gone
+        and roll back a canary that breaches the limits."""
         checked = time.monotonic()
         while True:
             await asyncio.sleep(_POLL_S)
@@ -377,17 +395,16 @@ class Router:
                     await asyncio.to_thread(self.reload)
                 if time.monotonic() - checked >= _CHECK_S:
                     checked = time.monotonic()
-                    await self._check_canary()
+                    await self._check_canary(await asyncio.to_thread(self.metrics))
             except FileNotFoundError:
                 pass
             except Exception:  # keep routing whatever happens here; the log says what
                 logger.exception("state watch failed")
 
-    async def _check_canary(self) -> None:
+    async def _check_canary(self, metrics: dict[int, dict]) -> None:
         limits, canary = self.state.auto_rollback, self.state.canary
         if limits is None or canary is None:
             return
-        metrics = await asyncio.to_thread(self.metrics)
         if canary not in metrics:
             return
         reason = traffic.breach(limits, metrics[canary], metrics.get(self.state.production))
@@ -542,6 +559,17 @@ def _get_json(url: str) -> dict | None:
 def _server_metrics(url: str) -> dict | None:
     """A version server's own metrics, or None if it does not answer."""
     return _get_json(f"{url}/plinth/metrics")
+
+
+def _refuses(url: str) -> bool:
+    """Whether nothing listens on the version server's port (a refused connection)."""
+    try:
+        with socket.create_connection(_host_port(url), timeout=_METRICS_TIMEOUT_S):
+            return False
+    except ConnectionRefusedError:
+        return True
+    except OSError:  # a timeout or another failure says nothing sure: leave the version be
+        return False
 
 
 async def _respond(send, status: int, data: dict) -> None:

@@ -143,7 +143,7 @@ def breach(limits: AutoRollbackConfig, canary: dict, production: dict | None) ->
     production, so a machine-wide slowdown does not roll back a healthy canary."""
     if canary.get("down"):
         # Its server refuses connections: nothing to wait for, whatever the request count.
-        return "its server is down: it refused connections or failed its health check"
+        return "its server is down: its port refuses connections"
     if canary["requests"] < limits.min_requests:
         return None
     production = production or {"requests": 0, "errors": 0, "p99_ms": None}

@@ -36,8 +36,8 @@ def test_a_new_version_takes_a_free_slot_and_weights_change_in_place() -> None:
     assert commands == [
         # Version 1's server stays: left alone. The new version was ready before it joined: up
         # at once, not after its first check.
-        "set server versions/s2 addr 127.0.0.1 port 4002", "set server versions/s2 health up",
-        "set server version_s2/v addr 127.0.0.1 port 4002", "set server version_s2/v health up",
+        "set server versions/s2 addr 127.0.0.1 port 4002", "set server versions/s2 state ready",
+        "set server version_s2/v addr 127.0.0.1 port 4002", "set server version_s2/v state ready",
         "set server versions/s1 weight 90", "set server versions/s2 weight 10",
         # ...and reachable on its own once its backend points to it
         "add map m 2 version_s2",
@@ -57,7 +57,7 @@ def test_a_version_back_on_a_new_server_is_up_at_once() -> None:
     # `plinth model start`: same slot, new address; the slot may be down from the old one.
     commands, _ = runtime_commands({1: 100}, {1: ("127.0.0.1", 5001)}, slots={1: "s1"}, version_map=Path("m"),
                                    previous={1: ("127.0.0.1", 4001)})
-    assert "set server versions/s1 health up" in commands and "set server version_s1/v health up" in commands
+    assert "set server versions/s1 state ready" in commands and "set server version_s1/v state ready" in commands
     assert not any("map" in command for command in commands)  # version 1 is in the map already
 
 
@@ -75,5 +75,5 @@ def test_requests_a_version_never_answered_count_as_its_errors() -> None:
 def test_a_canary_whose_server_is_down_breaches_before_its_minimum_requests() -> None:
     limits = AutoRollbackConfig(maxErrorRate=0.2, minRequests=100)
     down = merged(None, 1, 0, down=is_down({"status": "DOWN 1/1"}))
-    assert breach(limits, down, production=None) == "its server is down: it refused connections or failed its health check"
+    assert breach(limits, down, production=None) == "its server is down: its port refuses connections"
     assert breach(limits, merged(None, 1, 0, down=is_down({"status": "UP"})), production=None) is None
