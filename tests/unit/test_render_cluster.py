@@ -95,6 +95,7 @@ def test_kueue_and_s3_stack_label_the_queue_and_reference_the_secret(lab: Path) 
     job = load_job(REPO / "examples" / "ctr" / "generate.job.yaml")
     workload = render_cluster_job(job, load_stack("team-lab"), "ctr-generate-abcde").documents[-1]
     assert workload["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "lab"
+    assert workload["spec"]["suspend"] is True  # Kueue unsuspends it when the team's queue admits it
     pod = workload["spec"]["template"]["spec"]
     assert "schedulerName" not in pod  # Kueue admits the Job; the default scheduler places it
     assert pod["priorityClassName"] == "plinth-batch"  # the team's default from its stack
