@@ -11,7 +11,8 @@ LimitRanger, RBAC and impersonation), etcd, the controllers (Job, namespace dele
 collection, service accounts) and the scheduler (resources, node selectors, taints). What is
 simulated: nodes (KWOK keeps them Ready with the pool's labels, taints and nvidia.com/gpu
 capacity) and pods, which never run a container: KWOK marks a scheduled pod Running, and a
-Job's pod Succeeded 45-60 seconds later; other pods stay Running until deleted.
+Job's pod Succeeded 45-60 seconds later; other pods stay Running until deleted. When the platform
+stack's scheduler is Kueue, Kueue's controller manager runs too (platform_cli/sim/kueue.py).
 """
 
 from __future__ import annotations

@@ -112,6 +112,7 @@ def test_gpu_jobs_go_to_their_pool_and_only_workers_hold_gpus(lab: Path) -> None
     job = load_job(write_job(lab / "jobs", "s", text, script=""))
     mpijob = render_cluster_job(job, load_stack("team-lab"), "big-abcde").documents[-1]
     assert mpijob["spec"]["slotsPerWorker"] == 2
+    assert mpijob["spec"]["runPolicy"]["suspend"] is True   # team-lab's queue is Kueue's: it admits the MPIJob
     worker = mpijob["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"]
     assert worker["nodeSelector"] == {"plinth.dev/gpu-pool": "t4", "plinth.dev/gpu-type": "nvidia-tesla-t4"}
     assert {"key": "plinth.dev/pool", "operator": "Equal", "value": "t4", "effect": "NoSchedule"} in worker["tolerations"]
