@@ -20,9 +20,9 @@ from pathlib import Path
 from platform_cli.errors import PlinthError
 from platform_cli.sim import tools
 
-# The workload kinds Kueue manages in the sim: the batch Job (plinth's python jobs). The MPIJob
-# and TFJob integrations need their operators' CRDs at the manager's start, which only the
-# platform stack installs, later.
+# The workload kinds Kueue manages in the sim: the batch Job (plinth's python jobs). No MPI or
+# training operator runs in the sim to act on an admitted MPIJob or TFJob, and their CRDs come
+# only later, with the platform stack.
 FRAMEWORKS = ("batch/job",)
 # Webhooks registered with the API server: Kueue's own objects and the frameworks above. The
 # others would be called for kinds whose handlers the manager does not serve.
