@@ -77,6 +77,9 @@ class Resource:
 POD = Resource("v1", "Pod")
 CONFIG_MAP = Resource("v1", "ConfigMap")
 EVENT = Resource("v1", "Event")
+# What Kueue makes of a queued job: its admission (or why not) is in the Workload's conditions.
+KUEUE_WORKLOAD = Resource("kueue.x-k8s.io/v1beta2", "Workload")
+KUEUE_JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,9 @@ def kueue_cluster_queue_spec(team: TeamConfig, pools: list[GpuPoolConfig], names
     if pools:
         resource_groups.append({
             "coveredResources": [GPU],
-            "flavors": [{"name": flavors[pool.name], "resources": [{"name": GPU, "nominalQuota": shares[pool.name]}]} for pool in pools],
+            # A quantity as Kubernetes writes it back (a string): Kueue's webhook re-encodes the
+            # number 8 as "8", and a number here would then differ from the live object at every `up`.
+            "flavors": [{"name": flavors[pool.name], "resources": [{"name": GPU, "nominalQuota": str(shares[pool.name])}]} for pool in pools],
         })
     return {
         "cohortName": KUEUE_COHORT,

@@ -318,6 +318,10 @@ def _context(job, kind: JobKind, stack, job_id, placement: Placement, variables:
         "priority_class": placement.priority_class,
         "queue": placement.queue,
         "volcano": placement.scheduler == "volcano",
+        # Kueue admits a job by unsuspending it: created suspended, no pod exists before the
+        # team's ClusterQueue has quota for it (Kueue's webhook would suspend it too, but a job
+        # created while the webhook is unreachable would otherwise start unqueued).
+        "suspended": placement.scheduler == "kueue" and kind.workload.kind != "SparkApplication",
         "min_available": sum(g.count for g in groups.values()),
         "pods": pods,
         "env": container_env,

@@ -11,7 +11,8 @@ LimitRanger, RBAC and impersonation), etcd, the controllers (Job, namespace dele
 collection, service accounts) and the scheduler (resources, node selectors, taints). What is
 simulated: nodes (KWOK keeps them Ready with the pool's labels, taints and nvidia.com/gpu
 capacity) and pods, which never run a container: KWOK marks a scheduled pod Running, and a
-Job's pod Succeeded 45-60 seconds later; other pods stay Running until deleted.
+Job's pod Succeeded 45-60 seconds later; other pods stay Running until deleted. When the platform
+stack's scheduler is Kueue, Kueue's controller manager runs too (platform_cli/sim/kueue.py).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from platform_cli.errors import PlinthError
-from platform_cli.sim import tools
+from platform_cli.sim import kueue, tools
 
 CONTEXT = "plinth-sim"
 ADMIN = "plinth-sim-admin"
@@ -252,8 +253,9 @@ def _service_account_key(path: Path) -> None:
     path.chmod(0o600)
 
 
-def _serving_cert(cert: Path, key_path: Path) -> None:
-    """A self-signed certificate for 127.0.0.1 (KWOK's kubelet API; the API server does not verify it)."""
+def _serving_cert(cert: Path, key_path: Path, name: str = "plinth-sim-kwok") -> None:
+    """A self-signed certificate for 127.0.0.1: KWOK's kubelet API (the API server does not
+    verify it) and Kueue's webhook server (the API server trusts it as the webhooks' caBundle)."""
     import datetime
 
     from cryptography import x509
@@ -263,10 +265,10 @@ def _serving_cert(cert: Path, key_path: Path) -> None:
     import ipaddress
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "plinth-sim-kwok")])
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     now = datetime.datetime.now(datetime.timezone.utc)
     certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
         .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=365))
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]), critical=False)
@@ -409,6 +411,7 @@ def up(platform_stack: str, nodes_per_pool: int | None = None, cpu_nodes: int = 
     if _live(SimState.read(folder)):
         raise PlinthError(f"a simulated cluster is already running ({folder})", "plinth sim status shows it; plinth sim down stops it")
     binaries = _binaries()
+    kueue_binary = kueue.binary() if stack.config.platform.scheduler.kind == "kueue" else None
     nodes = node_manifests(stack.config.platform, nodes_per_pool, cpu_nodes)
 
     # A fresh folder each time: a stale etcd would bring back objects of an earlier sim.
@@ -454,10 +457,38 @@ def up(platform_stack: str, nodes_per_pool: int | None = None, cpu_nodes: int = 
 
         manager = next(p for p in state.processes if p.name == "kube-controller-manager")
         _wait("the default service account", lambda: client.get(Resource("v1", "ServiceAccount"), "default", "default") is not None, manager)
+        if kueue_binary is not None:
+            _start_kueue(folder, kueue_binary, client, state, on_progress)
     except BaseException:
         stop(state)
         raise
     return state
+
+
+def _start_kueue(folder: Path, binary: Path, client, state: SimState, on_progress) -> None:
+    """Kueue's CRDs, its manager (webhook server on a certificate made here) and its webhooks."""
+    import yaml
+
+    on_progress("installing Kueue's CRDs")
+    kueue.prepare(folder, binary, client)
+    webhook_port, health_port, metrics_port = _free_ports(3)
+    certs = folder / "pki" / "kueue"
+    certs.mkdir()
+    # controller-runtime's webhook server reads tls.crt and tls.key from its certDir; the
+    # metrics server reads the same pair from the folder the manager sees as /etc (see kueue.argv).
+    _serving_cert(certs / "tls.crt", certs / "tls.key", "plinth-sim-kueue")
+    etc = folder / "kueue-etc"
+    (etc / kueue.METRICS_CERTS).parent.mkdir(parents=True)
+    (etc / kueue.METRICS_CERTS).symlink_to(certs)
+    config = folder / "kueue.yaml"
+    config.write_text(yaml.safe_dump(kueue.configuration(webhook_port, health_port, metrics_port, certs), sort_keys=False))
+    on_progress("starting kueue")
+    process = _spawn("kueue", kueue.argv(binary, config, folder / "admin.kubeconfig", etc), folder)
+    state.processes.append(process)
+    state.write(folder)
+    _wait("kueue", lambda: _http_ok(f"http://127.0.0.1:{health_port}/readyz"), process)
+    count = kueue.register_webhooks(binary, f"https://127.0.0.1:{webhook_port}", certs / "tls.crt", client)
+    on_progress(f"registered {count} Kueue webhooks")
 
 
 def _ready_nodes(client) -> int:

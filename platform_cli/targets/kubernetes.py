@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING
 
 from platform_cli.errors import PlinthError
 from platform_cli.kinds import all_kinds, job_kind, parse_time
-from platform_cli.kube import CONFIG_MAP, EVENT, POD, KubeClient, Resource
+from platform_cli.kube import CONFIG_MAP, EVENT, KUEUE_JOB_UID_LABEL, KUEUE_WORKLOAD, POD, KubeClient, Resource
 from platform_cli.registry.lineage import file_sha256, source_revision
-from platform_cli.render.cluster import LABEL_JOB, LABEL_JOB_ID, LABEL_KIND, LABEL_ROLE, LABEL_TEAM
+from platform_cli.render.cluster import KUEUE_QUEUE_LABEL, LABEL_JOB, LABEL_JOB_ID, LABEL_KIND, LABEL_ROLE, LABEL_TEAM
 from platform_cli.render.context import job_paths
 from platform_cli.runs import new_id
 from platform_cli.status import JobStatus
@@ -113,8 +113,8 @@ class KubernetesTarget:
     def status(self, job_id: str) -> JobRecord:
         workload = self._find(job_id)
         record = self._record(workload)
-        if record.status is JobStatus.PENDING and (refusal := self._refusal(workload)):
-            record = record.model_copy(update={"message": refusal})
+        if record.status is JobStatus.PENDING and (reason := self._refusal(workload) or self._queued(workload)):
+            record = record.model_copy(update={"message": reason})
         return record
 
     def list(self) -> list[JobRecord]:
@@ -176,6 +176,25 @@ class KubernetesTarget:
             return None
         latest = max(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "")
         return f"{latest.get('reason')}: {' '.join(str(latest.get('message', '')).split())}"
+
+    def _queued(self, workload: dict) -> str | None:
+        """Why Kueue has not admitted the job yet, from the Workload it made of it: no quota left
+        in the team's queue (and, if it ran before, that it was preempted)."""
+        queue = (workload["metadata"].get("labels") or {}).get(KUEUE_QUEUE_LABEL)
+        uid = workload["metadata"].get("uid")
+        if not queue or not uid:
+            return None
+        found = self.kube.list(KUEUE_WORKLOAD, self.namespace, f"{KUEUE_JOB_UID_LABEL}={uid}")
+        if not found:
+            return f"queued in {queue}: not yet seen by Kueue"
+        conditions = {c["type"]: c for c in found[0].get("status", {}).get("conditions") or []}
+        reserved = conditions.get("QuotaReserved", {})
+        if reserved.get("status") == "True":
+            return None
+        reason = f"queued in {queue}: {reserved.get('message') or 'waiting for quota'}"
+        if conditions.get("Preempted", {}).get("status") == "True":
+            reason += f" (preempted earlier: {conditions['Preempted'].get('reason')})"
+        return reason
 
     def _main_pod(self, job_id: str, role: str, wait: bool) -> str | None:
         """The newest pod of the job's main role; with `wait`, until it has started (or the job ended)."""

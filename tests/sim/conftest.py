@@ -38,8 +38,9 @@ SIM_TIMEOUT = 3600
 
 @pytest.fixture(scope="session")
 def cluster_tools() -> Path:
-    """The bin folder of the cluster tools, built if missing."""
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "cluster-tools")], capture_output=True, text=True)
+    """The bin folder of the cluster tools (Kueue's manager included: platform-sim's scheduler is
+    Kueue), built if missing."""
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "cluster-tools"), "--with", "kueue"], capture_output=True, text=True)
     assert result.returncode == 0, f"scripts/cluster-tools failed: {result.stderr.strip().splitlines()[-1:]}"
     return Path(result.stdout.strip().splitlines()[-1])
 

@@ -131,7 +131,7 @@ def test_kueue_teams_get_a_cluster_queue_and_local_queue_named_after_them(secret
     gpu_group = cluster_queue["resourceGroups"][1]
     assert gpu_group["coveredResources"] == ["nvidia.com/gpu"]
     # flavor names come from the platform's outputs; the 16-GPU share fits in the a100 pool
-    assert [(f["name"], f["resources"][0]["nominalQuota"]) for f in gpu_group["flavors"]] == [("gpu-a100", 16), ("gpu-t4", 0)]
+    assert [(f["name"], f["resources"][0]["nominalQuota"]) for f in gpu_group["flavors"]] == [("gpu-a100", "16"), ("gpu-t4", "0")]
     assert by_kind(rendering, "LocalQueue")["feed/feed"]["spec"] == {"clusterQueue": "feed"}
 
 

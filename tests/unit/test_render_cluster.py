@@ -95,6 +95,7 @@ def test_kueue_and_s3_stack_label_the_queue_and_reference_the_secret(lab: Path) 
     job = load_job(REPO / "examples" / "ctr" / "generate.job.yaml")
     workload = render_cluster_job(job, load_stack("team-lab"), "ctr-generate-abcde").documents[-1]
     assert workload["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "lab"
+    assert workload["spec"]["suspend"] is True  # Kueue unsuspends it when the team's queue admits it
     pod = workload["spec"]["template"]["spec"]
     assert "schedulerName" not in pod  # Kueue admits the Job; the default scheduler places it
     assert pod["priorityClassName"] == "plinth-batch"  # the team's default from its stack
@@ -111,6 +112,7 @@ def test_gpu_jobs_go_to_their_pool_and_only_workers_hold_gpus(lab: Path) -> None
     job = load_job(write_job(lab / "jobs", "s", text, script=""))
     mpijob = render_cluster_job(job, load_stack("team-lab"), "big-abcde").documents[-1]
     assert mpijob["spec"]["slotsPerWorker"] == 2
+    assert mpijob["spec"]["runPolicy"]["suspend"] is True   # team-lab's queue is Kueue's: it admits the MPIJob
     worker = mpijob["spec"]["mpiReplicaSpecs"]["Worker"]["template"]["spec"]
     assert worker["nodeSelector"] == {"plinth.dev/gpu-pool": "t4", "plinth.dev/gpu-type": "nvidia-tesla-t4"}
     assert {"key": "plinth.dev/pool", "operator": "Equal", "value": "t4", "effect": "NoSchedule"} in worker["tolerations"]

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from platform_cli.sim import tools
+from platform_cli.sim import kueue, tools
 from platform_cli.sim.cluster import Ports, commands, node_manifests
 from platform_cli.spec.stack import load_stack
 from tests.conftest import REPO
@@ -93,3 +93,38 @@ def test_without_go_the_fix_is_named(tmp_path: Path) -> None:
     result = run_tools(tmp_path, path=str(empty))
     assert result.returncode == 1
     assert result.stderr.startswith("error: cluster-tools: go: not found on PATH; install Go 1.26 or newer")
+
+
+def test_kueue_listens_on_loopback_with_the_sims_certificate(tmp_path: Path) -> None:
+    config = kueue.configuration(9443, 8081, 8443, tmp_path / "certs")
+    assert config["health"]["healthProbeBindAddress"] == "127.0.0.1:8081" and config["metrics"]["bindAddress"] == "127.0.0.1:8443"
+    assert config["webhook"] == {"host": "127.0.0.1", "port": 9443, "certDir": str(tmp_path / "certs")}
+    assert config["internalCertManagement"] == {"enable": False} and config["leaderElection"] == {"leaderElect": False}
+    argv = kueue.argv(tmp_path / "kueue", tmp_path / "kueue.yaml", tmp_path / "admin.kubeconfig", tmp_path / "etc")
+    # its own mount namespace, where the sim's folder is the /etc it reads the metrics certificate from
+    assert argv[:4] == ["unshare", "--user", "--map-root-user", "--mount"] and argv[7] == str(tmp_path / "etc")
+    assert argv[8:] == [str(tmp_path / "kueue"), "--config", str(tmp_path / "kueue.yaml"), "--kubeconfig", str(tmp_path / "admin.kubeconfig"),
+                        "--feature-gates", "VisibilityOnDemand=false"]
+
+
+def test_kueue_webhooks_call_the_manager_by_url_for_its_objects_and_jobs_only() -> None:
+    manifests = [
+        {"apiVersion": "admissionregistration.k8s.io/v1", "kind": "MutatingWebhookConfiguration", "metadata": {"name": "mutating-webhook-configuration"},
+         "webhooks": [
+             {"name": "mjob.kb.io", "clientConfig": {"service": {"name": "webhook-service", "namespace": "system", "path": "/mutate-batch-v1-job"}},
+              "rules": [{"apiGroups": ["batch"], "resources": ["jobs"]}], "failurePolicy": "Fail"},
+             {"name": "mpod.kb.io", "clientConfig": {"service": {"name": "webhook-service", "namespace": "system", "path": "/mutate--v1-pod"}},
+              "rules": [{"apiGroups": [""], "resources": ["pods"]}], "failurePolicy": "Fail"},
+         ]},
+    ]
+    [configuration] = kueue.webhook_configurations(manifests, "https://127.0.0.1:9443", "Q0E=")
+    assert configuration["metadata"]["name"] == "kueue-mutating-webhook-configuration"
+    assert configuration["webhooks"] == [{"name": "mjob.kb.io", "clientConfig": {"url": "https://127.0.0.1:9443/mutate-batch-v1-job", "caBundle": "Q0E="},
+                                          "rules": [{"apiGroups": ["batch"], "resources": ["jobs"]}], "failurePolicy": "Fail"}]
+
+
+def test_kueue_crds_the_platform_applies_come_from_the_same_vendored_files(tmp_path: Path) -> None:
+    files = {path.name: path for path in kueue.crd_files(tmp_path / "kueue")}
+    assert len(files) == len(tools.KUEUE_CRD_NAMES) == 11
+    assert files["kueue.x-k8s.io_clusterqueues.yaml"].parent.name == "v0.19.2"   # what engines: crds-only applies
+    assert files["workloads.yaml"] == tmp_path / tools.KUEUE_CRDS / "workloads.yaml"   # the rest from Kueue's module
