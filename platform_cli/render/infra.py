@@ -14,6 +14,8 @@ deployment.
 
 from __future__ import annotations
 
+import asyncio
+
 import json
 import runpy
 from collections.abc import Mapping
@@ -179,6 +181,12 @@ def evaluate(
         def call(self, args: pulumi.runtime.MockCallArgs):
             return {}
 
+    # Pulumi's mocks run on the thread's current event loop; a caller that used asyncio.run
+    # before (a server, a client) leaves the thread without one.
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
     settings.reset_options()
     pulumi.runtime.set_all_config(dict(config), list(secret_keys))
     pulumi.runtime.set_mocks(Capture(), project=PROJECT, stack=stack_name, preview=False, organization=ORGANIZATION)

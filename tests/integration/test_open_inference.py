@@ -104,7 +104,11 @@ def test_kserves_client_gets_the_v1_predictions_through_the_split(served):
         finally:
             await client.close()
 
-    answers = asyncio.run(run())
+    loop = asyncio.new_event_loop()  # not asyncio.run, which leaves the thread without a current loop
+    try:
+        answers = loop.run_until_complete(run())
+    finally:
+        loop.close()
     assert set(Counter(version for version, _ in answers)) <= {1, 2} and len(answers) == 12
     for version, answer in answers:
         [output] = answer.outputs
