@@ -97,8 +97,10 @@ def test_two_teams_over_quota_get_their_gpu_shares_and_queue_the_rest(deployed: 
         wait_for("feed's share reclaimed", lambda: (gpus_in_use(deployed, "ranking"), gpus_in_use(deployed, "feed")) == ((8, 0), (4, 0)), timeout=30)
         assert running(deployed, "feed", jobs["feed"]) == jobs["feed"][:2]
         reclaimed = preemptions(deployed, "ranking", jobs["ranking"])
-        # the two admitted last, those that made ranking borrow
-        assert reclaimed == [f"{job}:InCohortReclamation" for job in jobs["ranking"][4:6]], reclaimed
+        # two of ranking's running jobs, reclaimed for the cohort (Kueue takes the ones admitted
+        # last; six admitted within the same second are a tie it breaks its own way)
+        assert len(reclaimed) == 2 and all(r.endswith(":InCohortReclamation") for r in reclaimed), reclaimed
+        assert {r.split(":")[0] for r in reclaimed} <= set(jobs["ranking"][:6]), reclaimed
         listed = {row.split()[0]: row.split()[2] for row in deployed.plinth("job", "ls", "-s", "team-sim").stdout.splitlines()[1:]}
         assert sorted(listed[job] for job in jobs["ranking"]) == ["Pending"] * 4 + ["Running"] * 4
         preempted = reclaimed[0].split(":")[0]
