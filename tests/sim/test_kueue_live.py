@@ -127,8 +127,6 @@ def test_two_teams_over_quota_get_their_gpu_shares_and_queue_the_rest(deployed: 
         for stack, team in TEAMS.items():
             rows = [row.split() for row in deployed.plinth("job", "ls", "-s", stack).stdout.splitlines()[1:]]
             assert sorted(row[2] for row in rows if row[0] in jobs[team]) == ["Succeeded"] * len(jobs[team])
-        # Kueue admits each team's jobs in the order they were submitted (BestEffortFIFO by
-        # creation time): a preempted job keeps its place, ahead of the two held from the start.
         # Every held job was admitted in the end. (The exact order is not asserted: jobs admitted
         # or preempted within the same second are ties Kueue breaks its own way.)
         assert set(order["ranking"]) == set(jobs["ranking"]), (order, reclaimed)
