@@ -219,13 +219,19 @@ def test_a_version_that_cannot_load_leaves_traffic_where_it_was(project):
     assert versions_served(url, 10) == Counter({1: 10})
 
 
+def split_with_a_canary(root: Path, registry, model: str) -> None:
+    """`model` registered as versions 1 and 2 (the tiny models built for `ctr`), version 1
+    production and version 2 a 10% canary."""
+    for version in (1, 2):
+        registry.register(model, root / f"model-{version}", {"auc": 0.7}, {"job_id": f"{model}-train-{version}"})
+    plinth("model", "promote", model, "1")
+    plinth("model", "promote", model, "2", "--canary", "10")
+
+
 def test_the_router_rolls_back_a_canary_whose_server_died(project):
     root, stack, registry = project
     # A model of its own, so that what other tests did to `ctr` does not matter here.
-    for version in (1, 2):
-        registry.register("ranker", root / f"model-{version}", {"auc": 0.7}, {"job_id": f"ranker-train-{version}"})
-    plinth("model", "promote", "ranker", "1")
-    plinth("model", "promote", "ranker", "2", "--canary", "10")
+    split_with_a_canary(root, registry, "ranker")
     try:
         [canary] = [r for r in _servers(root) if r.name == "ranker-v2"]
         [router] = [r for r in _routers(root) if r.name == "ranker"]
@@ -315,10 +321,7 @@ def _servers(root: Path):
 
 def test_start_brings_back_a_stopped_models_split_as_it_was(project):
     root, stack, registry = project
-    for version in (1, 2):
-        registry.register("feed", root / f"model-{version}", {"auc": 0.7}, {"job_id": f"feed-train-{version}"})
-    plinth("model", "promote", "feed", "1")
-    plinth("model", "promote", "feed", "2", "--canary", "10")
+    split_with_a_canary(root, registry, "feed")
     before = json.loads(plinth("model", "history", "feed", "-o", "json"))
     plinth("model", "stop", "feed")
     assert not {r.name for r in _servers(root) + _routers(root)} & {"feed", "feed-v1", "feed-v2"}
