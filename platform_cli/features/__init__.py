@@ -13,13 +13,14 @@ load on the first transform.
 """
 
 from platform_cli.features.spec import SPEC_FILE, CategoricalFeature, FeatureSpec, NumericFeature, TextFeature
-from platform_cli.features.transform import HASH_KEY, MISSING_TOKEN, transform
+from platform_cli.features.transform import HASH_KEY, MISSING_TOKEN, Columns, transform
 
 __all__ = [
     "HASH_KEY",
     "MISSING_TOKEN",
     "SPEC_FILE",
     "CategoricalFeature",
+    "Columns",
     "FeatureSpec",
     "NumericFeature",
     "TextFeature",

@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from numbers import Real
 from typing import TYPE_CHECKING, Any
@@ -48,11 +49,40 @@ MISSING_TOKEN = "__missing__"
 WORD = re.compile(r"[\w']+")
 
 
-def transform(spec: FeatureSpec, rows: pd.DataFrame | Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class Columns:
+    """Rows held column by column, {field: its values, one per row}, as the Open Inference
+    Protocol sends them: the transform takes them without building a dict per row. A field
+    that is absent is missing in every row. len() is the number of rows."""
+
+    values: dict[str, list]
+    rows: int
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def to_rows(self) -> list[dict]:
+        names = list(self.values)
+        return [dict(zip(names, values)) for values in zip(*self.values.values())]
+
+    @staticmethod
+    def concat(parts: Sequence[Columns]) -> Columns:
+        """The rows of all parts, in order (a field some parts lack is missing in their rows)."""
+        names = dict.fromkeys(name for part in parts for name in part.values)
+        values: dict[str, list] = {name: [] for name in names}
+        for part in parts:
+            for name, column in values.items():
+                given = part.values.get(name)
+                column.extend([None] * part.rows if given is None else given)
+        return Columns(values, sum(part.rows for part in parts))
+
+
+def transform(spec: FeatureSpec, rows: pd.DataFrame | Sequence[Mapping[str, Any]] | Columns) -> dict[str, np.ndarray]:
     """Return {"cat": int64 [N, n_categorical], "num": float32 [N, n_numeric]} for `rows`, and
     "tokens": int64 [N, sum of max_tokens] when the spec has text fields.
 
-    rows: a list of objects (a request's instances) or a pandas DataFrame (training data).
+    rows: a list of objects (a request's instances), Columns (a v2 request's inputs) or a pandas
+    DataFrame (training data).
     Raises ValueError naming the field when a required field is absent or a value has the wrong
     type; extra fields (the label, ids the model does not use) are ignored.
     """
@@ -70,6 +100,11 @@ def _columns(spec: FeatureSpec, rows: Any) -> tuple[dict[str, list], int]:
     carry, and the number of rows."""
     features = [*spec.categorical, *spec.numeric, *spec.text]
     required = [f.name for f in features if f.required]
+    if type(rows) is Columns:
+        for name in required:
+            if name not in rows.values:
+                raise ValueError(f"missing required field {name!r}")
+        return {f.name: rows.values[f.name] for f in features if f.name in rows.values}, rows.rows
     if hasattr(rows, "columns") and hasattr(rows, "to_numpy"):  # a pandas DataFrame
         for name in required:
             if name not in rows.columns:

@@ -52,7 +52,7 @@ import numpy as np  # noqa: E402
 import orjson  # noqa: E402
 
 from platform_cli import tflite  # noqa: E402
-from platform_cli.features import SPEC_FILE, FeatureSpec  # noqa: E402
+from platform_cli.features import SPEC_FILE, Columns, FeatureSpec  # noqa: E402
 from platform_cli.serving.batching import MicroBatcher  # noqa: E402
 from platform_cli.serving.inputs import MAX_BODY_BYTES, InvalidInput, instances, request_inputs, tensor_inputs  # noqa: E402
 from platform_cli.serving import open_inference  # noqa: E402
@@ -104,9 +104,11 @@ class SavedModelPredictor:
     def spec(self) -> FeatureSpec:
         return self._spec
 
-    def inputs(self, rows: list[dict]) -> dict[str, np.ndarray]:
+    def inputs(self, rows: list[dict] | Columns) -> dict[str, np.ndarray]:
         """Model inputs for a request's rows (InvalidInput: the request's 400)."""
-        return tensor_inputs(self._spec, rows) if self.takes_tensors else request_inputs(self._spec, rows)
+        if self.takes_tensors:
+            return tensor_inputs(self._spec, rows.to_rows() if type(rows) is Columns else rows)
+        return request_inputs(self._spec, rows)
 
     def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> dict[str, np.ndarray]:
         return self.inputs(instances(payload))
@@ -117,13 +119,13 @@ class SavedModelPredictor:
     def predict(self, inputs: dict[str, np.ndarray], headers: dict[str, str] | None = None) -> dict:
         return {"predictions": self.probabilities(inputs).astype(float).tolist()}
 
-    def process(self, requests: list[list[dict]]) -> list[np.ndarray | Exception]:
+    def process(self, requests: list[list[dict] | Columns]) -> list[np.ndarray | Exception]:
         """Probabilities for each request of a batch, or the exception that request gets: the
         rows of all go through one transform and one model call; a request the transform
         refuses is answered alone with its InvalidInput, the others go on without it."""
         results: list[Any] = [None] * len(requests)
         try:
-            inputs = self.inputs([row for rows in requests for row in rows]) if len(requests) > 1 else self.inputs(requests[0])
+            inputs = self.inputs(_together(requests))
             good = list(range(len(requests)))
         except InvalidInput:
             # Find the culprits: each request transformed on its own (and the 400 names its own row).
@@ -150,6 +152,16 @@ class SavedModelPredictor:
             results[i] = probabilities[start:start + len(requests[i])]
             start += len(requests[i])
         return results
+
+
+def _together(requests: list[list[dict] | Columns]) -> list[dict] | Columns:
+    """A batch's rows in one form: v2 requests' columns joined, v1 requests' rows listed (a
+    batch of both lists them all as rows)."""
+    if len(requests) == 1:
+        return requests[0]
+    if all(type(rows) is Columns for rows in requests):
+        return Columns.concat(requests)
+    return [row for rows in requests for row in (rows.to_rows() if type(rows) is Columns else rows)]
 
 
 def _load_model(model_dir: Path, spec: FeatureSpec, runtime: str):
@@ -233,7 +245,7 @@ class ModelApp:
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(PrometheusCollector(metrics, self.base_name, version, lambda: self.model.runtime))
 
-    def _process(self, requests: list[list[dict]]) -> list:
+    def _process(self, requests: list[list[dict] | Columns]) -> list:
         self.metrics.batch(sum(len(rows) for rows in requests))
         return self.model.process(requests)
 
@@ -316,8 +328,7 @@ class ModelApp:
                 if v2_model is None:
                     rows = instances(orjson.loads(body))
                 else:
-                    request = open_inference.parse_request(body, _header_length(scope))
-                    rows = self.signature.rows(request)
+                    request, rows = self.signature.read(body, _header_length(scope))
                 predictions = await self.batcher.submit(rows)
             except BodyTooLarge as e:
                 status, answer, headers = 413, {"error": str(e)}, ((b"connection", b"close"),)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from platform_cli.features import MISSING_TOKEN, SPEC_FILE, CategoricalFeature, FeatureSpec, NumericFeature, transform
+from platform_cli.features import MISSING_TOKEN, SPEC_FILE, CategoricalFeature, Columns, FeatureSpec, NumericFeature, transform
 
 SPEC = FeatureSpec(
     categorical=[
@@ -74,6 +74,23 @@ def test_dataframe_and_list_of_dicts_give_identical_outputs():
     from_rows, from_frame = transform(SPEC, ROWS), transform(SPEC, frame)
     np.testing.assert_array_equal(from_rows["cat"], from_frame["cat"])
     np.testing.assert_array_equal(from_rows["num"], from_frame["num"])
+
+
+def test_columns_give_what_their_rows_give():
+    # As the Open Inference Protocol sends them; a field absent from a part is missing in its rows.
+    names = ["user_id", "hour", "region", "followers", "age_hours"]
+    columns = Columns({name: [row.get(name) for row in ROWS] for name in names}, len(ROWS))
+    assert columns.to_rows() == [{name: row.get(name) for name in names} for row in ROWS]
+    for key, expected in transform(SPEC, ROWS).items():
+        np.testing.assert_array_equal(transform(SPEC, columns)[key], expected)
+    first = Columns({name: [ROWS[0][name]] for name in names}, 1)
+    rest = Columns({name: [row.get(name) for row in ROWS[1:]] for name in names if name != "region"}, 2)
+    joined = Columns.concat([first, rest])
+    assert joined.rows == 3 and joined.values["region"] == ["beijing", None, None]
+    for key, expected in transform(SPEC, ROWS).items():
+        np.testing.assert_array_equal(transform(SPEC, joined)[key], expected)
+    with pytest.raises(ValueError, match="missing required field 'hour'"):
+        transform(SPEC, Columns({"user_id": ["u"], "followers": [1], "age_hours": [2]}, 1))
 
 
 def test_integers_and_their_string_form_hash_alike():

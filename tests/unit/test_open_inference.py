@@ -48,22 +48,34 @@ def test_metadata_lists_every_raw_field_as_an_input() -> None:
     assert metadata["outputs"] == [{"name": "probability", "datatype": "FP32", "shape": [-1]}]
 
 
-def _json_request(**columns) -> InferRequest:
+def _json_body(**columns) -> bytes:
     inputs = [{"name": name, "datatype": datatype, "shape": [len(data)], "data": data} for name, (datatype, data) in columns.items()]
-    return parse_request(orjson.dumps({"id": "a", "inputs": inputs}))
+    return orjson.dumps({"id": "a", "inputs": inputs})
 
 
 def test_json_tensors_become_the_rows_a_v1_request_carries() -> None:
-    request = _json_request(user_id=("BYTES", ["u1", "u2"]), price=("INT64", [3, 4]), comment=("BYTES", ["hi", "yo"]))
+    body = _json_body(user_id=("BYTES", ["u1", "u2"]), price=("INT64", [3, 4]), comment=("BYTES", ["hi", "yo"]))
+    request, rows = Signature(SPEC).read(body)
     assert request.id == "a" and not request.binary_output
-    assert Signature(SPEC).rows(request) == [{"user_id": "u1", "price": 3, "comment": "hi"},
-                                                  {"user_id": "u2", "price": 4, "comment": "yo"}]
+    assert rows.to_rows() == [{"user_id": "u1", "price": 3, "comment": "hi"}, {"user_id": "u2", "price": 4, "comment": "yo"}]
+    # The typed decoder's columns are the general path's.
+    assert rows == Signature(SPEC).rows(parse_request(body))
     # An [N, 1] tensor (nested data) is N rows too; a categorical field takes integers.
-    request = parse_request(orjson.dumps({"inputs": [
+    _, rows = Signature(SPEC).read(orjson.dumps({"inputs": [
         {"name": "user_id", "datatype": "INT64", "shape": [2, 1], "data": [[7], [8]]},
         {"name": "price", "datatype": "FP32", "shape": [2, 1], "data": [[1.5], [2.5]]},
         {"name": "comment", "datatype": "BYTES", "shape": [2, 1], "data": [["a"], ["b"]]}]}))
-    assert [row["user_id"] for row in Signature(SPEC).rows(request)] == [7, 8]
+    assert rows.values["user_id"] == [7, 8] and rows.rows == 2
+
+
+def test_an_answer_in_binary_is_asked_for_in_either_place() -> None:
+    columns = {"user_id": ("BYTES", ["u"]), "price": ("FP32", [1.0]), "comment": ("BYTES", ["a"])}
+    plain = orjson.loads(_json_body(**columns))
+    for asked in ({"parameters": {"binary_data_output": True}},
+                  {"outputs": [{"name": "probability", "parameters": {"binary_data": True}}]}):
+        request, _ = Signature(SPEC).read(orjson.dumps(plain | asked))
+        assert request.binary_output, asked
+    assert not Signature(SPEC).read(orjson.dumps(plain | {"outputs": [{"name": "probability"}]}))[0].binary_output
 
 
 def test_binary_tensors_are_read_as_both_clients_send_them() -> None:
@@ -76,10 +88,9 @@ def test_binary_tensors_are_read_as_both_clients_send_them() -> None:
         {"name": "price", "datatype": "FP32", "shape": [2], "parameters": {"binary_data_size": len(prices)}},
         {"name": "comment", "datatype": "BYTES", "shape": [2], "parameters": {"binary_data_size": len(comments)}}],
         "outputs": [{"name": "probability", "parameters": {"binary_data": True}}]})
-    request = parse_request(header + strings + prices + comments, len(header))
+    request, rows = Signature(SPEC).read(header + strings + prices + comments, len(header))
     assert request.binary_output
-    assert Signature(SPEC).rows(request) == [{"user_id": "u1", "price": 1.5, "comment": "a b"},
-                                                  {"user_id": "caf\u00e9", "price": -2.0, "comment": ""}]
+    assert rows.to_rows() == [{"user_id": "u1", "price": 1.5, "comment": "a b"}, {"user_id": "caf\u00e9", "price": -2.0, "comment": ""}]
 
 
 def test_the_answer_is_one_fp32_output_in_json_or_binary() -> None:
@@ -109,7 +120,7 @@ def _binary_header(size: int) -> bytes:
 ])
 def test_a_malformed_request_names_what_is_wrong(body: bytes, header_length: int | None, message: str) -> None:
     with pytest.raises(InvalidInput) as refused:
-        Signature(SPEC).rows(parse_request(body, header_length))
+        Signature(SPEC).read(body, header_length)
     assert message in refused.value.reason
 
 
@@ -129,7 +140,7 @@ def test_a_malformed_request_names_what_is_wrong(body: bytes, header_length: int
 ])
 def test_inputs_that_do_not_fit_the_model_are_refused_by_name(columns: dict, message: str) -> None:
     with pytest.raises(InvalidInput) as refused:
-        Signature(SPEC).rows(_json_request(**columns))
+        Signature(SPEC).read(_json_body(**columns))
     assert message in refused.value.reason
 
 
