@@ -22,6 +22,39 @@ from tests.integration.test_serving import ROWS, SPEC, _build_model, _free_port
 pytestmark = pytest.mark.integration
 
 
+def _v2_predictions(url: str, model: str, binary: bool) -> list[float]:
+    """ROWS as v2 input tensors sent with KServe's InferenceRESTClient (JSON, or its binary form)."""
+    import asyncio
+
+    from kserve import InferInput, InferRequest, InferenceRESTClient, RESTConfig
+
+    inputs = []
+    for feature in (*SPEC.categorical, *SPEC.numeric):
+        values = [row.get(feature.name) for row in ROWS]
+        categorical = feature in SPEC.categorical
+        tensor = InferInput(feature.name, [len(ROWS)], "BYTES" if categorical else "FP32")
+        array = np.array([str(v) for v in values], dtype=object) if categorical else np.array(values, dtype=np.float32)
+        tensor.set_data_from_numpy(array, binary_data=binary)
+        inputs.append(tensor)
+
+    async def infer():
+        client = InferenceRESTClient(RESTConfig(protocol="v2", timeout=30))
+        try:
+            # KServe's client posts a JSON body without a content type, and KServe's server then
+            # takes it for a binary one (a 400 asking for inference-header-content-length): say it.
+            headers = None if binary else {"content-type": "application/json"}
+            answer = await client.infer(url, InferRequest(model, inputs, request_id="r1"), model_name=model, headers=headers)
+        finally:
+            await client.close()
+        return answer.outputs[0].as_numpy().tolist()
+
+    loop = asyncio.new_event_loop()  # its own loop: asyncio.run would leave the thread without one
+    try:
+        return loop.run_until_complete(infer())
+    finally:
+        loop.close()
+
+
 def test_transformer_forwards_model_inputs_to_the_predictor(tmp_path):
     import tensorflow as tf
 
@@ -51,6 +84,15 @@ def test_transformer_forwards_model_inputs_to_the_predictor(tmp_path):
             # A bad raw request stops at the transformer with the reason; serving goes on.
             bad = httpx.post(f"{transformer.url}/v1/models/ctr-v1:predict", json={"instances": [{"user_id": "u1"}]}, timeout=30)
             assert bad.status_code == 400 and "'ad_id'" in bad.json()["error"]
+            # The Open Inference Protocol through KServe's own v2 routes, with its own client:
+            # the same predictions, the raw fields listed as the model's inputs.
+            assert _v2_predictions(transformer.url, "ctr-v1", binary=False) == pytest.approx(expected.tolist(), rel=1e-6)
+            assert _v2_predictions(transformer.url, "ctr-v1", binary=True) == pytest.approx(expected.tolist(), rel=1e-6)
+            metadata = httpx.get(f"{transformer.url}/v2/models/ctr-v1", timeout=30).json()
+            assert [i["name"] for i in metadata["inputs"]] == [f.name for f in (*SPEC.categorical, *SPEC.numeric)]
+            bad_v2 = httpx.post(f"{transformer.url}/v2/models/ctr-v1/infer", timeout=30,
+                                json={"inputs": [{"name": "user_id", "datatype": "FP32", "shape": [1], "data": [1.0]}]})
+            assert bad_v2.status_code == 400 and "input 'user_id' is a categorical field" in bad_v2.json()["error"]
             # The predictor takes model inputs, not raw rows.
             raw = httpx.post(f"{predictor.url}/v1/models/ctr-v1:predict", json={"instances": ROWS}, timeout=30)
             assert raw.status_code == 400 and 'every instance needs "cat"' in raw.json()["error"]
