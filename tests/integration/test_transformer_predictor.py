@@ -93,6 +93,8 @@ def test_transformer_forwards_model_inputs_to_the_predictor(tmp_path):
             bad_v2 = httpx.post(f"{transformer.url}/v2/models/ctr-v1/infer", timeout=30,
                                 json={"inputs": [{"name": "user_id", "datatype": "FP32", "shape": [1], "data": [1.0]}]})
             assert bad_v2.status_code == 400 and "input 'user_id' is a categorical field" in bad_v2.json()["error"]
+            # KServe 0.15 has no per-version routes (a cluster's versions are InferenceServices of their own).
+            assert httpx.post(f"{transformer.url}/v2/models/ctr-v1/versions/1/infer", json={"inputs": []}, timeout=30).status_code == 501
             # The predictor takes model inputs, not raw rows.
             raw = httpx.post(f"{predictor.url}/v1/models/ctr-v1:predict", json={"instances": ROWS}, timeout=30)
             assert raw.status_code == 400 and 'every instance needs "cat"' in raw.json()["error"]
