@@ -105,21 +105,23 @@ class Signature:
         self.kinds = {f.name: (types, kind) for f, types, kind in fields}
         self.required = [f.name for f, _, _ in fields if f.required]
         self._required = frozenset(self.required)
+        import msgspec
+
         self._decoder = _typed_decoder(fields)
+        self._decode_error = msgspec.DecodeError
 
     def read(self, body: bytes, header_length: int | None = None) -> tuple[InferRequest, Columns]:
         """The infer request in `body` and the rows its inputs hold (InvalidInput: its 400)."""
         if header_length is None:
-            import msgspec
-
             try:
                 typed = self._decoder.decode(body)
-            except msgspec.DecodeError:
+            except self._decode_error:
                 pass  # the general path says what is wrong, or takes what the typed one does not
             else:
                 columns = self._columns(typed.inputs)
                 if columns is not None:
-                    binary = _binary_output({"parameters": typed.parameters, "outputs": typed.outputs})
+                    binary = (typed.parameters is not None or typed.outputs is not None) and _binary_output(
+                        {"parameters": typed.parameters, "outputs": typed.outputs})
                     return InferRequest(None if typed.id is None else str(typed.id), [], binary), columns
         request = parse_request(body, header_length)
         return request, self.rows(request)
@@ -319,7 +321,7 @@ def infer_response(model: str, version: int | None, request: InferRequest, proba
     if request.id is not None:
         answer["id"] = request.id
     if not request.binary_output:
-        output["data"] = probabilities.astype(float).tolist()
+        output["data"] = probabilities.tolist()  # float32 to Python floats: exact, as float64 is
         return orjson.dumps(answer), None
     raw = probabilities.astype("<f4").tobytes()
     output["parameters"] = {"binary_data_size": len(raw)}

@@ -66,6 +66,7 @@ TFLITE_TOLERANCE = 1e-6
 _PROBE_ROWS = 64
 _JSON = (b"content-type", b"application/json")
 _KEEP_ALIVE_S = 600
+_HEADER_LENGTH = open_inference.HEADER_LENGTH.encode()
 
 
 class ModelError(Exception):
@@ -380,7 +381,7 @@ def _header(scope, name: bytes) -> bytes | None:
 
 
 def _header_length(scope) -> int | None:
-    value = _header(scope, open_inference.HEADER_LENGTH.encode())
+    value = _header(scope, _HEADER_LENGTH)
     if value is None:
         return None
     if not value.strip().isdigit():
