@@ -35,7 +35,9 @@ class MicroBatcher:
         self.max_batch = max_batch
         self.max_wait_s = max_wait_s
         self.in_flight = in_flight or (lambda: 0)
-        self._queue: list[tuple[list[Any], asyncio.Future]] = []
+        # (a request's rows, its future, its number of rows: counted once, as len() of a v2
+        # request's Columns is a Python call)
+        self._queue: list[tuple[Any, asyncio.Future, int]] = []
         self._rows = 0
         self._first_at = 0.0
         self._scheduled: asyncio.Handle | asyncio.TimerHandle | None = None
@@ -47,8 +49,9 @@ class MicroBatcher:
         future = loop.create_future()
         if not self._queue:
             self._first_at = time.perf_counter()
-        self._queue.append((rows, future))
-        self._rows += len(rows)
+        count = len(rows)
+        self._queue.append((rows, future, count))
+        self._rows += count
         if self._rows >= self.max_batch:
             self._cancel()
             self._run()
@@ -74,10 +77,10 @@ class MicroBatcher:
         self._scheduled = None
         while self._queue:
             batch, rows = [], 0
-            while self._queue and (not batch or rows + len(self._queue[0][0]) <= self.max_batch):
+            while self._queue and (not batch or rows + self._queue[0][2] <= self.max_batch):
                 request = self._queue.pop(0)
                 batch.append(request)
-                rows += len(request[0])
+                rows += request[2]
             self._rows -= rows
             self._first_at = time.perf_counter()
             self._answer(batch)
@@ -85,13 +88,13 @@ class MicroBatcher:
                 self._schedule(asyncio.get_running_loop())  # a remainder: gather more on the next turn
                 return
 
-    def _answer(self, batch: list[tuple[list[Any], asyncio.Future]]) -> None:
+    def _answer(self, batch: list[tuple[Any, asyncio.Future, int]]) -> None:
         self.batches += 1
         try:
-            results = self.process([rows for rows, _ in batch])
+            results = self.process([rows for rows, _, _ in batch])
         except Exception as error:  # process() is meant to sort errors per request; if it cannot, all fail
             results = [error] * len(batch)
-        for (_, future), result in zip(batch, results):
+        for (_, future, _), result in zip(batch, results):
             if future.done():  # the client went away
                 continue
             if isinstance(result, BaseException):
