@@ -15,8 +15,8 @@ training operator's TFJob sets it):
   after every epoch (a restarted job resumes), then evaluates, exports the SavedModel and
   writes the metrics file exactly as train.py does, and exits - which ends the job.
 
-Same flags as train.py, with the same local paths or URIs; --batch-size is per step (one step
-runs on one worker at a time).
+Same flags as train.py, with the same local paths or URIs, plus --optimizer adam|adagrad (see
+parse_ps_args); --batch-size is per step (one step runs on one worker at a time).
 
 Sharded embeddings (the job spec's `sharding`, which the platform passes as PLINTH_PS_SHARDS or
 PLINTH_PS_MAX_SHARD_BYTES, with PLINTH_EMBEDDING_ROWS, the rows the servers are sized for):
@@ -56,8 +56,25 @@ def serve(tf, resolver) -> None:
     server.join()
 
 
+OPTIMIZERS = {"adam": "Adam", "adagrad": "Adagrad"}
+
+
+def parse_ps_args(argv: list[str] | None = None):
+    """train.py's flags, plus the optimizer: Adam (as train.py) or Adagrad, whose update of an
+    embedding table touches only the rows of the batch (Adam decays every row's moments at
+    every step) and which keeps one slot per parameter instead of two - what large tables want."""
+    import argparse
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    own, rest = parser.parse_known_args(argv)
+    args = parse_args(rest)
+    args.optimizer = own.optimizer
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = parse_ps_args(argv)
     import tensorflow as tf
 
     # Intra-op threads as requested; inter-op threads are left to TensorFlow: servers run
@@ -121,11 +138,11 @@ def train(tf, resolver, args) -> int:
     tf.random.set_seed(args.seed)
     with strategy.scope():  # variables are created on the parameter servers
         model = build_model(tf, spec, args.embedding_dim)
-        # Keras' legacy Adam: it gives a sharded variable's slots the same shards and saves
-        # them as slices of one whole slot, so a checkpoint restores into another shard count
-        # with its optimizer state. The current Keras Adam keeps one slot per shard, saved by
-        # position: with another shard count they would not match.
-        optimizer = tf.keras.optimizers.legacy.Adam(args.lr)
+        # Keras' legacy optimizers: they give a sharded variable's slots the same shards and
+        # save them as slices of one whole slot, so a checkpoint restores into another shard
+        # count with its optimizer state. The current Keras optimizers keep one slot per shard,
+        # saved by position: with another shard count they would not match.
+        optimizer = getattr(tf.keras.optimizers.legacy, OPTIMIZERS[args.optimizer])(args.lr)
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         model({"cat": cat[:1], "num": num[:1]})
         # The slots now, so a checkpoint restores them before any step (legacy optimizers have
