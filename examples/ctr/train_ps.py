@@ -25,7 +25,7 @@ equal shards, or MaxSizePartitioner into shards of at most that many bytes - and
 places the shards on the parameter servers in turn, so each server holds its part of the
 tables and of the optimizer's slots. A checkpoint stores each shard as a slice of the whole
 variable, so a job with another shard count restores it. The exported SavedModel is built from
-a plain copy of the model: TensorFlow 2.15 cannot load a SavedModel holding sharded variables.
+a plain copy of the model restored from that checkpoint: one variable per table, as unsharded.
 """
 
 from __future__ import annotations
@@ -192,7 +192,8 @@ def train(tf, resolver, args) -> int:
 
     # Evaluate and export from a plain (undistributed, unsharded) copy restored from the last
     # checkpoint: the serving signature must not refer to parameter servers that are gone once
-    # the job ends, and TensorFlow 2.15 cannot load a SavedModel that holds sharded variables.
+    # the job ends, and the SavedModel holds one variable per table, as the Horovod job's does,
+    # whatever the shard count.
     local = build_model(tf, spec, args.embedding_dim)
     local({"cat": cat[:1], "num": num[:1]})
     tf.train.Checkpoint(model=local).restore(manager.latest_checkpoint).expect_partial().assert_existing_objects_matched()
