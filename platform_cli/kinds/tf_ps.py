@@ -16,10 +16,11 @@ from platform_cli.spec.job import QUANTITY_PATTERN, JobSpecBase, SpecModel
 
 MAX_PARAMETER_SERVERS = 64
 FLOAT32_BYTES = 4
-# A parameter server holds its shard of the tables and of the optimizer's slots, and briefly
-# the tensors an update makes: its memory request is its shard plus this share on top of the
-# process itself (resources.memory). bench/sharding.py measures a real server against it.
-SHARD_HEADROOM = 1.2
+# A parameter server's memory request is the process itself (resources.memory) plus its shard
+# of the tables and optimizer slots times this. Measured (bench/sharding.py, BENCHMARKS.md): a
+# TensorFlow 2.15 server stays resident at 1.55-1.58x its shard above an idle server, the same
+# for 1, 2 and 4 shards, so 1.2x would be OOM-killed; 1.7x covers it with a margin.
+SHARD_HEADROOM = 1.7
 _BYTE_UNITS = {"m": 10**-3, "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from platform_cli.errors import PlinthError
-from platform_cli.kinds.tf_ps import TfPsJobSpec
+from platform_cli.kinds.tf_ps import SHARD_HEADROOM, TfPsJobSpec
 from platform_cli.render.cluster import parse_quantity, render_cluster_job
 from platform_cli.render.job import render_job
 from platform_cli.render.validate import validate_objects
@@ -92,9 +92,9 @@ def test_tfjob_has_one_parameter_server_per_shard_sized_for_it(project: Path) ->
     assert replicas["PS"]["replicas"] == 4
     ps = replicas["PS"]["template"]["spec"]["containers"][0]
     chief = replicas["Chief"]["template"]["spec"]["containers"][0]
-    # resources.memory for the process, plus a quarter of tables + Adam's two slots, +20%.
+    # resources.memory for the process, plus a quarter of tables + Adam's two slots, with headroom.
     shard = 10**7 * 9 * 4 * 3 / 4
-    assert float(parse_quantity(ps["resources"]["requests"]["memory"])) == pytest.approx(2**30 + shard * 1.2, abs=2**20)
+    assert float(parse_quantity(ps["resources"]["requests"]["memory"])) == pytest.approx(2**30 + shard * SHARD_HEADROOM, abs=2**20)
     assert ps["resources"]["limits"]["memory"] == ps["resources"]["requests"]["memory"]
     assert chief["resources"]["requests"]["memory"] == "1Gi"  # the others are not resized
     env = {e["name"]: e["value"] for e in ps["env"]}
@@ -104,11 +104,11 @@ def test_tfjob_has_one_parameter_server_per_shard_sized_for_it(project: Path) ->
     eight = render_cluster_job(load(project, f"shards: 8, {TABLES}"), load_stack("team-feed"), "big-abcde").documents[-1]
     ps8 = eight["spec"]["tfReplicaSpecs"]["PS"]
     assert ps8["replicas"] == 8
-    assert float(parse_quantity(ps8["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"])) == pytest.approx(2**30 + shard / 2 * 1.2, abs=2**20)
+    assert float(parse_quantity(ps8["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"])) == pytest.approx(2**30 + shard / 2 * SHARD_HEADROOM, abs=2**20)
 
 
 def test_the_sized_servers_count_against_the_team_quota(project: Path) -> None:
-    # 10^10 rows x 9 with Adam: 1.08 TB over 16 servers (81 GB each with headroom), over the 1Ti of team-feed.
+    # 10^10 rows x 9 with Adam: 1.08 TB over 16 servers (115 GB each with headroom), over the 1Ti of team-feed.
     with pytest.raises(PlinthError, match=r"the job requests .* memory in total \(1 chief \+ 2 workers \+ 16 pss\), over the 1Ti of team feed's quota"):
         render_cluster_job(load(project, "shards: 16, embeddings: {rows: 10000000000, dims: 9}"), load_stack("team-feed"), "big-abcde")
 
@@ -118,6 +118,6 @@ def test_the_large_example_renders_four_servers_of_a_quarter_each(project: Path)
     tfjob = render_cluster_job(job, load_stack("team-feed"), "ctr-train-ps-large-abcde").documents[-1]
     ps = tfjob["spec"]["tfReplicaSpecs"]["PS"]
     assert ps["replicas"] == 4
-    # 10 004 999 rows x 9 x 4 bytes x (1 + Adagrad's 1 slot) / 4 servers x 1.2, on top of 1Gi.
+    # 10 004 999 rows x 9 x 4 bytes x (1 + Adagrad's 1 slot) / 4 servers, with headroom, on top of 1Gi.
     memory = float(parse_quantity(ps["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"]))
-    assert memory == pytest.approx(2**30 + 10004999 * 9 * 4 * 2 / 4 * 1.2, abs=2**20)
+    assert memory == pytest.approx(2**30 + 10004999 * 9 * 4 * 2 / 4 * SHARD_HEADROOM, abs=2**20)
