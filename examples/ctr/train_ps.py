@@ -111,7 +111,7 @@ def check_sized_rows(spec: FeatureSpec) -> None:
 
 
 def describe_shards(model) -> str:
-    """"embedding 4 shards, wide_ids 4 shards, ...": how each table ended up split."""
+    """How each table ended up split: "embedding 40x8 in 4 shard(s), wide_ids 40x1 in 4 shard(s)"."""
     parts = []
     for name in ("embedding", "wide_ids"):
         variable = getattr(model, name).embeddings
