@@ -15,8 +15,17 @@ training operator's TFJob sets it):
   after every epoch (a restarted job resumes), then evaluates, exports the SavedModel and
   writes the metrics file exactly as train.py does, and exits - which ends the job.
 
-Same flags as train.py, with the same local paths or URIs; --batch-size is per step (one step
-runs on one worker at a time).
+Same flags as train.py, with the same local paths or URIs, plus --optimizer adam|adagrad (see
+parse_ps_args); --batch-size is per step (one step runs on one worker at a time).
+
+Sharded embeddings (the job spec's `sharding`, which the platform passes as PLINTH_PS_SHARDS or
+PLINTH_PS_MAX_SHARD_BYTES, with PLINTH_EMBEDDING_ROWS, the rows the servers are sized for):
+TensorFlow's own partitioner splits every variable along its rows - FixedShardsPartitioner into
+equal shards, or MaxSizePartitioner into shards of at most that many bytes - and the strategy
+places the shards on the parameter servers in turn, so each server holds its part of the
+tables and of the optimizer's slots. A checkpoint stores each shard as a slice of the whole
+variable, so a job with another shard count restores it. The exported SavedModel is built from
+a plain copy of the model restored from that checkpoint: one variable per table, as unsharded.
 """
 
 from __future__ import annotations
@@ -47,8 +56,25 @@ def serve(tf, resolver) -> None:
     server.join()
 
 
+OPTIMIZERS = {"adam": "Adam", "adagrad": "Adagrad"}
+
+
+def parse_ps_args(argv: list[str] | None = None):
+    """train.py's flags, plus the optimizer: Adam (as train.py) or Adagrad, whose update of an
+    embedding table touches only the rows of the batch (Adam decays every row's moments at
+    every step) and which keeps one slot per parameter instead of two - what large tables want."""
+    import argparse
+
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adam")
+    own, rest = parser.parse_known_args(argv)
+    args = parse_args(rest)
+    args.optimizer = own.optimizer
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = parse_ps_args(argv)
     import tensorflow as tf
 
     # Intra-op threads as requested; inter-op threads are left to TensorFlow: servers run
@@ -64,14 +90,45 @@ def main(argv: list[str] | None = None) -> int:
     return train(tf, resolver, args)
 
 
+def variable_partitioner(tf, servers: int):
+    """TensorFlow's partitioner for the job's sharding, or None (every variable whole on one server)."""
+    shards = os.environ.get("PLINTH_PS_SHARDS")
+    if shards:
+        return tf.distribute.experimental.partitioners.FixedShardsPartitioner(int(shards))
+    max_shard_bytes = os.environ.get("PLINTH_PS_MAX_SHARD_BYTES")
+    if max_shard_bytes:
+        return tf.distribute.experimental.partitioners.MaxSizePartitioner(int(max_shard_bytes), max_shards=servers)
+    return None
+
+
+def check_sized_rows(spec: FeatureSpec) -> None:
+    """Refuse tables bigger than the parameter servers were sized for (they would run out of memory)."""
+    declared = os.environ.get("PLINTH_EMBEDDING_ROWS")
+    rows = sum(f.buckets for f in spec.categorical)
+    if declared and rows > int(declared):
+        raise SystemExit(f"error: the feature spec has {rows} embedding rows, more than the {declared} of the job's "
+                         f"sharding.embeddings.rows the parameter servers are sized for; set sharding.embeddings.rows: {rows}")
+
+
+def describe_shards(model) -> str:
+    """How each table ended up split: "embedding 40x8 in 4 shard(s), wide_ids 40x1 in 4 shard(s)"."""
+    parts = []
+    for name in ("embedding", "wide_ids"):
+        variable = getattr(model, name).embeddings
+        shards = len(getattr(variable, "variables", [variable]))  # a ShardedVariable lists its shards
+        parts.append(f"{name} {variable.shape[0]}x{variable.shape[1]} in {shards} shard(s)")
+    return ", ".join(parts)
+
+
 def train(tf, resolver, args) -> int:
-    strategy = tf.distribute.experimental.ParameterServerStrategy(resolver)
+    servers = resolver.cluster_spec().num_tasks("ps")
+    strategy = tf.distribute.experimental.ParameterServerStrategy(resolver, variable_partitioner=variable_partitioner(tf, servers))
     coordinator = tf.distribute.experimental.coordinator.ClusterCoordinator(strategy)
     workers = resolver.cluster_spec().num_tasks("worker")
-    servers = resolver.cluster_spec().num_tasks("ps")
 
     storage.require_complete(args.features)
     spec = FeatureSpec.load(storage.join(args.features, SPEC_FILE))
+    check_sized_rows(spec)
     cat, num, label = load_split(storage.join(args.features, "train"), spec)
     steps = len(label) // args.batch_size
     if steps == 0:
@@ -81,10 +138,17 @@ def train(tf, resolver, args) -> int:
     tf.random.set_seed(args.seed)
     with strategy.scope():  # variables are created on the parameter servers
         model = build_model(tf, spec, args.embedding_dim)
-        optimizer = tf.keras.optimizers.Adam(args.lr)
+        # Keras' legacy optimizers: they give a sharded variable's slots the same shards and
+        # save them as slices of one whole slot, so a checkpoint restores into another shard
+        # count with its optimizer state. The current Keras optimizers keep one slot per shard,
+        # saved by position: with another shard count they would not match.
+        optimizer = getattr(tf.keras.optimizers.legacy, OPTIMIZERS[args.optimizer])(args.lr)
         epoch = tf.Variable(0, dtype=tf.int64, trainable=False)
         model({"cat": cat[:1], "num": num[:1]})
-        optimizer.build(model.trainable_variables)
+        # The slots now, so a checkpoint restores them before any step (legacy optimizers have
+        # no public build()).
+        optimizer._create_all_weights(model.trainable_variables)
+    print(f"embeddings: {describe_shards(model)}", flush=True)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
     checkpoint_dir, after_save = storage.tf_checkpoint_dir(tf, args.checkpoint_dir)
     manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=2)
@@ -126,11 +190,13 @@ def train(tf, resolver, args) -> int:
         after_save()  # copies it to --checkpoint-dir where TensorFlow could not write there
         print(f"epoch {e + 1}/{args.epochs} loss={mean_loss:.4f} examples/s={rates[-1]:.0f}", flush=True)
 
-    # Evaluate and export from a plain (undistributed) copy: the serving signature must not
-    # refer to parameter servers that are gone once the job ends.
+    # Evaluate and export from a plain (undistributed, unsharded) copy restored from the last
+    # checkpoint: the serving signature must not refer to parameter servers that are gone once
+    # the job ends, and the SavedModel holds one variable per table, as the Horovod job's does,
+    # whatever the shard count.
     local = build_model(tf, spec, args.embedding_dim)
     local({"cat": cat[:1], "num": num[:1]})
-    local.set_weights(model.get_weights())
+    tf.train.Checkpoint(model=local).restore(manager.latest_checkpoint).expect_partial().assert_existing_objects_matched()
     metrics = evaluate(local, load_split(storage.join(args.features, "eval"), spec))
     print(f"eval auc={metrics['auc']:.4f} logloss={metrics['logloss']:.4f}", flush=True)
     export(tf, local, spec, storage.join(args.features, SPEC_FILE), args.export_dir)

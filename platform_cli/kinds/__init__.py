@@ -110,6 +110,10 @@ class JobKind:
             env["TF_NUM_INTEROP_THREADS"] = "1"
         return env
 
+    def spec_env(self, spec) -> dict[str, str]:
+        """Environment every process of the job gets from the kind's own spec fields, on every target."""
+        return {}
+
     # -- the local platform ---------------------------------------------------------------
 
     def local_context(self, job: LoadedJob, stack: Stack) -> dict:

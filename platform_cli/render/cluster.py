@@ -260,7 +260,7 @@ def _context(job, kind: JobKind, stack, job_id, placement: Placement, variables:
     if placement.scheduler == "kueue":
         workload_labels[KUEUE_QUEUE_LABEL] = placement.queue
 
-    container_env = {**plinth_env(job, stack, job_id, variables), **kind.thread_env(spec.resources.cpu)}
+    container_env = {**plinth_env(job, stack, job_id, variables), **kind.thread_env(spec.resources.cpu), **kind.spec_env(spec)}
     volumes = [{"name": "code", "configMap": {"name": f"{job_id}-code"}}]
     mounts = [{"name": "code", "mountPath": CODE_DIR, "readOnly": True}]
     env_from = []

@@ -34,6 +34,7 @@ def render_local_job(job: LoadedJob, stack: Stack, job_id: str) -> RenderedJob:
             # start-up; Python exceptions still surface. A spec sets TF_CPP_MIN_LOG_LEVEL: 0 to see them all.
             "TF_CPP_MIN_LOG_LEVEL": "3",
             **kind.local_env(),
+            **kind.spec_env(job.spec),
             **substituted_env(job, variables),
         }
         context = {
