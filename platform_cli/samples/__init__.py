@@ -1,0 +1,83 @@
+"""The sample library: named, versioned tables of training samples under the stack's storage.
+
+A sample table is a Delta Lake table at `${storage}/samples/<name>` (a local path, or an
+hdfs:// or s3:// URI on a cluster stack). Each version is one Delta commit; Plinth keeps what it
+knows about the version (row count, per-column statistics, content digest, the job that wrote
+it) in the commit's own entry of the Delta log, so the table stays a plain Delta table that
+delta-rs and delta-spark read as it is.
+
+Jobs refer to a version in args and env:
+
+    ${samples.ctr@7}        version 7 of table ctr
+    ${samples.ctr@latest}   its newest version when the job is submitted (pinned then, and
+                            recorded in the job's record and the lineage of models it trains)
+
+Both become a *version location*, `<table>@v<N>`: Delta's own time-travel path form, which a
+job opens with platform_cli.samples.table.open_version (or delta-spark with
+`spark.read.format("delta").load(location)`). A job writes a version by declaring
+`output: {samples: NAME}` and writing Parquet files into `${sample_dir}`; when it succeeds the
+platform commits them as the table's next version.
+
+This module is the light part (names, references, locations) that rendering needs; the table
+operations, which import deltalake and pyarrow, are in platform_cli.samples.table.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from platform_cli import storage
+
+# Table names become directory names and appear in `${samples.NAME@V}`.
+TABLE_NAME_PATTERN = r"[a-z][a-z0-9_-]{0,62}"
+SAMPLES_DIR = "samples"
+LATEST = "latest"
+
+# ${samples.NAME@VERSION}; a `$$` before it escapes it like any other variable.
+REFERENCE = re.compile(r"(?<!\$)\$\{samples\.(?P<body>[^}]*)\}")
+_BODY = re.compile(rf"(?P<name>{TABLE_NAME_PATTERN})@(?P<version>{LATEST}|[0-9]+)")
+_VERSION_LOCATION = re.compile(r"^(?P<table>.+)@(?:v(?P<version>[0-9]+)|(?P<latest>latest))$")
+
+
+@dataclass(frozen=True)
+class SampleRef:
+    """`ctr@7` or `ctr@latest` as a job spec writes it."""
+
+    table: str
+    version: int | None  # None: latest
+
+    def __str__(self) -> str:
+        return f"{self.table}@{LATEST if self.version is None else self.version}"
+
+
+def parse_ref(body: str, field: str) -> SampleRef:
+    """`NAME@VERSION` (the inside of `${samples.NAME@VERSION}`), or an error naming `field`."""
+    from platform_cli.errors import PlinthError, shown
+
+    match = _BODY.fullmatch(body)
+    if not match:
+        name = body.split("@", 1)[0] or "NAME"
+        raise PlinthError(f"{field}: {shown('${samples.' + body + '}')} is not a sample reference",
+                          f"write ${{samples.{name}@latest}} or ${{samples.{name}@N}} with a version number N (plinth data versions {name})")
+    return SampleRef(match["name"], None if match["version"] == LATEST else int(match["version"]))
+
+
+def references(value: str, field: str) -> list[SampleRef]:
+    return [parse_ref(match["body"], field) for match in REFERENCE.finditer(value)]
+
+
+def table_location(storage_root: str, table: str) -> str:
+    return storage.join(storage_root, SAMPLES_DIR, table)
+
+
+def version_location(table_location_: str, version: int | None) -> str:
+    return f"{table_location_}@{LATEST if version is None else f'v{version}'}"
+
+
+def split_location(location: str) -> tuple[str, int | None]:
+    """`<table>@v7` -> (`<table>`, 7); `<table>@latest` or a bare table location -> (`<table>`, None)."""
+    match = _VERSION_LOCATION.match(location)
+    if not match:
+        return location, None
+    return match["table"], None if match["latest"] else int(match["version"])
