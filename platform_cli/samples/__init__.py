@@ -27,6 +27,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from pydantic import BaseModel
+
 from platform_cli import storage
 
 # Table names become directory names and appear in `${samples.NAME@V}`.
@@ -51,6 +53,34 @@ class SampleRef:
         return f"{self.table}@{LATEST if self.version is None else self.version}"
 
 
+class SampleInput(BaseModel):
+    """A version a job reads, as its record keeps it: pinned at submission (version and digest
+    set) or, where the CLI does not read the stack's storage, `@latest` left to the job."""
+
+    ref: str  # as the spec wrote it: ctr@latest, ctr@7
+    table: str
+    version: int | None = None
+    location: str
+    digest: str = ""
+    rows: int | None = None
+
+    @property
+    def pinned(self) -> str:
+        return f"{self.table}@{LATEST if self.version is None else self.version}"
+
+
+class SampleOutput(BaseModel):
+    """The table version a job writes: its files go to `dir`, committed when the job succeeds."""
+
+    table: str
+    location: str  # the table's location
+    dir: str  # ${sample_dir}
+    mode: str
+    partition_by: str | None = None
+    version: int | None = None  # set once committed
+    digest: str = ""
+
+
 def parse_ref(body: str, field: str) -> SampleRef:
     """`NAME@VERSION` (the inside of `${samples.NAME@VERSION}`), or an error naming `field`."""
     from platform_cli.errors import PlinthError, shown
@@ -73,6 +103,11 @@ def table_location(storage_root: str, table: str) -> str:
 
 def version_location(table_location_: str, version: int | None) -> str:
     return f"{table_location_}@{LATEST if version is None else f'v{version}'}"
+
+
+def is_version_location(location: str) -> bool:
+    """Whether `location` names a table version (`<table>@v7`, `<table>@latest`)."""
+    return bool(_VERSION_LOCATION.match(location))
 
 
 def split_location(location: str) -> tuple[str, int | None]:

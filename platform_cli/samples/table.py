@@ -31,7 +31,7 @@ import math
 import os
 import uuid
 from datetime import datetime, timezone
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote, unquote
 
 import pyarrow as pa
@@ -43,7 +43,11 @@ from pydantic import BaseModel
 
 from platform_cli import storage
 from platform_cli.errors import PlinthError
-from platform_cli.samples import SAMPLES_DIR, split_location, version_location
+from platform_cli.samples import SAMPLES_DIR, SampleInput, SampleRef, references, split_location, table_location, version_location
+
+if TYPE_CHECKING:
+    from platform_cli.spec.job import LoadedJob
+    from platform_cli.spec.stack import Stack
 
 Mode = Literal["append", "overwrite"]
 DIGEST_ALGORITHM = "sha256"
@@ -159,6 +163,28 @@ def _version_from_commit(table: str, commit: dict) -> SampleVersion:
         job=info.get("job", {}),
         attachments=sorted(info.get("attachments", {})),
     )
+
+
+def pin_samples(job: LoadedJob, stack: Stack) -> dict[SampleRef, SampleInput]:
+    """Each `${samples.NAME@V}` of the job resolved to the version it names now, with its digest;
+    a missing table or version is an error naming the field. On a stack whose storage is a URI
+    the CLI does not read it: references stay as written and the job resolves `@latest` when it
+    starts (open_version)."""
+    from platform_cli.render.context import in_job_file, spec_fields
+
+    if storage.is_uri(stack.storage_root):
+        return {}
+    pinned: dict[SampleRef, SampleInput] = {}
+    for field, value in spec_fields(job):
+        for ref in references(value, field):
+            if ref in pinned:
+                continue
+            try:
+                found = describe(table_location(stack.storage_root, ref.table), ref.version)
+            except PlinthError as error:
+                raise in_job_file(job, PlinthError(f"{field}: ${{samples.{ref}}}: {error.message}", error.fix)) from None
+            pinned[ref] = SampleInput(ref=str(ref), table=ref.table, version=found.version, location=found.location, digest=found.digest, rows=found.rows)
+    return pinned
 
 
 # -- writing a version ---------------------------------------------------------------------

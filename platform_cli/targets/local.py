@@ -100,6 +100,8 @@ class LocalTarget:
             job_file=str(job.file),
             args=rendered.args,
             data_inputs=rendered.data_inputs,
+            samples=rendered.samples,
+            sample_output=rendered.sample_output,
             script_sha256=file_sha256(job.script_path),
             code_revision=source_revision(job.base_dir) or "",
         )
