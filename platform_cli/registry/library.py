@@ -355,10 +355,12 @@ def _dataset_input(sample: SampleInput) -> DatasetInput:
     from mlflow.data.delta_dataset_source import DeltaDatasetSource
 
     table, _ = split_location(sample.location)
-    source = DeltaDatasetSource(path=table, delta_table_name=sample.table, delta_table_version=sample.version)
+    # DeltaDatasetSource's own to_json drops a version 0 (it keeps only truthy fields); the
+    # same JSON with the version kept is what its from_json reads back.
+    source = json.dumps({"path": table, **({"delta_table_version": sample.version} if sample.version is not None else {})})
     profile = {"digest": sample.digest, **({"num_rows": sample.rows} if sample.rows is not None else {})}
-    dataset = Dataset(name=sample.pinned, digest=sample.digest.split(":", 1)[-1][:32] or "unpinned", source_type=source._get_source_type(),
-                      source=source.to_json(), profile=json.dumps(profile))
+    dataset = Dataset(name=sample.pinned, digest=sample.digest.split(":", 1)[-1][:32] or "unpinned", source_type=DeltaDatasetSource._get_source_type(),
+                      source=source, profile=json.dumps(profile))
     return DatasetInput(dataset=dataset, tags=[InputTag(key="mlflow.data.context", value="training")])
 
 

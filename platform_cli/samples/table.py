@@ -208,8 +208,9 @@ def commit_version(table: str, data_dir: str, *, mode: Mode = "append", partitio
     schema = _schema(data, partition_by)
     if current is not None:
         _require_same_layout(table, current, schema, partition_by)
-    known = _file_index(current.history(), current.version()) if current is not None and mode == "append" else {"files": {}, "attachments": {}}
-    active_files = {**(_active(current, known) if mode == "append" else {}), **{f["path"]: f for f in data}}
+    appending = current is not None and mode == "append"
+    known = _file_index(current.history(), current.version()) if appending else {"files": {}, "attachments": {}}
+    active_files = {**(_active(current, known) if appending else {}), **{f["path"]: f for f in data}}
     active_attachments = {**known["attachments"], **attachments}
 
     info = {
