@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import typer
 
 from platform_cli.errors import PlinthError
@@ -10,14 +12,29 @@ from platform_cli.output import OutputFormat, OutputOption, StackOption, age, em
 app = typer.Typer(help="The sample library: versioned tables of training samples.", no_args_is_help=True, rich_markup_mode=None)
 
 
-def _storage_root(stack_name: str | None) -> str:
+def _stack(stack_name: str | None):
     from platform_cli.spec.stack import load_stack
 
-    return load_stack(stack_name).storage_root
+    return load_stack(stack_name)
+
+
+def _storage_root(stack_name: str | None) -> str:
+    return _stack(stack_name).storage_root
 
 
 def _short(digest: str) -> str:
     return digest.split(":", 1)[-1][:12] or "-"
+
+
+def _emit_versions(found: list, output: OutputFormat, lead: tuple[str, str], cells: Callable) -> None:
+    """Versions as a table, `lead` the two columns that come before the common ones (`cells`
+    gives their values), or as yaml/json."""
+    emit(
+        [v.model_dump(mode="json") for v in found],
+        output,
+        lambda: ([*lead, "rows", "files", "digest", "job", "age"],
+                 [(*cells(v), v.rows, v.files, _short(v.digest), v.job.get("id", "-"), age(v.created)) for v in found]),
+    )
 
 
 @app.command("ls")
@@ -27,13 +44,7 @@ def list_tables(stack: str = StackOption, output: OutputFormat = OutputOption):
     from platform_cli.samples.table import describe, list_tables
 
     root = _storage_root(stack)
-    newest = [describe(table_location(root, name)) for name in list_tables(root)]
-    emit(
-        [v.model_dump(mode="json") for v in newest],
-        output,
-        lambda: (["name", "version", "rows", "files", "digest", "job", "age"],
-                 [(v.table, v.version, v.rows, v.files, _short(v.digest), v.job.get("id", "-"), age(v.created)) for v in newest]),
-    )
+    _emit_versions([describe(table_location(root, name)) for name in list_tables(root)], output, ("name", "version"), lambda v: (v.table, v.version))
 
 
 @app.command()
@@ -42,13 +53,7 @@ def versions(name: str, stack: str = StackOption, output: OutputFormat = OutputO
     from platform_cli.samples import table_location
     from platform_cli.samples.table import versions as table_versions
 
-    found = table_versions(table_location(_storage_root(stack), name))
-    emit(
-        [v.model_dump(mode="json") for v in found],
-        output,
-        lambda: (["version", "mode", "rows", "files", "digest", "job", "age"],
-                 [(v.version, v.mode, v.rows, v.files, _short(v.digest), v.job.get("id", "-"), age(v.created)) for v in found]),
-    )
+    _emit_versions(table_versions(table_location(_storage_root(stack), name)), output, ("version", "mode"), lambda v: (v.version, v.mode))
 
 
 @app.command()
@@ -66,21 +71,35 @@ def show(ref: str = typer.Argument(..., help="NAME@VERSION, NAME@latest or NAME"
 @app.command()
 def register(
     name: str = typer.Argument(..., help="the table's name (created by its first version)"),
-    path: str = typer.Option(..., "--path", "-p", help="a directory (or URI) of Parquet files, with any attachments beside them"),
+    path: str = typer.Option(None, "--path", "-p", help="a directory (or URI) of Parquet files, with any attachments beside them"),
+    job: str = typer.Option(None, "--job", help="a succeeded job's ${sample_dir} instead (where no local runner committed it: cluster stacks)"),
     mode: str = typer.Option("append", "--mode", help="append: add to the previous version's rows; overwrite: replace them"),
     partition_by: str = typer.Option(None, "--partition-by", help="a column whose value is each file's directory name (train/, eval/)"),
     stack: str = StackOption,
 ):
     """Commit existing Parquet files as the table's next version (copied into the table when
-    they are outside it)."""
+    they are outside it), or the files a succeeded job wrote into its ${sample_dir}."""
     import re
 
-    from platform_cli.samples import TABLE_NAME_PATTERN, table_location
+    from platform_cli.samples import TABLE_NAME_PATTERN, job_sample_dir, table_location
     from platform_cli.samples.table import commit_version
 
     if not re.fullmatch(TABLE_NAME_PATTERN, name):
         raise PlinthError(f"NAME: {name!r} is not a sample table name", "use lowercase letters, digits, '-' and '_', starting with a letter")
     if mode not in ("append", "overwrite"):
         raise PlinthError(f"--mode: {mode!r} is not a mode", "use append or overwrite")
-    version = commit_version(table_location(_storage_root(stack), name), path, mode=mode, partition_by=partition_by)
+    if (path is None) == (job is None):
+        raise PlinthError("pass one of --path and --job", "--path DIR for files you have, --job JOB_ID for what a job wrote")
+    stack_config = _stack(stack)
+    table = table_location(stack_config.storage_root, name)
+    writer = {}
+    if job is not None:
+        from platform_cli.status import JobStatus
+        from platform_cli.targets import get_target
+
+        record = get_target(stack_config).status(job)
+        if record.status is not JobStatus.SUCCEEDED:
+            raise PlinthError(f"--job: job {job} is {record.status.value}; only a succeeded job's rows are committed", f"see plinth job status {job}")
+        path, writer = job_sample_dir(table, job), {"id": record.id, "name": record.name, "stack": record.stack}
+    version = commit_version(table, path, mode=mode, partition_by=partition_by, job=writer)
     typer.echo(f"samples/{name} version {version.version} registered: {version.rows} rows, {version.files} files, {version.digest}")

@@ -46,13 +46,12 @@ def job_variables(job: LoadedJob, stack: Stack, job_id: str) -> dict[str, str | 
 
 
 def sample_output(job: LoadedJob, stack: Stack, job_id: str) -> SampleOutput | None:
-    """Where the job's output table version goes: `<table>/<job id>`, so a restart of the same
-    submission rewrites its own files and nothing else's."""
+    """The table version the job writes, and where its files go (samples.job_sample_dir)."""
     output = job.spec.output
     if output is None:
         return None
     table = sample_refs.table_location(stack.storage_root, output.samples)
-    return SampleOutput(table=output.samples, location=table, dir=f"{table.rstrip('/')}/{job_id}", mode=output.mode, partition_by=output.partition_by)
+    return SampleOutput(table=output.samples, location=table, dir=sample_refs.job_sample_dir(table, job_id), mode=output.mode, partition_by=output.partition_by)
 
 
 def sample_inputs(job: LoadedJob, stack: Stack, pinned: dict[SampleRef, SampleInput] | None = None) -> dict[SampleRef, SampleInput]:

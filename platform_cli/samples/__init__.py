@@ -101,6 +101,12 @@ def table_location(storage_root: str, table: str) -> str:
     return storage.join(storage_root, SAMPLES_DIR, table)
 
 
+def job_sample_dir(table_location_: str, job_id: str) -> str:
+    """Where job `job_id` writes its version of the table (`${sample_dir}`): a directory of its
+    own inside the table, so a restart of the same submission rewrites its files and no one else's."""
+    return f"{table_location_.rstrip('/')}/{job_id}"
+
+
 def version_location(table_location_: str, version: int | None) -> str:
     return f"{table_location_}@{LATEST if version is None else f'v{version}'}"
 

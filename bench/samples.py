@@ -1,0 +1,120 @@
+"""What committing a sample table version adds to the CTR preprocessing job, in one run.
+
+    .venv/bin/python bench/samples.py                  # 3 runs of each, the example's 40,000 rows (~8 minutes)
+    .venv/bin/python bench/samples.py --rows 200000 --repeats 2
+
+Both sides run examples/ctr/preprocess.py on the same raw impressions through `plinth job submit
+--wait` in one throw-away project, alternating which goes first:
+
+- baseline: the job writes its Parquet and feature spec to `${output_dir}/features` and
+  declares no output; nothing is committed;
+- library: the example's preprocess.job.yaml: it writes the same files to `${sample_dir}` and the
+  local platform commits them as the next version of sample table ctr when the job succeeds
+  (footer statistics, a sha256 of every file, one Delta commit).
+
+The job's time is its record's `started` to `finished`: the job process plus, on the library
+side, the commit, which happens before the record says Succeeded. The median of each side and
+their difference are reported, with the load average (the machine is shared).
+
+Results: bench/results-samples.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+EXAMPLE = REPO / "examples" / "ctr"
+
+
+def log(message: str) -> None:
+    print(f"==> {message}", file=sys.stderr, flush=True)
+
+
+def plinth(project: Path, *args: str) -> str:
+    env = {**os.environ, "PLINTH_PROJECT_DIR": str(project), "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env.pop("PLINTH_STACK", None)
+    result = subprocess.run([str(BIN / "plinth"), *args], capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        raise SystemExit(f"plinth {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def job_seconds(project: Path, job_file: Path) -> tuple[float, str]:
+    job_id = re.search(r"job/(\S+) submitted", plinth(project, "job", "submit", "-f", str(job_file), "--wait")).group(1)
+    record = json.loads(plinth(project, "job", "status", job_id, "-o", "json"))
+    started, finished = (datetime.fromisoformat(record[k]) for k in ("started", "finished"))
+    return (finished - started).total_seconds(), job_id
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=40_000, help="raw impressions (the example's default)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--results", type=Path, default=REPO / "bench" / "results-samples.json")
+    args = parser.parse_args()
+
+    project = Path(tempfile.mkdtemp(prefix="plinth-bench-samples-"))
+    try:
+        shutil.copy(REPO / "Pulumi.yaml", project / "Pulumi.yaml")
+        shutil.copytree(REPO / "stacks", project / "stacks")
+        jobs = project / "jobs"
+        jobs.mkdir()
+        for name in ("preprocess.py", "generate.py"):
+            shutil.copy(EXAMPLE / name, jobs / name)
+        generate = (EXAMPLE / "generate.job.yaml").read_text().replace('"40000"', f'"{args.rows}"')
+        (jobs / "generate.job.yaml").write_text(generate)
+        library = jobs / "library.job.yaml"
+        library.write_text((EXAMPLE / "preprocess.job.yaml").read_text())
+        baseline = jobs / "baseline.job.yaml"
+        baseline.write_text(library.read_text().replace('"${sample_dir}"', '"${output_dir}/features"').replace("output: {samples: ctr, mode: overwrite, partitionBy: split}\n", ""))
+        assert "output:" not in baseline.read_text() and "${output_dir}/features" in baseline.read_text()
+
+        load_start = os.getloadavg()
+        log(f"generating {args.rows} rows")
+        plinth(project, "job", "submit", "-f", str(jobs / "generate.job.yaml"), "--wait")
+        runs: dict[str, list[float]] = {"baseline": [], "library": []}
+        for repeat in range(args.repeats):
+            order = ("baseline", "library") if repeat % 2 == 0 else ("library", "baseline")
+            for side in order:
+                seconds, job_id = job_seconds(project, baseline if side == "baseline" else library)
+                runs[side].append(seconds)
+                log(f"run {repeat + 1}/{args.repeats} {side}: {seconds:.2f} s ({job_id})")
+        load_end = os.getloadavg()
+        versions = json.loads(plinth(project, "data", "versions", "ctr", "-o", "json"))
+    finally:
+        shutil.rmtree(project, ignore_errors=True)
+
+    base, lib = statistics.median(runs["baseline"]), statistics.median(runs["library"])
+    results = {
+        "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "rows": args.rows,
+        "repeats": args.repeats,
+        "load_average_start": [round(x, 2) for x in load_start],
+        "load_average_end": [round(x, 2) for x in load_end],
+        "seconds": {side: [round(s, 2) for s in values] for side, values in runs.items()},
+        "median_seconds": {"baseline": round(base, 2), "library": round(lib, 2)},
+        "added_seconds": round(lib - base, 2),
+        "added_percent": round(100 * (lib - base) / base, 1),
+        "committed_versions": len(versions),
+        "version_bytes": versions[-1]["bytes"],
+    }
+    args.results.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
