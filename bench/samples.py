@@ -14,7 +14,10 @@ Both sides run examples/ctr/preprocess.py on the same raw impressions through `p
 
 The job's time is its record's `started` to `finished`: the job process plus, on the library
 side, the commit, which happens before the record says Succeeded. The median of each side and
-their difference are reported, with the load average (the machine is shared).
+their difference are reported, with the load average (the machine is shared). On a busy
+machine Spark's own variance is larger than the commit, so the commit is also timed alone:
+each library job's files committed again into a fresh table, in a new process (importing
+deltalake and pyarrow included, as the runner pays it).
 
 Results: bench/results-samples.json.
 """
@@ -59,6 +62,24 @@ def job_seconds(project: Path, job_file: Path) -> tuple[float, str]:
     return (finished - started).total_seconds(), job_id
 
 
+COMMIT = """
+import sys, time
+started = time.perf_counter()
+from platform_cli.samples.table import commit_version
+commit_version(sys.argv[1], sys.argv[2], mode="overwrite", partition_by="split")
+print(time.perf_counter() - started)
+"""
+
+
+def commit_alone(project: Path, job_id: str) -> float:
+    """Seconds to commit job `job_id`'s files (copied beside a fresh table) as its first version."""
+    source = project / ".plinth" / "local" / "storage" / "samples" / "ctr" / job_id
+    table = project / "alone" / job_id
+    shutil.copytree(source, table / "files")
+    result = subprocess.run([sys.executable, "-c", COMMIT, str(table), str(table / "files")], capture_output=True, text=True, check=True)
+    return float(result.stdout)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=40_000, help="raw impressions (the example's default)")
@@ -92,8 +113,9 @@ def main() -> int:
                 seconds, job_id = job_seconds(project, baseline if side == "baseline" else library)
                 runs[side].append(seconds)
                 log(f"run {repeat + 1}/{args.repeats} {side}: {seconds:.2f} s ({job_id})")
-        load_end = os.getloadavg()
         versions = json.loads(plinth(project, "data", "versions", "ctr", "-o", "json"))
+        commits = [commit_alone(project, v["job"]["id"]) for v in versions]
+        load_end = os.getloadavg()
     finally:
         shutil.rmtree(project, ignore_errors=True)
 
@@ -108,6 +130,8 @@ def main() -> int:
         "median_seconds": {"baseline": round(base, 2), "library": round(lib, 2)},
         "added_seconds": round(lib - base, 2),
         "added_percent": round(100 * (lib - base) / base, 1),
+        "commit_alone_seconds": [round(c, 3) for c in commits],
+        "commit_alone_percent_of_baseline": round(100 * statistics.median(commits) / base, 1),
         "committed_versions": len(versions),
         "version_bytes": versions[-1]["bytes"],
     }

@@ -136,7 +136,8 @@ def _open(table: str, version: int | None = None) -> DeltaTable:
         return DeltaTable(storage.native(table), version=version)
     except TableNotFoundError:
         raise PlinthError(f"no sample table {_name(table)!r} at {table}",
-                          "see plinth data ls; a job writes one by declaring output.samples, or plinth data register adds one") from None
+                          f"write it first: a job with output: {{samples: {_name(table)}}}, or plinth data register {_name(table)} --path DIR "
+                          "(plinth data ls lists the tables there are)") from None
     except DeltaError as error:
         if version is not None and "version" in str(error).lower():
             raise PlinthError(f"sample table {_name(table)!r} has no version {version}",
