@@ -105,6 +105,8 @@ def test_retraining_from_a_pinned_version_after_later_versions_reproduces_digest
 
     first_writer = submit(writer(project, 1))
     assert target.status(first_writer).sample_output.version == 0
+    refused = CliRunner().invoke(app, ["job", "restart", first_writer])  # it would rewrite version 0's files
+    assert refused.exit_code == 1 and "wrote version 0 of sample table clicks; a restart would rewrite" in refused.output
     first = target.status(submit(trainer(project, "fit-latest", "latest")))
     assert [(s.ref, s.version, s.digest) for s in first.samples] == [("clicks@latest", 0, describe(table, 0).digest)]
     auc = json.loads(Path(first.output_dir, "metrics.json").read_text())["auc"]
