@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import time
 from pathlib import Path
 
 import yaml
@@ -29,11 +30,12 @@ def commit_sample_output(record: JobRecord, log_path: Path) -> JobRecord:
     from platform_cli.samples.table import commit_version
 
     output = record.sample_output
+    started = time.perf_counter()
     version = commit_version(output.location, output.dir, mode=output.mode, partition_by=output.partition_by,
                              job={"id": record.id, "name": record.name, "stack": record.stack})
     with log_path.open("ab") as log:
         log.write(f"[plinth] {now():%Y-%m-%d %H:%M:%S} committed sample table {version.table} version {version.version} "
-                  f"({version.rows} rows, {version.digest})\n".encode())
+                  f"({version.rows} rows, {version.digest}) in {time.perf_counter() - started:.2f}s\n".encode())
     return record.model_copy(update={"sample_output": output.model_copy(update={"version": version.version, "digest": version.digest})})
 
 
