@@ -48,7 +48,7 @@ EVAL_BATCH = 8192
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     # Strings, not pathlib paths: Path("hdfs://nn:8020/x") would collapse the "//".
-    parser.add_argument("--features", required=True, help="preprocess.py output directory or URI")
+    parser.add_argument("--features", required=True, help="preprocess.py output: a sample table version (<table>@vN) or a directory or URI")
     parser.add_argument("--export-dir", required=True, help="SavedModel directory or URI (replaced)")
     parser.add_argument("--metrics-file", required=True)
     parser.add_argument("--checkpoint-dir", required=True, help="resumes from here if it has a checkpoint")
