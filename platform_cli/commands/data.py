@@ -60,10 +60,14 @@ def versions(name: str, stack: str = StackOption, output: OutputFormat = OutputO
 def show(ref: str = typer.Argument(..., help="NAME@VERSION, NAME@latest or NAME"), stack: str = StackOption,
          output: OutputFormat = typer.Option(OutputFormat.yaml, "--output", "-o", help="yaml or json")):
     """Show one version: schema, row count, per-column statistics, digest, the job that wrote it."""
-    from platform_cli.samples import parse_ref, table_location
+    from platform_cli.errors import shown
+    from platform_cli.samples import match_ref, table_location
     from platform_cli.samples.table import describe
 
-    parsed = parse_ref(ref if "@" in ref else f"{ref}@latest", "NAME@VERSION")
+    parsed = match_ref(ref if "@" in ref else f"{ref}@latest")
+    if parsed is None:
+        name = ref.split("@", 1)[0] or "NAME"
+        raise PlinthError(f"{shown(ref)} is not NAME@VERSION", f"write {name}@latest or {name}@N with a version number N (plinth data versions {name})")
     found = describe(table_location(_storage_root(stack), parsed.table), parsed.version)
     emit(found.model_dump(mode="json"), OutputFormat.json if output is OutputFormat.json else OutputFormat.yaml, lambda: ([], []))
 

@@ -81,16 +81,22 @@ class SampleOutput(BaseModel):
     digest: str = ""
 
 
+def match_ref(text: str) -> SampleRef | None:
+    """`NAME@VERSION` (`ctr@7`, `ctr@latest`) as a SampleRef, or None when it is not one."""
+    match = _BODY.fullmatch(text)
+    return SampleRef(match["name"], None if match["version"] == LATEST else int(match["version"])) if match else None
+
+
 def parse_ref(body: str, field: str) -> SampleRef:
-    """`NAME@VERSION` (the inside of `${samples.NAME@VERSION}`), or an error naming `field`."""
+    """The inside of `${samples.NAME@VERSION}`, or an error naming `field`."""
     from platform_cli.errors import PlinthError, shown
 
-    match = _BODY.fullmatch(body)
-    if not match:
+    ref = match_ref(body)
+    if ref is None:
         name = body.split("@", 1)[0] or "NAME"
         raise PlinthError(f"{field}: {shown('${samples.' + body + '}')} is not a sample reference",
                           f"write ${{samples.{name}@latest}} or ${{samples.{name}@N}} with a version number N (plinth data versions {name})")
-    return SampleRef(match["name"], None if match["version"] == LATEST else int(match["version"]))
+    return ref
 
 
 def references(value: str, field: str) -> list[SampleRef]:

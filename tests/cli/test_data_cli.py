@@ -51,7 +51,7 @@ def test_bad_input_is_one_line_naming_what_to_fix(project: Path, tmp_path: Path)
         (["data", "register", "Bad Name", "--path", str(tmp_path)], "error: NAME: 'Bad Name' is not a sample table name"),
         (["data", "register", "clicks", "--path", str(tmp_path / "missing")], f"error: {tmp_path / 'missing'} does not exist"),
         (["data", "register", "clicks", "--path", str(tmp_path), "--mode", "merge"], "error: --mode: 'merge' is not a mode; use append or overwrite"),
-        (["data", "show", "clicks@v2"], "error: NAME@VERSION: '${samples.clicks@v2}' is not a sample reference"),
+        (["data", "show", "clicks@v2"], "error: 'clicks@v2' is not NAME@VERSION; write clicks@latest or clicks@N"),
     ]
     for argv, message in cases:
         result = CliRunner().invoke(app, argv)
