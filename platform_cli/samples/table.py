@@ -225,7 +225,7 @@ def commit_version(table: str, data_dir: str, *, mode: Mode = "append", partitio
         "columns": [{"name": f.name, "type": str(f.type), "nullable": f.nullable} for f in schema],
         "stats": _merged_stats(active_files.values()),
         "files": {f["path"]: {k: f[k] for k in ("sha256", "rows", "bytes", "partition", "stats")} for f in data},
-        "attachments": attachments,
+        "attachments": active_attachments,  # what readers of this version get, with the earlier ones an append keeps
     }
     actions = [
         AddAction(path=quote(f["path"]), size=f["bytes"], partition_values=f["partition"], modification_time=f["mtime"],
