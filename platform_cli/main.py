@@ -12,7 +12,7 @@ import os
 import typer
 from typer.core import TyperGroup
 
-from platform_cli.commands import console, flow, job, model, sim, stack, usage
+from platform_cli.commands import console, data, flow, job, model, sim, stack, usage
 from platform_cli.commands.completion import completion
 from platform_cli.commands.version import show_version, version
 from platform_cli.errors import PlinthError
@@ -46,6 +46,7 @@ app = typer.Typer(
 app.add_typer(stack.app, name="stack")
 app.add_typer(job.app, name="job")
 app.add_typer(model.app, name="model")
+app.add_typer(data.app, name="data")
 app.add_typer(flow.app, name="flow")
 app.add_typer(sim.app, name="sim")
 app.command()(version)

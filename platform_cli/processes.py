@@ -87,6 +87,15 @@ def tail_lines(path: Path, count: int) -> list[str]:
     return read_tail(path, count)[0]
 
 
+def _single_threaded() -> bool:
+    """No thread but this one, counting threads native libraries started (Linux lists every
+    thread of the process in /proc/self/task; elsewhere only Python's threads are known)."""
+    try:
+        return len(os.listdir("/proc/self/task")) == 1
+    except OSError:
+        return threading.active_count() == 1
+
+
 def start_detached(runner: str, directory: Path, env: dict[str, str], log: Path, before_start: Callable[[int], None]) -> int:
     """Run `runner` ("module:function", called with `directory`) in a session of its own, detached
     from this process: it outlives this command and its terminal, and Ctrl-C here does not reach
@@ -96,12 +105,13 @@ def start_detached(runner: str, directory: Path, env: dict[str, str], log: Path,
 
     A single-threaded parent forks: the runner starts warm, with everything already imported,
     in about a millisecond instead of a new interpreter's import time. A parent with threads
-    (fork would copy locks other threads may hold) starts a new interpreter instead.
+    (fork would copy locks other threads may hold), its own or a native library's (deltalake's
+    tokio runtime refuses to run in a forked child), starts a new interpreter instead.
     """
     gate_read, gate_write = os.pipe()
     log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
-        if threading.active_count() == 1:
+        if _single_threaded():
             module_name, _, function_name = runner.partition(":")
             function = getattr(importlib.import_module(module_name), function_name)  # imported before the fork, once per parent
             _reap_forked()

@@ -3,6 +3,10 @@
     horovodrun -np 2 -H localhost:2 --gloo python train.py --features data/features \\
         --export-dir model --metrics-file metrics.json --checkpoint-dir ckpt
 
+--features is preprocess.py's output: a version of a sample table (`<table>@v3`, what
+`${samples.ctr@3}` becomes in a job spec; every file read is checked against the digest it was
+committed with) or a plain features directory.
+
 - Every rank trains on its own equal-sized shard of OUT/train from preprocess.py; gradients are
   averaged with hvd.DistributedGradientTape and the learning rate is scaled by the worker count.
 - Rank 0 checkpoints the model, optimizer and epoch counter after every epoch. A restarted run
@@ -33,6 +37,7 @@ import numpy as np
 
 from platform_cli import storage
 from platform_cli.features import SPEC_FILE, FeatureSpec
+from platform_cli.samples import is_version_location
 
 # Keep the job log readable; set TF_CPP_MIN_LOG_LEVEL=0 to see TensorFlow's own logging again.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -43,7 +48,7 @@ EVAL_BATCH = 8192
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     # Strings, not pathlib paths: Path("hdfs://nn:8020/x") would collapse the "//".
-    parser.add_argument("--features", required=True, help="preprocess.py output directory or URI")
+    parser.add_argument("--features", required=True, help="preprocess.py output: a sample table version (<table>@vN) or a directory or URI")
     parser.add_argument("--export-dir", required=True, help="SavedModel directory or URI (replaced)")
     parser.add_argument("--metrics-file", required=True)
     parser.add_argument("--checkpoint-dir", required=True, help="resumes from here if it has a checkpoint")
@@ -59,12 +64,38 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def load_split(path: str, spec: FeatureSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(cat int64 [N, C], num float32 [N, K], label float32 [N]) from a preprocess.py split."""
-    table = storage.read_parquet(path, columns=["cat", "num", "label"])
-    cat = _matrix(table.column("cat"), len(spec.categorical), np.int64, path)
-    num = _matrix(table.column("num"), len(spec.numeric), np.float32, path)
-    return cat, num, table.column("label").to_numpy().astype(np.float32)
+class Features:
+    """preprocess.py's output: the feature spec and the train and eval splits, from a sample
+    table version (partitioned by split, the spec attached) or a features directory
+    (train/, eval/, feature_spec.json)."""
+
+    def __init__(self, location: str):
+        self.location = location
+        self.version = None
+        if is_version_location(location):
+            from platform_cli.samples.table import open_version
+
+            self.version = open_version(location)
+            self.spec_text = self.version.read_attachment(SPEC_FILE).decode()
+        else:
+            storage.require_complete(location)  # refuse half-written features
+            self.spec_text = storage.read_text(storage.join(location, SPEC_FILE))
+        self.spec = FeatureSpec.model_validate_json(self.spec_text)
+
+    def describe(self) -> str:
+        if self.version is None:
+            return self.location
+        info = self.version.info
+        return f"samples {info.table}@{info.version} ({info.rows} rows, {info.digest})"
+
+    def split(self, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(cat int64 [N, C], num float32 [N, K], label float32 [N]) of the train or eval split."""
+        columns = ["cat", "num", "label"]
+        table = self.version.read(columns, split=name) if self.version else storage.read_parquet(storage.join(self.location, name), columns=columns)
+        where = f"{self.location} ({name})"
+        cat = _matrix(table.column("cat"), len(self.spec.categorical), np.int64, where)
+        num = _matrix(table.column("num"), len(self.spec.numeric), np.float32, where)
+        return cat, num, table.column("label").to_numpy().astype(np.float32)
 
 
 def _matrix(column, width: int, dtype, path: str) -> np.ndarray:
@@ -122,7 +153,7 @@ def configure_threads(tf, local_size: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    storage.require_complete(args.features)  # before TensorFlow starts: refuse half-written features
+    features = Features(args.features)  # before TensorFlow starts: a missing or half-written input fails fast
     import horovod.tensorflow as hvd
     import tensorflow as tf
 
@@ -131,8 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     rank, size = hvd.rank(), hvd.size()
     log = print if rank == 0 else (lambda *a, **k: None)
 
-    spec = FeatureSpec.load(storage.join(args.features, SPEC_FILE))
-    train_all = load_split(storage.join(args.features, "train"), spec)
+    spec = features.spec
+    log(f"features: {features.describe()}", flush=True)
+    train_all = features.split("train")
     cat, num, label = shard(train_all, rank, size)
     steps = len(label) // args.batch_size
     if steps == 0:
@@ -192,9 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"epoch {e + 1}/{args.epochs} loss={mean_loss:.4f} examples/s={rates[-1]:.0f}", flush=True)
 
     if rank == 0:
-        metrics = evaluate(model, load_split(storage.join(args.features, "eval"), spec))
+        metrics = evaluate(model, features.split("eval"))
         print(f"eval auc={metrics['auc']:.4f} logloss={metrics['logloss']:.4f}", flush=True)
-        export(tf, model, spec, storage.join(args.features, SPEC_FILE), args.export_dir)
+        export(tf, model, spec, features.spec_text, args.export_dir)
         print(f"exported {args.export_dir}", flush=True)
         metrics.update(
             train_examples=len(train_all[2]),
@@ -223,7 +255,7 @@ def evaluate(model, split) -> dict:
     }
 
 
-def export(tf, model, spec: FeatureSpec, spec_path: str, export_dir: str) -> None:
+def export(tf, model, spec: FeatureSpec, spec_json: str, export_dir: str) -> None:
     """SavedModel with the serving signature and the feature spec, moved into place when complete."""
 
     @tf.function(
@@ -238,7 +270,7 @@ def export(tf, model, spec: FeatureSpec, spec_path: str, export_dir: str) -> Non
     # Staged and moved into place (or marked _SUCCESS last on an object store) by storage.
     with storage.staged_dir(export_dir) as tmp:
         storage.tf_save_model(tf, model, tmp, signatures={"serving_default": serve})
-        storage.copy_file(spec_path, storage.join(tmp, SPEC_FILE))
+        storage.write_text(storage.join(tmp, SPEC_FILE), spec_json)
 
 
 

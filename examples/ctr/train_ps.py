@@ -36,8 +36,7 @@ import time
 import numpy as np
 
 from platform_cli import storage
-from platform_cli.features import SPEC_FILE, FeatureSpec
-from train import build_model, evaluate, export, load_split, parse_args
+from train import Features, build_model, evaluate, export, parse_args
 
 # Keep the job log readable; set TF_CPP_MIN_LOG_LEVEL=0 to see TensorFlow's own logging again.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -126,10 +125,10 @@ def train(tf, resolver, args) -> int:
     coordinator = tf.distribute.experimental.coordinator.ClusterCoordinator(strategy)
     workers = resolver.cluster_spec().num_tasks("worker")
 
-    storage.require_complete(args.features)
-    spec = FeatureSpec.load(storage.join(args.features, SPEC_FILE))
+    features = Features(args.features)
+    spec = features.spec
     check_sized_rows(spec)
-    cat, num, label = load_split(storage.join(args.features, "train"), spec)
+    cat, num, label = features.split("train")
     steps = len(label) // args.batch_size
     if steps == 0:
         raise SystemExit(f"error: {len(label)} train rows is less than one batch of {args.batch_size}")
@@ -197,9 +196,9 @@ def train(tf, resolver, args) -> int:
     local = build_model(tf, spec, args.embedding_dim)
     local({"cat": cat[:1], "num": num[:1]})
     tf.train.Checkpoint(model=local).restore(manager.latest_checkpoint).expect_partial().assert_existing_objects_matched()
-    metrics = evaluate(local, load_split(storage.join(args.features, "eval"), spec))
+    metrics = evaluate(local, features.split("eval"))
     print(f"eval auc={metrics['auc']:.4f} logloss={metrics['logloss']:.4f}", flush=True)
-    export(tf, local, spec, storage.join(args.features, SPEC_FILE), args.export_dir)
+    export(tf, local, spec, features.spec_text, args.export_dir)
     print(f"exported {args.export_dir}", flush=True)
     metrics.update(
         train_examples=len(label), epochs=args.epochs, workers=workers, parameter_servers=servers,

@@ -26,11 +26,11 @@ def _target(stack_name: str | None):
 @app.command()
 def render(file: Path = FileOption, stack: str = StackOption, output: OutputFormat = typer.Option(OutputFormat.yaml, "--output", "-o", help="yaml or json")):
     """Print what would run, validated, without running it."""
-    from platform_cli.render.job import render_job
+    from platform_cli.render.job import render_submission
     from platform_cli.spec.job import load_job
     from platform_cli.spec.stack import load_stack
 
-    rendered = render_job(load_job(file), load_stack(stack))
+    rendered = render_submission(load_job(file), load_stack(stack))
     if output is OutputFormat.json:
         typer.echo(json.dumps(rendered.documents[0] if len(rendered.documents) == 1 else rendered.documents, indent=2))
     else:
@@ -45,12 +45,12 @@ def submit(
     watch: bool = typer.Option(False, "--watch", help="show status changes until the job ends; exit 1 unless it succeeds"),
 ):
     """Render, validate and start a job (preflight checks refuse it before anything is sent)."""
-    from platform_cli.render.job import render_job
+    from platform_cli.render.job import render_submission
     from platform_cli.spec.job import load_job
 
     job = load_job(file)
     stack_config, target = _target(stack)
-    rendered = render_job(job, stack_config, job_id=target.new_job_id(job.spec.name))
+    rendered = render_submission(job, stack_config, job_id=target.new_job_id(job.spec.name))
     record = target.submit(job, rendered)
     typer.echo(f"job/{record.id} submitted to stack {stack_config.name}")
     if wait:

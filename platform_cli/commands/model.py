@@ -63,15 +63,16 @@ def list_models(stack: str = StackOption, output: OutputFormat = OutputOption):
 
 @app.command()
 def versions(name: str, stack: str = StackOption, output: OutputFormat = OutputOption):
-    """List a model's versions with their metrics and training job."""
+    """List a model's versions with their metrics, training job and the sample table version it read."""
     found = _registry(_stack(stack)).versions(name)
     emit(
         [v.model_dump(mode="json") for v in found],
         output,
         lambda: (
-            ["version", "auc", "logloss", "job", "aliases", "age"],
+            ["version", "auc", "logloss", "job", "samples", "aliases", "age"],
             [
-                (v.version, _metric(v.metrics, "auc"), _metric(v.metrics, "logloss"), v.lineage.get("job_id", "-"), ",".join(v.aliases) or "-", age(v.created))
+                (v.version, _metric(v.metrics, "auc"), _metric(v.metrics, "logloss"), v.lineage.get("job_id", "-"), v.lineage.get("samples") or "-",
+                 ",".join(v.aliases) or "-", age(v.created))
                 for v in found
             ],
         ),

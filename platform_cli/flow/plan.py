@@ -18,6 +18,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from platform_cli import samples as sample_refs
 from platform_cli.errors import PlinthError
 from platform_cli.spec.flow import FlowSpec, LoadedFlow, Step, param_type_problem
 from platform_cli.spec.job import JOB_VARIABLES
@@ -219,8 +220,10 @@ def _check_refs(flow: LoadedFlow, node_name: str, step_name: str, step_ancestors
                     raise PlinthError(f"{where}: output used before it exists: step {step_name!r} does not run after {ref.step!r}", f"add {ref.step} to its after:")
                 if ref.node is not None and ref.node not in node_ancestors:
                     raise PlinthError(f"{where}: output used before it exists: node {node_name!r} does not run after node {ref.node!r}", f"add {ref.node} to the node's after:")
+            elif step.kind == "job" and ref.variable.startswith("samples."):
+                sample_refs.parse_ref(ref.variable[len("samples."):], path)  # a version of a sample table: the job renderer resolves it
             elif ref.variable not in allowed_variables or "." in ref.variable:
-                kinds = "${params.NAME}, ${steps.STEP.outputs.KEY}, ${nodes.NODE.steps.STEP.outputs.KEY}"
+                kinds = "${params.NAME}, ${steps.STEP.outputs.KEY}, ${nodes.NODE.steps.STEP.outputs.KEY}" + (", ${samples.NAME@VERSION}" if step.kind == "job" else "")
                 variables = ", ".join(f"${{{v}}}" for v in allowed_variables)
                 raise PlinthError(f"{where}: unknown reference", f"use {kinds} or {variables} (write $$ for a literal $)")
             yield ref

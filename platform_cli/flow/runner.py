@@ -160,7 +160,7 @@ class FlowRunner:
         self.update(key, status=StepStatus.RUNNING, attempt=attempt, started=record.started or now(), job_id=active.job_id, message="")
 
     def start_job(self, key: str, record: StepRecord, deadline: float | None) -> Active:
-        from platform_cli.render.job import render_job
+        from platform_cli.render.job import render_submission
 
         if record.job_id:  # resumed, or retried: the same job again, so training resumes from its checkpoints
             job_record = self.target.status(record.job_id)
@@ -179,7 +179,7 @@ class FlowRunner:
         )
         job = job.model_copy(update={"spec": spec})
         job_id = self.target.new_job_id(spec.name)
-        submitted = self.target.submit(job, render_job(job, self.stack, job_id=job_id))
+        submitted = self.target.submit(job, render_submission(job, self.stack, job_id=job_id))
         return Active(key, deadline, job_id=submitted.id, slots=self.weight(key))
 
     def start_builtin(self, key: str, attempt: int, deadline: float | None) -> Active:

@@ -15,7 +15,7 @@ import logging
 import os
 import re
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -25,9 +25,10 @@ from urllib.parse import urlparse
 from pydantic import BaseModel
 
 from platform_cli.errors import PlinthError
+from platform_cli.samples import SampleInput, split_location
 
 # MLflow takes seconds to import; this module is only imported by the model commands.
-from mlflow.entities import Metric, Param, RunStatus
+from mlflow.entities import Dataset, DatasetInput, InputTag, Metric, Param, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import RESOURCE_DOES_NOT_EXIST, ErrorCode
 from mlflow.tracking import MlflowClient
@@ -120,8 +121,10 @@ class ModelRegistry:
         model_dir: Path,
         metrics: dict[str, float],
         lineage: dict[str, str],
+        datasets: Sequence[SampleInput] = (),
     ) -> ModelVersion:
-        """Log model_dir as a new run's artifacts and register it as the next version of name."""
+        """Log model_dir as a new run's artifacts and register it as the next version of name;
+        `datasets`, the sample table versions it was trained on, become the run's dataset inputs."""
         _check_name(name)
         model_dir = Path(model_dir)
         if not model_dir.is_dir():
@@ -130,7 +133,7 @@ class ModelRegistry:
                 fix="pass the output directory of a finished training job",
             )
         with _mlflow_errors():
-            run_id = self._log_run(name, model_dir, metrics, lineage)
+            run_id = self._log_run(name, model_dir, metrics, lineage, datasets)
             if not self._exists(name):
                 self._client.create_registered_model(name)
             tags = {_LINEAGE_TAG + k: str(v) for k, v in lineage.items()}
@@ -269,7 +272,7 @@ class ModelRegistry:
             return self._client.get_run(found.run_id).info.artifact_uri.rstrip("/") + f"/{location}"
 
     def _log_run(
-        self, name: str, model_dir: Path, metrics: dict[str, float], lineage: dict[str, str]
+        self, name: str, model_dir: Path, metrics: dict[str, float], lineage: dict[str, str], datasets: Sequence[SampleInput] = ()
     ) -> str:
         run = self._client.create_run(self._experiment_id(name), run_name=f"register-{name}")
         run_id = run.info.run_id
@@ -280,6 +283,8 @@ class ModelRegistry:
                 metrics=[Metric(k, float(v), now, 0) for k, v in metrics.items()],
                 params=[Param(k, str(v)) for k, v in lineage.items()],
             )
+            if datasets:
+                self._client.log_inputs(run_id, datasets=[_dataset_input(d) for d in datasets])
             self._client.log_artifacts(run_id, str(model_dir), _MODEL_ARTIFACT_PATH)
         except BaseException:
             self._client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
@@ -341,6 +346,22 @@ def _to_version(mv, aliases: list[str]) -> ModelVersion:
         run_id=mv.run_id or "",
         exports={k: json.loads(v) for k, v in sorted(_tags_under(tags, _EXPORT_TAG).items())},
     )
+
+
+def _dataset_input(sample: SampleInput) -> DatasetInput:
+    """A sample table version as an MLflow dataset input of the training run: a Delta table
+    source at that version, MLflow's digest field (at most 36 characters) the start of the
+    content digest, which the profile carries whole."""
+    from mlflow.data.delta_dataset_source import DeltaDatasetSource
+
+    table, _ = split_location(sample.location)
+    # DeltaDatasetSource's own to_json drops a version 0 (it keeps only truthy fields); the
+    # same JSON with the version kept is what its from_json reads back.
+    source = json.dumps({"path": table, **({"delta_table_version": sample.version} if sample.version is not None else {})})
+    profile = {"digest": sample.digest, **({"num_rows": sample.rows} if sample.rows is not None else {})}
+    dataset = Dataset(name=sample.pinned, digest=sample.digest.split(":", 1)[-1][:32] or "unpinned", source_type=DeltaDatasetSource._get_source_type(),
+                      source=source, profile=json.dumps(profile))
+    return DatasetInput(dataset=dataset, tags=[InputTag(key="mlflow.data.context", value="training")])
 
 
 def _tags_under(tags: dict[str, str], prefix: str) -> dict[str, str]:

@@ -62,7 +62,7 @@ def register_job_model(registry: ModelRegistry, name: str, record: JobRecord, pr
             model_dir = cleanup.enter_context(job_outputs.local_model_dir(record.output_dir))
         except PlinthError as error:
             raise PlinthError(f"job {record.id}: {error.message}", error.fix) from None
-        return registry.register(name, model_dir, metrics, job_lineage(record, project_root))
+        return registry.register(name, model_dir, metrics, job_lineage(record, project_root), datasets=record.samples)
 
 
 def job_lineage(record: JobRecord, project_root: Path) -> dict[str, str]:
@@ -71,6 +71,8 @@ def job_lineage(record: JobRecord, project_root: Path) -> dict[str, str]:
     if record.job_file:
         job_file = Path(record.job_file)
         lineage["job_file"] = str(job_file.relative_to(project_root)) if job_file.is_relative_to(project_root) else str(job_file)
-    optional = {"script_sha256": record.script_sha256, "code_revision": record.code_revision, "data": ",".join(record.data_inputs), "args": " ".join(record.args)}
+    optional = {"script_sha256": record.script_sha256, "code_revision": record.code_revision, "data": ",".join(record.data_inputs), "args": " ".join(record.args),
+                # The exact sample table versions it read (ctr@3) and their content digests.
+                "samples": ",".join(s.pinned for s in record.samples), "samples_digest": ",".join(s.digest for s in record.samples if s.digest)}
     lineage.update({key: value for key, value in optional.items() if value})
     return lineage

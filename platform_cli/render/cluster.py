@@ -29,12 +29,14 @@ import yaml
 
 from platform_cli.errors import PlinthError
 from platform_cli.kinds import JobKind, PodGroup, job_kind
-from platform_cli.render.context import RenderedJob, data_inputs, in_job_file, job_variables, plinth_env, substituted_args, substituted_env
+from platform_cli.render.context import (RenderedJob, data_inputs, in_job_file, job_variables, plinth_env, sample_inputs, sample_output,
+                                         substituted_args, substituted_env)
 from platform_cli.render.engine import render_template
 from platform_cli.render.validate import validate_objects
 from platform_cli.spec.team_objects import HDFS_CONFIG_MAP, JOBS_SERVICE_ACCOUNT, STORAGE_SECRET
 
 if TYPE_CHECKING:
+    from platform_cli.samples import SampleInput, SampleRef
     from platform_cli.spec.job import LoadedJob
     from platform_cli.spec.stack import GpuPoolConfig, PlatformStorageConfig, Stack
 
@@ -188,7 +190,7 @@ def _format_bytes(value: Decimal) -> str:
 # -- rendering -----------------------------------------------------------------------------
 
 
-def render_cluster_job(job: LoadedJob, stack: Stack, job_id: str) -> RenderedJob:
+def render_cluster_job(job: LoadedJob, stack: Stack, job_id: str, pinned: dict[SampleRef, SampleInput] | None = None) -> RenderedJob:
     """Every object of one submission, ConfigMap(s) first and the workload last, each labelled
     with `plinth.dev/job-id`, `plinth.dev/job` and `plinth.dev/team` and schema-validated."""
     kind = job_kind(job.spec.kind)
@@ -196,8 +198,9 @@ def render_cluster_job(job: LoadedJob, stack: Stack, job_id: str) -> RenderedJob
         placement = preflight(job, stack)
         _check_name_lengths(job, kind, job_id)
         variables = job_variables(job, stack, job_id)
-        args = substituted_args(job, variables)
-        env = substituted_env(job, variables)
+        samples = sample_inputs(job, stack, pinned)
+        args = substituted_args(job, variables, samples)
+        env = substituted_env(job, variables, samples)
         code = _code_files(job)
         context = _context(job, kind, stack, job_id, placement, variables, args, env, code)
     except PlinthError as exc:
@@ -206,7 +209,8 @@ def render_cluster_job(job: LoadedJob, stack: Stack, job_id: str) -> RenderedJob
     text = render_template("cluster/code.yaml.j2", context) + "---\n" + render_template(template, context)
     objects = [doc for doc in yaml.safe_load_all(text) if doc is not None]
     validate_objects(objects)
-    return RenderedJob(job_id=job_id, template=template, text=text, documents=objects, args=args, data_inputs=data_inputs(job.spec.args, args))
+    return RenderedJob(job_id=job_id, template=template, text=text, documents=objects, args=args, data_inputs=data_inputs(job.spec.args, args),
+                       samples=list(samples.values()), sample_output=sample_output(job, stack, job_id))
 
 
 def _check_name_lengths(job: LoadedJob, kind: JobKind, job_id: str) -> None:

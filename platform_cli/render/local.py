@@ -10,22 +10,25 @@ from pydantic import ValidationError
 
 from platform_cli.errors import PlinthError
 from platform_cli.kinds import job_kind
-from platform_cli.render.context import RenderedJob, data_inputs, in_job_file, job_variables, plinth_env, substituted_args, substituted_env
+from platform_cli.render.context import (RenderedJob, data_inputs, in_job_file, job_variables, plinth_env, sample_inputs, sample_output,
+                                         substituted_args, substituted_env)
 from platform_cli.render.engine import render_template
 from platform_cli.spec.launch import LocalLaunch
 from platform_cli.spec.stack import describe_validation_error
 
 if TYPE_CHECKING:
+    from platform_cli.samples import SampleInput, SampleRef
     from platform_cli.spec.job import LoadedJob
     from platform_cli.spec.stack import Stack
 
 
-def render_local_job(job: LoadedJob, stack: Stack, job_id: str) -> RenderedJob:
+def render_local_job(job: LoadedJob, stack: Stack, job_id: str, pinned: dict[SampleRef, SampleInput] | None = None) -> RenderedJob:
     kind = job_kind(job.spec.kind)
     template = f"{kind.name}/local.yaml.j2"
     variables = job_variables(job, stack, job_id)
     try:
-        args = substituted_args(job, variables)
+        samples = sample_inputs(job, stack, pinned)
+        args = substituted_args(job, variables, samples)
         env = {
             **plinth_env(job, stack, job_id, variables),
             # Local workers share this machine's cores: size every thread pool to the request.
@@ -35,7 +38,7 @@ def render_local_job(job: LoadedJob, stack: Stack, job_id: str) -> RenderedJob:
             "TF_CPP_MIN_LOG_LEVEL": "3",
             **kind.local_env(),
             **kind.spec_env(job.spec),
-            **substituted_env(job, variables),
+            **substituted_env(job, variables, samples),
         }
         context = {
             "job": job.spec,
@@ -54,7 +57,8 @@ def render_local_job(job: LoadedJob, stack: Stack, job_id: str) -> RenderedJob:
     text = render_template(template, context)
     documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
     validate_local(documents, template)
-    return RenderedJob(job_id=job_id, template=template, text=text, documents=documents, args=args, data_inputs=data_inputs(job.spec.args, args))
+    return RenderedJob(job_id=job_id, template=template, text=text, documents=documents, args=args, data_inputs=data_inputs(job.spec.args, args),
+                       samples=list(samples.values()), sample_output=sample_output(job, stack, job_id))
 
 
 def validate_local(documents: list[dict], template: str) -> None:

@@ -19,11 +19,13 @@ import yaml
 
 from platform_cli.errors import PlinthError
 from platform_cli.kinds.spark import spark_cores, spark_memory
-from platform_cli.render.context import RenderedJob, data_inputs, in_job_file, job_variables, plinth_env, substituted_args, substituted_env
+from platform_cli.render.context import (RenderedJob, data_inputs, in_job_file, job_variables, plinth_env, sample_inputs, sample_output,
+                                         substituted_args, substituted_env)
 from platform_cli.render.engine import render_template
 from platform_cli.render.local import validate_local
 
 if TYPE_CHECKING:
+    from platform_cli.samples import SampleInput, SampleRef
     from platform_cli.spec.job import LoadedJob
     from platform_cli.spec.stack import Stack, YarnConfig
 
@@ -90,14 +92,15 @@ def spark_submit_argv(job: LoadedJob, stack: Stack, job_id: str, args: list[str]
     return [*argv, str(job.script_path), *args]
 
 
-def render_yarn_job(job: LoadedJob, stack: Stack, job_id: str) -> RenderedJob:
+def render_yarn_job(job: LoadedJob, stack: Stack, job_id: str, pinned: dict[SampleRef, SampleInput] | None = None) -> RenderedJob:
     spec = job.spec
     try:
         if spec.resources.gpu or spec.pool:
             raise PlinthError("resources.gpu / pool: GPU pools are Kubernetes node pools; a YARN stack runs CPU Spark jobs", "drop them, or run the job on a kubernetes team stack")
         variables = job_variables(job, stack, job_id)
-        args = substituted_args(job, variables)
-        env = {**plinth_env(job, stack, job_id, variables), **substituted_env(job, variables)}
+        samples = sample_inputs(job, stack, pinned)
+        args = substituted_args(job, variables, samples)
+        env = {**plinth_env(job, stack, job_id, variables), **substituted_env(job, variables, samples)}
         command = spark_submit_argv(job, stack, job_id, args, env)
     except PlinthError as exc:
         raise in_job_file(job, exc) from None
@@ -112,4 +115,5 @@ def render_yarn_job(job: LoadedJob, stack: Stack, job_id: str) -> RenderedJob:
     )
     documents = [doc for doc in yaml.safe_load_all(text) if doc is not None]
     validate_local(documents, template)
-    return RenderedJob(job_id=job_id, template=template, text=text, documents=documents, args=args, data_inputs=data_inputs(spec.args, args))
+    return RenderedJob(job_id=job_id, template=template, text=text, documents=documents, args=args, data_inputs=data_inputs(spec.args, args),
+                       samples=list(samples.values()), sample_output=sample_output(job, stack, job_id))

@@ -10,6 +10,10 @@
     priorityClass: plinth-batch   # cluster stacks: instead of the team's default
     retries: 3               # cluster stacks: restarts after a failure before the job fails
     files: [model.py]        # cluster stacks: more files next to the script to ship with it
+    output: {samples: ctr, mode: overwrite}   # the sample table version the job writes
+
+Args may name a sample table version: `${samples.ctr@latest}`, `${samples.ctr@7}`
+(platform_cli.samples).
 
 `${...}` variables in args and env are filled in per submission from the stack and the job
 (see JOB_VARIABLES); they are plain string substitution, never template syntax, so a value
@@ -21,12 +25,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from functools import cache
-from typing import Annotated, Union
+from typing import Annotated, Literal, Union
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, TypeAdapter, ValidationError, ValidationInfo, field_validator
 
 from platform_cli.errors import PlinthError, one_line, shown
+from platform_cli.samples import TABLE_NAME_PATTERN
 from platform_cli.spec.stack import describe_validation_error, refuse_nul
 
 # What a job may refer to in args/env; the render step fills them in.
@@ -36,6 +41,7 @@ JOB_VARIABLES = {
     "job_id": "this submission's id (name + suffix)",
     "output_dir": "a per-submission directory for outputs (models, metrics)",
     "checkpoint_dir": "a per-submission directory for checkpoints; kept across restarts",
+    "sample_dir": "where a job that declares output.samples writes the Parquet files of the table's next version",
 }
 
 # A DNS-1123 label, short enough that "<name>-<suffix>" still fits Kubernetes' 63 characters.
@@ -59,6 +65,16 @@ class Resources(SpecModel):
     gpu: int = Field(0, ge=0)
 
 
+class JobOutput(SpecModel):
+    """A sample table the job writes: the Parquet files it leaves in ${sample_dir} become the
+    table's next version when it succeeds (platform_cli.samples)."""
+
+    samples: str = Field(pattern=f"^{TABLE_NAME_PATTERN}$", description="the sample table's name")
+    mode: Literal["append", "overwrite"] = Field("append", description="add the rows to the previous version's, or replace them")
+    partition_by: str | None = Field(None, alias="partitionBy", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$",
+                                     description="a column whose value is the name of the directory each file is in (train/, eval/)")
+
+
 class JobSpecBase(SpecModel):
     """Fields every kind has; each kind's module (platform_cli/kinds) adds its own."""
 
@@ -75,6 +91,7 @@ class JobSpecBase(SpecModel):
     priority_class: str | None = Field(None, alias="priorityClass", description="defaults to the team's queue.priorityClass")
     retries: int = Field(3, ge=0, le=20, description="restarts after a failure before the job is Failed")
     files: list[str] = Field([], description="files next to the script shipped with it (modules it imports)")
+    output: JobOutput | None = Field(None, description="a sample table version the job writes")
 
     @field_validator("name")
     @classmethod

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel
 
+from platform_cli.samples import SampleInput, SampleOutput
 from platform_cli.status import JobStatus
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ class JobRecord(BaseModel):
     data_inputs: list[str] = []
     script_sha256: str = ""
     code_revision: str = ""
+    samples: list[SampleInput] = []  # the sample table versions it reads
+    sample_output: SampleOutput | None = None  # the one it writes (version set once committed)
 
 
 class Target(Protocol):

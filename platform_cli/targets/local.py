@@ -100,6 +100,8 @@ class LocalTarget:
             job_file=str(job.file),
             args=rendered.args,
             data_inputs=rendered.data_inputs,
+            samples=rendered.samples,
+            sample_output=rendered.sample_output,
             script_sha256=file_sha256(job.script_path),
             code_revision=source_revision(job.base_dir) or "",
         )
@@ -120,6 +122,10 @@ class LocalTarget:
         record = store.reconciled(job_dir)
         if not record.status.finished or self._job_running(job_dir):
             raise PlinthError(f"job {job_id} is {'still running' if record.status.finished else record.status.value}", f"cancel it first: plinth job cancel {job_id}")
+        if record.sample_output is not None and record.sample_output.version is not None:
+            output = record.sample_output
+            raise PlinthError(f"job {job_id} wrote version {output.version} of sample table {output.table}; a restart would rewrite that version's files",
+                              "submit the job again for a new version")
         attempt = record.attempt + 1
         try:  # exactly one of two concurrent restarts gets attempt N
             os.close(os.open(job_dir / f"attempt-{attempt}", os.O_CREAT | os.O_EXCL))

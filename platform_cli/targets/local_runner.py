@@ -10,16 +10,33 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import time
 from pathlib import Path
 
 import yaml
 
 from platform_cli.atomic import write_json
+from platform_cli.errors import PlinthError
 from platform_cli.processes import created_at, tail_lines, terminate_tree
 from platform_cli.runs import now, read_process
 from platform_cli.spec.launch import LocalLaunch
 from platform_cli.status import JobStatus
+from platform_cli.targets.base import JobRecord
 from platform_cli.targets.local import CANCEL_GRACE_SECONDS, LOG_TAIL_LINES, SAFE_LOADER, JobStore
+
+
+def commit_sample_output(record: JobRecord, log_path: Path) -> JobRecord:
+    """Commit the Parquet files the job wrote into its ${sample_dir} as the table's next version."""
+    from platform_cli.samples.table import commit_version
+
+    output = record.sample_output
+    started = time.perf_counter()
+    version = commit_version(output.location, output.dir, mode=output.mode, partition_by=output.partition_by,
+                             job={"id": record.id, "name": record.name, "stack": record.stack})
+    with log_path.open("ab") as log:
+        log.write(f"[plinth] {now():%Y-%m-%d %H:%M:%S} committed sample table {version.table} version {version.version} "
+                  f"({version.rows} rows, {version.digest}) in {time.perf_counter() - started:.2f}s\n".encode())
+    return record.model_copy(update={"sample_output": output.model_copy(update={"version": version.version, "digest": version.digest})})
 
 
 def run(job_dir: Path) -> int:
@@ -65,6 +82,11 @@ def run(job_dir: Path) -> int:
         log.write(f"[plinth] {now():%Y-%m-%d %H:%M:%S} attempt {record.attempt} exited with code {exit_code}\n".encode())
 
     if exit_code == 0:  # a job that finished just as a cancel arrived still succeeded
+        if record.sample_output is not None:
+            try:
+                record = commit_sample_output(record, log_path)
+            except PlinthError as error:
+                return finish(JobStatus.FAILED, 0, f"the job succeeded but its sample table version was not committed: {error}")
         return finish(JobStatus.SUCCEEDED, 0)
     if cancel_requested():
         return finish(JobStatus.CANCELLED, exit_code, "cancelled by user")

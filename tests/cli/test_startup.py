@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("tensorflow", "pyspark", "horovod", "kserve", "mlflow", "pulumi", "pulumi_kubernetes", "kubernetes", "pandas", "numpy", "fastapi")
+HEAVY = ("tensorflow", "pyspark", "horovod", "kserve", "mlflow", "pulumi", "pulumi_kubernetes", "kubernetes", "pandas", "numpy", "fastapi", "deltalake", "pyarrow")
 
 
 def loaded_modules(code: str) -> set[str]:
@@ -19,7 +19,7 @@ def test_importing_the_cli_loads_no_heavy_framework() -> None:
 
 
 def test_help_of_every_group_loads_no_heavy_framework() -> None:
-    for group in ("", "stack", "job", "model", "flow", "usage", "console"):
+    for group in ("", "stack", "job", "model", "data", "flow", "usage", "console"):
         argv = ["plinth", *([group] if group else []), "--help"]
         code = f"sys.argv = {argv!r}\nfrom platform_cli.main import app\ntry:\n    app()\nexcept SystemExit:\n    pass"
         assert loaded_modules(code) == set(), group

@@ -51,6 +51,10 @@ def test_the_example_flow_runs_end_to_end_and_evaluates_against_production(serve
     version = yaml.safe_load(plinth("model", "show", "ctr", "1").output)
     assert version["metrics"]["eval_auc"] == pytest.approx(float(evaluation["auc"]))
     assert version["lineage"]["job_id"] == steps["train/train"]["job_id"]
+    # The preprocess step's output, committed as sample table ctr, is the version it trained on.
+    samples = json.loads(plinth("data", "show", "ctr", "-o", "json").output)
+    assert samples["job"]["id"] == steps["features/preprocess"]["job_id"]
+    assert (version["lineage"]["samples"], version["lineage"]["samples_digest"]) == (f"ctr@{samples['version']}", samples["digest"])
 
     from platform_cli.spec.stack import load_stack
 

@@ -1,6 +1,7 @@
 """The CTR example end to end on the local platform, with the real frameworks.
 
-generate (python) -> preprocess (Spark local[2]) -> train (horovodrun -np 2 --gloo) ->
+generate (python) -> preprocess (Spark local[2], committed as sample table ctr) -> train
+(horovodrun -np 2 --gloo, from ${samples.ctr@latest}) ->
 register (MLflow registry) -> serve (KServe model server) -> predict, all through `plinth`.
 The example job files are used unchanged; their default data size is the CI size.
 """
@@ -56,7 +57,9 @@ def features_project(tmp_path_factory: pytest.TempPathFactory):
 
 def test_train_register_serve_predict(features_project: Path) -> None:
     storage = features_project / ".plinth" / "local" / "storage"
-    spec = json.loads((storage / "ctr" / "features" / "feature_spec.json").read_text())
+    samples = json.loads(plinth("data", "show", "ctr", "-o", "json"))
+    assert (samples["version"], samples["rows"], samples["partition_by"], samples["attachments"]) == (0, 40000, ["split"], ["feature_spec.json"])
+    spec = json.loads((storage / "samples" / "ctr" / samples["job"]["id"] / "feature_spec.json").read_text())
     assert len(spec["categorical"]) >= 5 and len(spec["numeric"]) >= 2
 
     job_id = submit(EXAMPLE / "train.job.yaml")
@@ -70,7 +73,7 @@ def test_train_register_serve_predict(features_project: Path) -> None:
     assert f"model/ctr version 1 registered from job/{job_id}" in registered
     version = yaml.safe_load(plinth("model", "show", "ctr", "1"))
     assert version["lineage"]["job_id"] == job_id
-    assert version["lineage"]["data"] == f"{storage}/ctr/features"
+    assert (version["lineage"]["samples"], version["lineage"]["samples_digest"]) == ("ctr@0", samples["digest"])
     assert version["metrics"]["auc"] == pytest.approx(metrics["auc"])
 
     plinth("model", "serve", "ctr", "--port", "18611")

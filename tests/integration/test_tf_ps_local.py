@@ -27,8 +27,9 @@ pytestmark = pytest.mark.integration
 EXAMPLE = REPO / "examples" / "ctr"
 
 
-def write_features(root: Path, rows: int, seed: int = 3) -> None:
-    """preprocess.py's output format with a learnable signal: clicks follow two fields."""
+def write_features(storage: Path, rows: int, seed: int = 3) -> None:
+    """preprocess.py's output with a learnable signal (clicks follow two fields), committed as
+    version 0 of sample table ctr, which the example job reads."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -37,6 +38,10 @@ def write_features(root: Path, rows: int, seed: int = 3) -> None:
     spec = FeatureSpec.model_validate(
         {"categorical": [{"name": "user", "buckets": 20}, {"name": "item", "buckets": 20}], "numeric": [{"name": "age"}], "label": "click"}
     )
+    from platform_cli.samples.table import commit_version
+
+    table = storage / "samples" / "ctr"
+    root = table / "fixture"
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True)
     spec.save(root / "feature_spec.json")
@@ -45,14 +50,15 @@ def write_features(root: Path, rows: int, seed: int = 3) -> None:
         num = rng.normal(size=(n, 1)).astype(np.float32)
         logit = 2.5 * (cat[:, 0] < 10) - 2.5 * (cat[:, 1] < 5) + num[:, 0] - 0.5
         label = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.float32)
-        table = pa.table({"cat": pa.array(list(cat), pa.list_(pa.int64())), "num": pa.array(list(num), pa.list_(pa.float32())), "label": label})
+        rows_of_split = pa.table({"cat": pa.array(list(cat), pa.list_(pa.int64())), "num": pa.array(list(num), pa.list_(pa.float32())), "label": label})
         (root / split).mkdir()
-        pq.write_table(table, root / split / "part-0.parquet")
+        pq.write_table(rows_of_split, root / split / "part-0.parquet")
+    commit_version(str(table), str(root), partition_by="split")
 
 
 def test_tf_ps_job_trains_exports_and_leaves_no_process(project: Path) -> None:
     storage = project / ".plinth" / "local" / "storage"
-    write_features(storage / "ctr" / "features", rows=3000)
+    write_features(storage, rows=3000)
     jobs = project / "jobs"
     jobs.mkdir()
     for name in ("train.py", "train_ps.py"):
@@ -98,7 +104,7 @@ def test_tf_ps_job_trains_exports_and_leaves_no_process(project: Path) -> None:
 
 def test_cancelling_a_tf_ps_job_stops_every_role(project: Path) -> None:
     storage = project / ".plinth" / "local" / "storage"
-    write_features(storage / "ctr" / "features", rows=3000)
+    write_features(storage, rows=3000)
     jobs = project / "jobs"
     jobs.mkdir()
     for name in ("train.py", "train_ps.py"):
