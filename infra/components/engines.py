@@ -40,7 +40,9 @@ def spark_operator_values(scheduler: str) -> dict:
 def argo_workflows_values() -> dict:
     return {
         "images": {"tag": ARGO_WORKFLOWS.app_version},
-        "crds": {"install": True},
+        # The chart creates the CRDs; keep: false lets `helm uninstall` (pulumi destroy) delete
+        # them instead of leaving them behind with helm.sh/resource-policy: keep.
+        "crds": {"install": True, "keep": False},
         # Workflows run in team namespaces, as each team's plinth-workflow service account.
         "controller": {"workflowNamespaces": []},
         "singleNamespace": False,

@@ -46,6 +46,9 @@ class CapturedResource:
     type: str               # Pulumi type token, e.g. kubernetes:core/v1:Namespace
     name: str               # Pulumi logical name
     inputs: dict[str, Any]  # what the provider would receive (camelCase); secret values still wrapped
+    # Logical names of the resources this one waits for (depends_on and inputs taken from them).
+    depends_on: tuple[str, ...] = ()
+    read: bool = False      # an existing object the program only reads (Resource.get), never creates
 
     @property
     def is_kubernetes_object(self) -> bool:
@@ -66,6 +69,7 @@ class CapturedResource:
             "version": inputs.get("version"),
             "namespace": inputs.get("namespace"),
             "values": inputs.get("values") or {},
+            **({"postrender": _shown_path(inputs["postrender"])} if inputs.get("postrender") else {}),
         }
 
 
@@ -93,6 +97,12 @@ class Rendering:
         return [obj for obj in self.objects() if obj["kind"] == kind]
 
 
+def _shown_path(path: str) -> str:
+    """A file of this checkout relative to it, so renderings read the same on every checkout."""
+    root = Path(__file__).resolve().parents[2]
+    return str(Path(path).relative_to(root)) if Path(path).is_relative_to(root) else path
+
+
 def rendering_yaml(rendering: Rendering) -> str:
     """The objects as one YAML stream (kubectl apply -f), Helm releases as a comment header."""
     objects, releases, files = rendering.objects(), rendering.releases(), rendering.manifest_files()
@@ -108,6 +118,7 @@ def rendering_yaml(rendering: Rendering) -> str:
         header.append(
             f"# helm release {release['name']}: chart {release['chart']} {release['version']} ({source}) "
             f"in namespace {release['namespace']}, values {json.dumps(release['values'], sort_keys=True)}"
+            + (f", post-rendered by {release['postrender']}" if release.get("postrender") else "")
         )
     return "\n".join(header) + "\n" + yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False)
 
@@ -141,6 +152,12 @@ def pulumi_config(stack: Stack, secrets: Mapping[str, str]) -> tuple[dict[str, s
             secret_keys.append(key)
         else:
             config[key] = value if isinstance(value, str) else json.dumps(value)
+    # A secret `up` needs but the file does not set yet renders as the placeholder (its value
+    # would be redacted anyway); `pulumi up` refuses to run without it.
+    for name in stack.config.needed_secret_keys:
+        if f"plinth:{name}" not in config:
+            config[f"plinth:{name}"] = secrets.get(name, REDACTED)
+            secret_keys.append(f"plinth:{name}")
     return config, secret_keys
 
 
@@ -166,6 +183,7 @@ def evaluate(
     from pulumi.runtime.sync_await import _sync_await
 
     captured: list[CapturedResource] = []
+    dependencies: dict[str, tuple[str, ...]] = {}
 
     class Capture(pulumi.runtime.Mocks):
         def new_resource(self, args: pulumi.runtime.MockResourceArgs):
@@ -174,7 +192,8 @@ def evaluate(
                 if referenced not in references:
                     raise PlinthError(f"stack {stack_name} references stack {referenced!r}, which was not rendered")
                 return args.name, {"name": args.inputs["name"], "outputs": dict(references[referenced]), "secretOutputNames": []}
-            captured.append(CapturedResource(args.typ, args.name, args.inputs))
+            read = bool(args.resource_id) and not args.inputs
+            captured.append(CapturedResource(args.typ, args.name, args.inputs, dependencies.get(args.name, ()), read))
             # The "created" resource reports its inputs back as its outputs (metadata.name, ...).
             return f"{args.name}-id", args.inputs
 
@@ -190,6 +209,15 @@ def evaluate(
     settings.reset_options()
     pulumi.runtime.set_all_config(dict(config), list(secret_keys))
     pulumi.runtime.set_mocks(Capture(), project=PROJECT, stack=stack_name, preview=False, organization=ORGANIZATION)
+    # The mocks hand new_resource no dependencies; the monitor's request has them (as URNs).
+    monitor = settings.get_monitor()
+    register = monitor.RegisterResource
+
+    def register_recording(request):
+        dependencies[request.name] = tuple(sorted(urn.rsplit("::", 1)[-1] for urn in request.dependencies))
+        return register(request)
+
+    monitor.RegisterResource = register_recording
     try:
         _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
         outputs = {}

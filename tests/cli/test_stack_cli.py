@@ -88,7 +88,7 @@ def test_render_lists_helm_releases_and_says_what_it_could_not_validate(project:
     assert result.exit_code == 0, result.output
     rendered = json.loads(result.stdout)
     assert {r["name"]: r["version"] for r in rendered["helmReleases"]} == {
-        "cert-manager": "v1.16.2", "kserve": "v0.15.2", "kserve-crd": "v0.15.2", "nvidia-device-plugin": "0.17.1", "volcano": "1.15.1",
+        "cert-manager": "v1.16.2", "kserve": "v0.15.2", "kserve-crd": "v0.15.2", "kserve-runtimes": "v0.15.2", "nvidia-device-plugin": "0.17.1", "volcano": "1.15.1",
         "spark-operator": "2.5.2", "argo-workflows": "2.0.1",
     }
     assert "NodePool" in {obj["kind"] for obj in rendered["objects"]}
