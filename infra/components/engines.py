@@ -40,9 +40,13 @@ def spark_operator_values(scheduler: str) -> dict:
 def argo_workflows_values() -> dict:
     return {
         "images": {"tag": ARGO_WORKFLOWS.app_version},
-        # The chart creates the CRDs; keep: false lets `helm uninstall` (pulumi destroy) delete
-        # them instead of leaving them behind with helm.sh/resource-policy: keep.
-        "crds": {"install": True, "keep": False},
+        # Since chart 1.0.0 the default (full: true) is a pre-install hook Job that downloads the
+        # full CRDs from GitHub: hook-made objects are no part of the release, so `pulumi destroy`
+        # would leave them, and the cluster would need GitHub egress. full: false installs the
+        # chart's own minimal CRDs as release objects, and keep: false lets `helm uninstall`
+        # delete them. Their schemas are open; Plinth validates flows against the full v4.1.2
+        # schemas before it submits them.
+        "crds": {"install": True, "full": False, "keep": False},
         # Workflows run in team namespaces, as each team's plinth-workflow service account.
         "controller": {"workflowNamespaces": []},
         "singleNamespace": False,

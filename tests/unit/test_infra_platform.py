@@ -203,7 +203,9 @@ def test_an_existing_cert_manager_is_read_not_installed(tmp_path, monkeypatch) -
 
 
 def test_argo_workflows_crds_go_with_the_release(platform) -> None:
-    assert releases(platform)["argo-workflows"]["values"]["crds"] == {"install": True, "keep": False}
+    # Minimal CRDs as objects of the release (not the full ones a hook Job would download and
+    # no uninstall deletes), deleted with it.
+    assert releases(platform)["argo-workflows"]["values"]["crds"] == {"install": True, "full": False, "keep": False}
 
 
 def test_the_mlflow_server_keeps_its_store_in_postgres_and_admits_only_team_namespaces(platform) -> None:
