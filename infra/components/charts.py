@@ -43,10 +43,12 @@ ALL = (VOLCANO, KUEUE, NVIDIA_DEVICE_PLUGIN, NVIDIA_GPU_OPERATOR, CERT_MANAGER, 
 
 
 def helm_release(
-    chart: Chart, values: dict[str, Any], opts: pulumi.ResourceOptions, version: str | None = None, postrender: str | None = None
+    chart: Chart, values: dict[str, Any], opts: pulumi.ResourceOptions, version: str | None = None, postrender: str | None = None,
+    skip_crds: bool = False,
 ) -> k8s.helm.v3.Release:
     """A Helm release of `chart` in its own namespace; Pulumi waits until its resources are ready.
-    `postrender`: an executable that filters the rendered manifests before Helm applies them."""
+    `postrender`: an executable that filters the rendered manifests before Helm applies them.
+    `skip_crds`: leave out the chart's crds/ folder (Helm installs it once and never deletes it)."""
     return k8s.helm.v3.Release(
         chart.release,
         name=chart.release,
@@ -60,5 +62,6 @@ def helm_release(
         atomic=True,
         timeout=900,
         postrender=postrender,
+        skip_crds=skip_crds or None,
         opts=opts,
     )

@@ -54,7 +54,9 @@ class Serving(pulumi.ComponentResource):
             # cert-manager, and `destroy` leaves the cluster's own installation alone.
             self.cert_manager = k8s.apiextensions.v1.CustomResourceDefinition.get("cert-manager", CERT_MANAGER_CRD, opts=child)
         else:
-            self.cert_manager = helm_release(CERT_MANAGER, {"crds": {"enabled": True}}, child, version=config.cert_manager_version)
+            # keep: false: without it the chart marks its CRDs helm.sh/resource-policy: keep and
+            # `pulumi destroy` leaves them behind.
+            self.cert_manager = helm_release(CERT_MANAGER, {"crds": {"enabled": True, "keep": False}}, child, version=config.cert_manager_version)
         self.crds = helm_release(KSERVE_CRD, {}, child, version=config.version)
         values = kserve_values(config)
         self.kserve = helm_release(

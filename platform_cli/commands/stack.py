@@ -98,6 +98,9 @@ def render(name: str = NameArgument, output: OutputFormat = typer.Option(OutputF
     typer.echo(rendering_json(rendering) if output is OutputFormat.json else rendering_yaml(rendering), nl=output is OutputFormat.json)
     for what, reason in unvalidated:
         typer.echo(f"note: {what} not schema-validated: {reason}", err=True)
+    stack = rendering.stack_config
+    for key in sorted(set(stack.needed_secret_keys) - set(stack.secret_keys)):
+        typer.echo(f"note: secret plinth:{key} is not set (rendered as (secret)); `up` needs it: pulumi config set --secret plinth:{key} VALUE -s {name}", err=True)
 
 
 @app.command()

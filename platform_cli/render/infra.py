@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from platform_cli.errors import PlinthError
-from platform_cli.spec.stack import Stack, load_stack
+from platform_cli.spec.stack import Stack, StackConfig, load_stack
 
 PROJECT = "plinth"
 ORGANIZATION = "organization"   # what Pulumi calls the organization of a self-managed backend
@@ -78,6 +78,7 @@ class Rendering:
     stack: str
     resources: list[CapturedResource]
     outputs: dict[str, Any] = field(default_factory=dict)
+    stack_config: StackConfig | None = None   # what was rendered (render_stack sets it)
 
     def objects(self, redact: bool = True) -> list[dict[str, Any]]:
         """The Kubernetes objects in apply order (see ordered_objects)."""
@@ -107,12 +108,12 @@ def rendering_yaml(rendering: Rendering) -> str:
     """The objects as one YAML stream (kubectl apply -f), Helm releases as a comment header."""
     objects, releases, files = rendering.objects(), rendering.releases(), rendering.manifest_files()
     header = [f"# stack {rendering.stack}: {len(objects)} Kubernetes objects, {len(releases)} Helm releases (rendered by plinth stack render)"]
-    if files:
+    if files and not releases:
         header.append(
             f"# engines: CRDs only (engines.install: crds-only): the engines' CustomResourceDefinitions from {len(files)} vendored files, "
             "no Helm charts, no GPU driver; nothing acts on their objects until the engines' controllers are installed another way"
         )
-        header.extend(f"# crd file {path}" for path in files)
+    header.extend(f"# crd file {path}" for path in files)
     for release in releases:
         source = release["repo"] or "oci"
         header.append(
@@ -136,7 +137,9 @@ def render_stack(stack: Stack | str, secrets: Mapping[str, str] | None = None) -
         platform = stack.platform_stack()
         references[platform.name] = render_stack(platform).outputs
     config, secret_keys = pulumi_config(stack, secrets or {})
-    return evaluate(stack.name, program_path(stack.project_root), config, secret_keys, references)
+    rendering = evaluate(stack.name, program_path(stack.project_root), config, secret_keys, references)
+    rendering.stack_config = stack.config
+    return rendering
 
 
 def pulumi_config(stack: Stack, secrets: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:

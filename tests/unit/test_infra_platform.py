@@ -102,7 +102,7 @@ def test_helm_releases_are_pinned_charts_from_their_repositories(platform) -> No
     }
     assert {name: (r["chart"], r["repo"], r["version"], r["namespace"]) for name, r in installed.items()} == expected
     assert installed["kserve"]["values"]["kserve"]["controller"]["deploymentMode"] == "RawDeployment"
-    assert installed["cert-manager"]["values"] == {"crds": {"enabled": True}}
+    assert installed["cert-manager"]["values"] == {"crds": {"enabled": True, "keep": False}}   # destroy removes its CRDs
     plugin = installed["nvidia-device-plugin"]["values"]
     terms = plugin["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert terms == [{"matchExpressions": [{"key": "plinth.dev/gpu-pool", "operator": "Exists"}]}]
@@ -256,3 +256,15 @@ def test_an_external_mlflow_address_must_be_one_the_api_server_accepts(tmp_path,
     monkeypatch.setenv("PLINTH_PROJECT_DIR", str(variant_project(tmp_path / "p", {"platform-prod": {"plinth:platform": config}})))
     with pytest.raises(PlinthError, match=r"plinth:platform.mlflow: externalAddress 127.0.0.1: the API server refuses loopback"):
         load_stack("platform-prod")
+
+
+def test_the_spark_operators_crds_belong_to_the_stack_not_to_helms_crds_folder(platform) -> None:
+    # Helm installs a chart's crds/ once and never deletes it; the stack's own CRD resources go
+    # with `pulumi destroy`.
+    assert platform.manifest_files() == [
+        "platform_cli/render/crds/spark-operator/v2.5.2/sparkoperator.k8s.io_scheduledsparkapplications.yaml",
+        "platform_cli/render/crds/spark-operator/v2.5.2/sparkoperator.k8s.io_sparkapplications.yaml",
+    ]
+    spark = resource(platform, "spark-operator")
+    assert spark.inputs["skipCrds"] is True
+    assert set(spark.depends_on) == {"crds-sparkoperator-k8s-io-sparkapplications", "crds-sparkoperator-k8s-io-scheduledsparkapplications"}

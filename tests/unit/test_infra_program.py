@@ -80,6 +80,7 @@ EXPECTED_TYPES = {
         "kubernetes:core/v1:Secret": 1,                         # mlflow-database (its password)
         "kubernetes:networking.k8s.io/v1:NetworkPolicy": 2,     # teams to mlflow, mlflow to its database
         "plinth:platform:MlflowServer": 1,
+        "kubernetes:yaml/v2:ConfigFile": 2,                     # the Spark operator's CRDs
         "plinth:platform:GpuPool": 2,
         "plinth:platform:GpuDriver": 1,
         "plinth:platform:Scheduler": 1,
