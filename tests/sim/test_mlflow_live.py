@@ -59,7 +59,7 @@ def test_plinth_model_render_reads_the_platforms_mlflow_through_the_cluster(depl
     objects = json.loads(result.stdout)
     services = {obj["metadata"]["name"]: obj for obj in objects if obj["kind"] == "InferenceService"}
     assert set(services) == {f"{model}-v1", f"{model}-v2"}
-    assert services[f"{model}-v2"]["metadata"]["labels"]["plinth.dev/stage"] == "canary"
+    assert services[f"{model}-v2"]["metadata"]["annotations"]["plinth.dev/stage"] == "canary"
     rendered = json.dumps(services)
     assert all(run in rendered for run in runs)   # each version's files, from its MLflow run
     listed = sim.plinth("model", "ls", "-s", "team-sim", "-o", "json", timeout=180)
