@@ -29,6 +29,7 @@ from infra.components.engines import EngineCrds, WorkloadEngines  # noqa: E402
 from infra.components.gpu import GpuDriver  # noqa: E402
 from infra.components.gpu_pool import GpuPool  # noqa: E402
 from infra.components.hadoop import yarn_client_files  # noqa: E402
+from infra.components.mlflow import MlflowServer  # noqa: E402
 from infra.components.labels import PLATFORM_NAMESPACE, PLATFORM_NAMESPACE_LABEL, metadata  # noqa: E402
 from infra.components.scheduler import Scheduler  # noqa: E402
 from infra.components.serving import Serving  # noqa: E402
@@ -36,6 +37,7 @@ from infra.components.storage import HdfsStorage  # noqa: E402
 from infra.components.team import TeamEnvironment  # noqa: E402
 from platform_cli.errors import PlinthError  # noqa: E402
 from platform_cli.spec.stack import (  # noqa: E402
+    PLATFORM_TRACKING_URI,
     SECRET_KEYS,
     Stack,
     StackConfig,
@@ -74,8 +76,16 @@ def read_stack_config() -> StackConfig:
 
 
 def read_secrets(config: StackConfig) -> dict[str, pulumi.Output[str]]:
+    """The stack's secrets as secret Outputs; a secret the stack needs but has not set stops the
+    program with the command that sets it."""
     plinth = pulumi.Config("plinth")
-    return {key: plinth.require_secret(key) for key in config.secret_keys}
+    for key in config.needed_secret_keys:
+        if plinth.get(key) is None:
+            raise PlinthError(
+                f"plinth:{key}: missing; stack {pulumi.get_stack()} needs it",
+                f"run `pulumi config set --secret plinth:{key} VALUE -s {pulumi.get_stack()}`",
+            )
+    return {key: plinth.require_secret(key) for key in config.needed_secret_keys}
 
 
 def platform_program(stack: Stack) -> None:
@@ -98,8 +108,10 @@ def platform_program(stack: Stack) -> None:
         s3 = platform.storage.s3
         storage |= {"uri": platform.storage.uri, "endpoint": s3.endpoint, "region": s3.region, "bucket": s3.bucket}
     if crds is None:
-        Serving(platform.kserve)
+        Serving(platform.kserve, platform.engines)
         WorkloadEngines(platform.scheduler.kind)
+    if platform.mlflow.server != "none":
+        MlflowServer(platform.mlflow, platform.storage, namespace, read_secrets(stack.config).get("mlflowDatabasePassword"))
     yarn = None
     if platform.yarn is not None:
         yarn = {"resourceManager": platform.yarn.resource_manager, "defaultFs": platform.yarn.default_fs}
@@ -118,7 +130,9 @@ def platform_program(stack: Stack) -> None:
             for pool, gpu_pool in zip(platform.gpu_pools, pools)
         },
         "storage": storage,
-        "kserve": {"version": platform.kserve.version, "deploymentMode": platform.kserve.deployment_mode, "ingressNamespace": platform.kserve.ingress_namespace},
+        "kserve": {"version": platform.kserve.version, "deploymentMode": platform.kserve.deployment_mode, "ingressNamespace": platform.kserve.ingress_namespace,
+                   "domain": platform.kserve.domain},
+        "mlflow": {"server": platform.mlflow.server, "trackingUri": PLATFORM_TRACKING_URI if platform.mlflow.server != "none" else None},
         "yarn": yarn,
         "platformNamespace": PLATFORM_NAMESPACE,
     })

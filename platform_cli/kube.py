@@ -276,3 +276,82 @@ def provider_context(stack: Stack) -> str | None:
     document = yaml.safe_load(stack.file.read_text()) or {}
     context = (document.get("config") or {}).get("kubernetes:context")
     return str(context) if context else None
+
+
+# -- reaching a Service from outside the cluster ------------------------------------------------
+
+
+def service_address(url_host: str) -> tuple[str, str] | None:
+    """(service, namespace) of a cluster-internal name (<service>.<namespace>.svc[.cluster.local]),
+    else None: an address this machine can reach as it is."""
+    parts = url_host.split(".")
+    if len(parts) == 3 and parts[2] == "svc" or len(parts) == 5 and parts[2:] == ["svc", "cluster", "local"]:
+        return parts[0], parts[1]
+    return None
+
+
+def ready_pod(client: KubeClient, namespace: str, service: str) -> str:
+    """A Ready pod behind `service`, as `kubectl port-forward svc/<service>` picks one."""
+    found = client.get(Resource("v1", "Service"), namespace, service)
+    if found is None:
+        raise PlinthError(f"service {namespace}/{service} does not exist", "is the platform stack deployed? pulumi up -s <platform stack> creates it")
+    selector = (found.get("spec") or {}).get("selector") or {}
+    if not selector:
+        raise PlinthError(f"service {namespace}/{service} selects no pods (its endpoints are outside the cluster)",
+                          "reach that address directly: set the stack's registry.trackingUri to it")
+    pods = client.list(Resource("v1", "Pod"), namespace, ",".join(f"{k}={v}" for k, v in sorted(selector.items())))
+    for pod in pods:
+        conditions = (pod.get("status") or {}).get("conditions") or []
+        if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+            return pod["metadata"]["name"]
+    raise PlinthError(f"no Ready pod behind service {namespace}/{service} ({len(pods)} pods)", f"check the pods: kubectl -n {namespace} get pods")
+
+
+class PortForward:
+    """A local port forwarded to a pod's port through the API server (the pods/portforward
+    subresource, as `kubectl port-forward` uses): each local connection opens its own stream.
+    Serves from a daemon thread until `close` or the process exits."""
+
+    def __init__(self, client: KubeClient, namespace: str, pod: str, port: int):
+        import socketserver
+
+        self.client, self.namespace, self.pod, self.port = client, namespace, pod, port
+        forward = self
+
+        class Connection(socketserver.BaseRequestHandler):
+            def handle(self):
+                forward._pipe(self.request)
+
+        self._server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Connection)
+        self._server.daemon_threads = True
+        self.local_port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, name=f"port-forward {namespace}/{pod}:{port}", daemon=True).start()
+
+    def _pipe(self, local) -> None:
+        import select
+
+        from kubernetes import client as k8s
+        from kubernetes.stream import portforward
+
+        stream = portforward(k8s.CoreV1Api(self.client.api_client).connect_get_namespaced_pod_portforward,
+                             self.pod, self.namespace, ports=str(self.port))
+        remote = stream.socket(self.port)
+        remote.setblocking(True)
+        try:
+            ends = [local, remote]
+            while True:
+                readable, _, _ = select.select(ends, [], [], 60)
+                if not readable:
+                    continue
+                for end in readable:
+                    data = end.recv(65536)
+                    if not data:
+                        return
+                    (remote if end is local else local).sendall(data)
+        finally:
+            remote.close()
+            stream.close()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

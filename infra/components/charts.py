@@ -31,17 +31,24 @@ NVIDIA_GPU_OPERATOR = Chart("gpu-operator", "gpu-operator", "v24.9.2", "gpu-oper
 CERT_MANAGER = Chart("cert-manager", "cert-manager", "v1.16.2", "cert-manager", repo="https://charts.jetstack.io")
 KSERVE_CRD = Chart("kserve-crd", "oci://ghcr.io/kserve/charts/kserve-crd", "v0.15.2", "kserve")
 KSERVE = Chart("kserve", "oci://ghcr.io/kserve/charts/kserve", "v0.15.2", "kserve")
+# The same chart again, post-rendered down to its ClusterServingRuntimes (serving.py says why).
+KSERVE_RUNTIMES = Chart("kserve-runtimes", KSERVE.chart, KSERVE.version, KSERVE.namespace)
 
 SPARK_OPERATOR = Chart("spark-operator", "spark-operator", "2.5.2", "spark-operator", repo="https://kubeflow.github.io/spark-operator")
 # Chart 2.0.1 ships Argo Workflows v4.1.0; its images are pinned to v4.1.2, whose CRD schemas
 # Plinth validates flows against.
 ARGO_WORKFLOWS = Chart("argo-workflows", "argo-workflows", "2.0.1", "argo", repo="https://argoproj.github.io/argo-helm", app_version="v4.1.2")
 
-ALL = (VOLCANO, KUEUE, NVIDIA_DEVICE_PLUGIN, NVIDIA_GPU_OPERATOR, CERT_MANAGER, KSERVE_CRD, KSERVE, SPARK_OPERATOR, ARGO_WORKFLOWS)
+ALL = (VOLCANO, KUEUE, NVIDIA_DEVICE_PLUGIN, NVIDIA_GPU_OPERATOR, CERT_MANAGER, KSERVE_CRD, KSERVE, KSERVE_RUNTIMES, SPARK_OPERATOR, ARGO_WORKFLOWS)
 
 
-def helm_release(chart: Chart, values: dict[str, Any], opts: pulumi.ResourceOptions, version: str | None = None) -> k8s.helm.v3.Release:
-    """A Helm release of `chart` in its own namespace; Pulumi waits until its resources are ready."""
+def helm_release(
+    chart: Chart, values: dict[str, Any], opts: pulumi.ResourceOptions, version: str | None = None, postrender: str | None = None,
+    skip_crds: bool = False,
+) -> k8s.helm.v3.Release:
+    """A Helm release of `chart` in its own namespace; Pulumi waits until its resources are ready.
+    `postrender`: an executable that filters the rendered manifests before Helm applies them.
+    `skip_crds`: leave out the chart's crds/ folder (Helm installs it once and never deletes it)."""
     return k8s.helm.v3.Release(
         chart.release,
         name=chart.release,
@@ -54,5 +61,7 @@ def helm_release(chart: Chart, values: dict[str, Any], opts: pulumi.ResourceOpti
         # A failed install rolls back instead of leaving half a release behind.
         atomic=True,
         timeout=900,
+        postrender=postrender,
+        skip_crds=skip_crds or None,
         opts=opts,
     )

@@ -20,7 +20,8 @@ class PlatformOutputs(TypedDict):
     kueueFlavors: dict[str, str]        # gpu pool -> Kueue ResourceFlavor (kueue only)
     gpuPools: dict[str, dict[str, Any]] # pool -> {nodeLabels, tolerations, gpusPerNode, maxGpus}
     storage: dict[str, Any]             # {kind, uri, namespace (hdfs), image (hdfs), endpoint/region/bucket (s3)}
-    kserve: dict[str, Any]              # {version, deploymentMode, ingressNamespace}
+    kserve: dict[str, Any]              # {version, deploymentMode, ingressNamespace, domain}
+    mlflow: dict[str, Any]              # {server: in-cluster | external | none, trackingUri}
     yarn: dict[str, str] | None         # {resourceManager, defaultFs}
     platformNamespace: str
 

@@ -40,27 +40,49 @@ def spark_operator_values(scheduler: str) -> dict:
 def argo_workflows_values() -> dict:
     return {
         "images": {"tag": ARGO_WORKFLOWS.app_version},
-        "crds": {"install": True},
+        # Since chart 1.0.0 the default (full: true) is a pre-install hook Job that downloads the
+        # full CRDs from GitHub: hook-made objects are no part of the release, so `pulumi destroy`
+        # would leave them, and the cluster would need GitHub egress. full: false installs the
+        # chart's own minimal CRDs as release objects, and keep: false lets `helm uninstall`
+        # delete them. Their schemas are open; Plinth validates flows against the full v4.1.2
+        # schemas before it submits them.
+        "crds": {"install": True, "full": False, "keep": False},
         # Workflows run in team namespaces, as each team's plinth-workflow service account.
         "controller": {"workflowNamespaces": []},
         "singleNamespace": False,
     }
 
 
+def crd_file(path: str, opts: pulumi.ResourceOptions) -> k8s.yaml.v2.ConfigFile:
+    """One vendored CRD file, applied by the provider itself (megabytes of schema never pass
+    through the program)."""
+    return k8s.yaml.v2.ConfigFile(f"crds-{Path(path).stem.replace('_', '-').replace('.', '-')}", file=path, opts=opts)
+
+
 class WorkloadEngines(pulumi.ComponentResource):
     def __init__(self, scheduler: str, opts: pulumi.ResourceOptions | None = None):
         super().__init__("plinth:platform:WorkloadEngines", "engines", None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.spark_operator = helm_release(SPARK_OPERATOR, spark_operator_values(scheduler), child)
+        # The Spark operator's chart keeps its CRDs in crds/, which Helm installs once and never
+        # upgrades or deletes: the stack installs them (the vendored files of the same version)
+        # so `pulumi destroy` removes them too.
+        spark_crds = [crd_file(path, child) for path in group_crd_files(("sparkoperator.k8s.io",))]
+        self.spark_operator = helm_release(
+            SPARK_OPERATOR, spark_operator_values(scheduler), pulumi.ResourceOptions(parent=self, depends_on=spark_crds), skip_crds=True,
+        )
         self.argo_workflows = helm_release(ARGO_WORKFLOWS, argo_workflows_values(), child)
         self.register_outputs({})
 
 
-def engine_crd_files(scheduler: str) -> list[str]:
-    """The vendored CRD files a crds-only platform installs. Absolute: the provider reads them
-    from its own working directory."""
-    groups = SCHEDULER_GROUPS[scheduler] + ENGINE_GROUPS
+def group_crd_files(groups: tuple[str, ...]) -> list[str]:
+    """The vendored CRD files of these API groups. Absolute: the provider reads them from its
+    own working directory."""
     return sorted({str(CRD_DIR / path) for (group, _kind), path in CRD_FILES.items() if group in groups})
+
+
+def engine_crd_files(scheduler: str) -> list[str]:
+    """The vendored CRD files a crds-only platform installs."""
+    return group_crd_files(SCHEDULER_GROUPS[scheduler] + ENGINE_GROUPS)
 
 
 class EngineCrds(pulumi.ComponentResource):
@@ -72,8 +94,5 @@ class EngineCrds(pulumi.ComponentResource):
     def __init__(self, scheduler: str, opts: pulumi.ResourceOptions | None = None):
         super().__init__("plinth:platform:EngineCrds", "engine-crds", None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.files = [
-            k8s.yaml.v2.ConfigFile(f"crds-{Path(path).stem.replace('_', '-').replace('.', '-')}", file=path, opts=child)
-            for path in engine_crd_files(scheduler)
-        ]
+        self.files = [crd_file(path, child) for path in engine_crd_files(scheduler)]
         self.register_outputs({"files": engine_crd_files(scheduler)})

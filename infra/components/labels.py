@@ -6,11 +6,12 @@ from typing import Any
 
 import pulumi
 
+from platform_cli.spec.stack import PLATFORM_NAMESPACE
+
 MANAGED_BY = {"app.kubernetes.io/managed-by": "plinth"}
 # Namespaces of shared platform services (storage, MLflow, ...); team network policies let
 # team pods reach namespaces with this label.
 PLATFORM_NAMESPACE_LABEL = {"plinth.dev/platform": "true"}
-PLATFORM_NAMESPACE = "plinth-system"
 
 
 def metadata(name: str, namespace: pulumi.Input[str] | None = None, labels: dict[str, str] | None = None) -> dict[str, Any]:

@@ -15,9 +15,9 @@ app = typer.Typer(help="Register, serve and query model versions.", no_args_is_h
 
 
 def _registry(stack):
-    from platform_cli.registry import ModelRegistry
+    from platform_cli.registry import open_registry
 
-    return ModelRegistry(stack.tracking_uri, stack.artifact_root)
+    return open_registry(stack)
 
 
 def _stack(name: str | None):

@@ -7,7 +7,7 @@ import json
 
 import typer
 
-from platform_cli.output import OutputFormat, OutputOption, age, emit
+from platform_cli.output import OutputFormat, OutputOption, age, emit, print_table
 
 app = typer.Typer(help="List, inspect, render and deploy stacks (stacks/Pulumi.<stack>.yaml).", no_args_is_help=True, rich_markup_mode=None)
 
@@ -98,6 +98,43 @@ def render(name: str = NameArgument, output: OutputFormat = typer.Option(OutputF
     typer.echo(rendering_json(rendering) if output is OutputFormat.json else rendering_yaml(rendering), nl=output is OutputFormat.json)
     for what, reason in unvalidated:
         typer.echo(f"note: {what} not schema-validated: {reason}", err=True)
+    stack = rendering.stack_config
+    for key in sorted(set(stack.needed_secret_keys) - set(stack.secret_keys)):
+        typer.echo(f"note: secret plinth:{key} is not set (rendered as (secret)); `up` needs it: pulumi config set --secret plinth:{key} VALUE -s {name}", err=True)
+
+
+@app.command()
+def check(name: str = NameArgument, output: OutputFormat = OutputOption):
+    """Read the values a platform stack gives each Helm chart against what that chart version's
+    templates read (offline, from records in platform_cli/charts/data/); exit 1 if an engine
+    would ignore a key."""
+    from platform_cli.charts import check_releases, release_sources
+    from platform_cli.errors import PlinthError
+    from platform_cli.render.infra import render_stack
+    from platform_cli.spec.stack import load_stack
+
+    stack = load_stack(name)
+    if stack.role != "platform":
+        hint = f"its engines are platform stack {stack.config.team.platform}'s: plinth stack check {stack.config.team.platform}" if stack.role == "team" else "pass a platform stack, e.g. platform-prod"
+        raise PlinthError(f"stack {name} is a {stack.role} stack; only a platform stack installs engines", hint)
+    releases = render_stack(stack).releases()
+    checks, sources = check_releases(releases), release_sources(releases)
+    ignored = [c for c in checks if c.status == "ignored"]
+    unverified = [c for c in checks if c.status == "unverified"]
+    data = {"stack": name, "ignored": len(ignored), "unverified": len(unverified), "releases": sources, "keys": [c.as_dict() for c in checks]}
+
+    def table():
+        return ["release", "chart", "version", "key", "status", "note"], [[c.release, c.chart, c.version, c.key, c.status, c.note] for c in checks]
+
+    emit(data, output, table)
+    if output is OutputFormat.table:
+        typer.echo("")
+        print_table(["release", "chart", "version", "released", "values", "recorded from"],
+                    [[r["release"], r["chart"], r["version"], (r["released"] or "-")[:10], r["values"], r["source"] or "-"] for r in sources])
+        typer.echo(f"\nstack/{name}: {len(checks) - len(ignored) - len(unverified)} keys read, {len(ignored)} ignored, "
+                   f"{len(unverified)} releases unverified (no record of their chart version)")
+    if ignored:
+        raise typer.Exit(1)
 
 
 def _summary(changes: dict[str, int]) -> str:

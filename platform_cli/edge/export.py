@@ -61,9 +61,9 @@ def export_version(
     """Export one version; returns what the command prints: the summary kept with the version,
     plus where the files are, the sizes, and whether this replaced a different earlier export."""
     check_options(fmt, quantization)
-    from platform_cli.registry import ModelRegistry
+    from platform_cli.registry import open_registry
 
-    registry = ModelRegistry(stack.tracking_uri, stack.artifact_root)
+    registry = open_registry(stack)
     found = registry.get(name, version)
     key = export_key(fmt, quantization)
     progress(f"fetching {name} v{found.version} from the model library")

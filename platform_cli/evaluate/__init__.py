@@ -25,13 +25,13 @@ PREDICT_BATCH = 4096
 def evaluate_version(stack: Stack, name: str, version: int | None, data: str, segments: list[str], report_dir: Path | None = None) -> dict:
     from platform_cli.evaluate.metrics import score, segment_scores
     from platform_cli.evaluate.report import write_report
-    from platform_cli.registry import ModelRegistry
+    from platform_cli.registry import open_registry
 
     frame = _read_rows(data)
     for field in segments:
         if field not in frame.columns:
             raise PlinthError(f"segments: {field!r} is not a column of the data", f"columns: {', '.join(map(str, frame.columns))}")
-    registry = ModelRegistry(stack.tracking_uri, stack.artifact_root)
+    registry = open_registry(stack)
     found = registry.get(name, version)
     production_version = registry.alias_version(name, PRODUCTION_ALIAS)
     new_p, label = _predict(name, registry.model_dir(name, found.version), frame)

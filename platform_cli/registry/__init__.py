@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from platform_cli.registry.library import ModelRegistry, ModelSummary, ModelVersion
+    from platform_cli.registry.library import ModelRegistry, ModelSummary, ModelVersion, open_registry
 
-__all__ = ["ModelRegistry", "ModelSummary", "ModelVersion"]
+__all__ = ["ModelRegistry", "ModelSummary", "ModelVersion", "open_registry"]
 
 
 def __getattr__(name: str):

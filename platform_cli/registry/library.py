@@ -405,3 +405,22 @@ def _as_uri(location: str) -> str:
 
 def _from_millis(millis: int) -> datetime:
     return datetime.fromtimestamp(millis / 1000, tz=timezone.utc)
+
+
+def open_registry(stack) -> ModelRegistry:
+    """The model library of a stack (`stack`: a platform_cli.spec.stack.Stack). A tracking server
+    named by its cluster-internal address (http://mlflow.plinth-system.svc:5000, where every
+    pod reaches the platform's server) is reached from this machine through a port forward to
+    one of its pods, over the Kubernetes API the stack's context reaches: no ingress, no VPN."""
+    uri = stack.tracking_uri
+    parsed = urlparse(uri)
+    if stack.role == "team" and parsed.scheme in ("http", "https") and parsed.hostname:
+        from platform_cli.kube import KubeClient, PortForward, ready_pod, service_address
+
+        internal = service_address(parsed.hostname)
+        if internal is not None:
+            service, namespace = internal
+            client = KubeClient.for_stack(stack)
+            forward = PortForward(client, namespace, ready_pod(client, namespace, service), parsed.port or (443 if parsed.scheme == "https" else 80))
+            uri = parsed._replace(netloc=f"127.0.0.1:{forward.local_port}").geturl()
+    return ModelRegistry(uri, stack.artifact_root)

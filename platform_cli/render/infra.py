@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from platform_cli.errors import PlinthError
-from platform_cli.spec.stack import Stack, load_stack
+from platform_cli.spec.stack import Stack, StackConfig, load_stack
 
 PROJECT = "plinth"
 ORGANIZATION = "organization"   # what Pulumi calls the organization of a self-managed backend
@@ -46,6 +46,9 @@ class CapturedResource:
     type: str               # Pulumi type token, e.g. kubernetes:core/v1:Namespace
     name: str               # Pulumi logical name
     inputs: dict[str, Any]  # what the provider would receive (camelCase); secret values still wrapped
+    # Logical names of the resources this one waits for (depends_on and inputs taken from them).
+    depends_on: tuple[str, ...] = ()
+    read: bool = False      # an existing object the program only reads (Resource.get), never creates
 
     @property
     def is_kubernetes_object(self) -> bool:
@@ -66,6 +69,7 @@ class CapturedResource:
             "version": inputs.get("version"),
             "namespace": inputs.get("namespace"),
             "values": inputs.get("values") or {},
+            **({"postrender": _shown_path(inputs["postrender"])} if inputs.get("postrender") else {}),
         }
 
 
@@ -74,6 +78,7 @@ class Rendering:
     stack: str
     resources: list[CapturedResource]
     outputs: dict[str, Any] = field(default_factory=dict)
+    stack_config: StackConfig | None = None   # what was rendered (render_stack sets it)
 
     def objects(self, redact: bool = True) -> list[dict[str, Any]]:
         """The Kubernetes objects in apply order (see ordered_objects)."""
@@ -93,21 +98,28 @@ class Rendering:
         return [obj for obj in self.objects() if obj["kind"] == kind]
 
 
+def _shown_path(path: str) -> str:
+    """A file of this checkout relative to it, so renderings read the same on every checkout."""
+    root = Path(__file__).resolve().parents[2]
+    return str(Path(path).relative_to(root)) if Path(path).is_relative_to(root) else path
+
+
 def rendering_yaml(rendering: Rendering) -> str:
     """The objects as one YAML stream (kubectl apply -f), Helm releases as a comment header."""
     objects, releases, files = rendering.objects(), rendering.releases(), rendering.manifest_files()
     header = [f"# stack {rendering.stack}: {len(objects)} Kubernetes objects, {len(releases)} Helm releases (rendered by plinth stack render)"]
-    if files:
+    if files and not releases:
         header.append(
             f"# engines: CRDs only (engines.install: crds-only): the engines' CustomResourceDefinitions from {len(files)} vendored files, "
             "no Helm charts, no GPU driver; nothing acts on their objects until the engines' controllers are installed another way"
         )
-        header.extend(f"# crd file {path}" for path in files)
+    header.extend(f"# crd file {path}" for path in files)
     for release in releases:
         source = release["repo"] or "oci"
         header.append(
             f"# helm release {release['name']}: chart {release['chart']} {release['version']} ({source}) "
             f"in namespace {release['namespace']}, values {json.dumps(release['values'], sort_keys=True)}"
+            + (f", post-rendered by {release['postrender']}" if release.get("postrender") else "")
         )
     return "\n".join(header) + "\n" + yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False)
 
@@ -125,7 +137,9 @@ def render_stack(stack: Stack | str, secrets: Mapping[str, str] | None = None) -
         platform = stack.platform_stack()
         references[platform.name] = render_stack(platform).outputs
     config, secret_keys = pulumi_config(stack, secrets or {})
-    return evaluate(stack.name, program_path(stack.project_root), config, secret_keys, references)
+    rendering = evaluate(stack.name, program_path(stack.project_root), config, secret_keys, references)
+    rendering.stack_config = stack.config
+    return rendering
 
 
 def pulumi_config(stack: Stack, secrets: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
@@ -141,6 +155,12 @@ def pulumi_config(stack: Stack, secrets: Mapping[str, str]) -> tuple[dict[str, s
             secret_keys.append(key)
         else:
             config[key] = value if isinstance(value, str) else json.dumps(value)
+    # A secret `up` needs but the file does not set yet renders as the placeholder (its value
+    # would be redacted anyway); `pulumi up` refuses to run without it.
+    for name in stack.config.needed_secret_keys:
+        if f"plinth:{name}" not in config:
+            config[f"plinth:{name}"] = secrets.get(name, REDACTED)
+            secret_keys.append(f"plinth:{name}")
     return config, secret_keys
 
 
@@ -166,6 +186,7 @@ def evaluate(
     from pulumi.runtime.sync_await import _sync_await
 
     captured: list[CapturedResource] = []
+    dependencies: dict[str, tuple[str, ...]] = {}
 
     class Capture(pulumi.runtime.Mocks):
         def new_resource(self, args: pulumi.runtime.MockResourceArgs):
@@ -174,7 +195,8 @@ def evaluate(
                 if referenced not in references:
                     raise PlinthError(f"stack {stack_name} references stack {referenced!r}, which was not rendered")
                 return args.name, {"name": args.inputs["name"], "outputs": dict(references[referenced]), "secretOutputNames": []}
-            captured.append(CapturedResource(args.typ, args.name, args.inputs))
+            read = bool(args.resource_id) and not args.inputs
+            captured.append(CapturedResource(args.typ, args.name, args.inputs, dependencies.get(args.name, ()), read))
             # The "created" resource reports its inputs back as its outputs (metadata.name, ...).
             return f"{args.name}-id", args.inputs
 
@@ -190,6 +212,15 @@ def evaluate(
     settings.reset_options()
     pulumi.runtime.set_all_config(dict(config), list(secret_keys))
     pulumi.runtime.set_mocks(Capture(), project=PROJECT, stack=stack_name, preview=False, organization=ORGANIZATION)
+    # The mocks hand new_resource no dependencies; the monitor's request has them (as URNs).
+    monitor = settings.get_monitor()
+    register = monitor.RegisterResource
+
+    def register_recording(request):
+        dependencies[request.name] = tuple(sorted(urn.rsplit("::", 1)[-1] for urn in request.dependencies))
+        return register(request)
+
+    monitor.RegisterResource = register_recording
     try:
         _sync_await(run_pulumi_func(lambda: runpy.run_path(str(program), run_name="__main__")))
         outputs = {}

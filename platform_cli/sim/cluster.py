@@ -28,6 +28,7 @@ from pathlib import Path
 
 from platform_cli.errors import PlinthError
 from platform_cli.sim import kueue, tools
+from platform_cli.spec.stack import PLATFORM_NAMESPACE, MlflowConfig
 
 CONTEXT = "plinth-sim"
 ADMIN = "plinth-sim-admin"
@@ -44,6 +45,9 @@ ADMISSION_PLUGINS = (
     "ValidatingAdmissionPolicy,ValidatingAdmissionWebhook,ResourceQuota"
 )
 STARTUP_TIMEOUT = 90.0
+MLFLOW_STARTUP_TIMEOUT = 300.0
+SIM_VOLUMES = 4
+SIM_VOLUME_SIZE = "2Ti"
 JOB_POD_RUNS_MS = {"durationMilliseconds": 45000, "jitterDurationMilliseconds": 60000}
 
 
@@ -74,6 +78,18 @@ def node_manifests(platform, nodes_per_pool: int | None, cpu_nodes: int) -> list
     for index in range(cpu_nodes):
         nodes.append(_node(f"{platform.cluster}-cpu-{index}", {"plinth.dev/node-role": "cpu"}, [], CPU_NODE_CAPACITY))
     return nodes
+
+
+def volume_manifests(folder: Path, count: int = SIM_VOLUMES) -> list[dict]:
+    """Static PersistentVolumes for the platform's claims (the MLflow database, HDFS): the sim
+    has no provisioner, and a claim without a storage class binds to any free volume that is
+    large enough. No pod ever mounts one (KWOK runs no container)."""
+    return [
+        {"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": f"sim-volume-{index}"},
+         "spec": {"capacity": {"storage": SIM_VOLUME_SIZE}, "accessModes": ["ReadWriteOnce"], "persistentVolumeReclaimPolicy": "Delete",
+                  "hostPath": {"path": str(folder / "volumes" / str(index))}}}
+        for index in range(count)
+    ]
 
 
 def _node(name: str, labels: dict[str, str], taints: list[dict], capacity: dict[str, str]) -> dict:
@@ -181,6 +197,7 @@ class SimState:
     gpus: int
     processes: list[Process]
     started: float
+    mlflow: str | None = None   # URL of the MLflow server the platform's MLflow pods stand for
 
     @classmethod
     def read(cls, folder: Path) -> SimState | None:
@@ -285,9 +302,10 @@ SIMULATED_LOG = (
 )
 
 
-def _kwok_config(folder: Path, kwok_binary: Path) -> None:
-    """KWOK's lifecycle stages (from its module, via scripts/cluster-tools) and, for every pod's
-    log, a file that says no container ran."""
+def _kwok_config(folder: Path, kwok_binary: Path, mlflow_port: int | None = None) -> None:
+    """KWOK's lifecycle stages (from its module, via scripts/cluster-tools), for every pod's
+    log a file that says no container ran, and (`mlflow_port`) a port forward that answers
+    for the platform's MLflow pods with the MLflow server this machine runs."""
     import yaml
 
     stages = []
@@ -304,7 +322,23 @@ def _kwok_config(folder: Path, kwok_binary: Path) -> None:
     log.write_text("".join(f"{stamp} stdout F {line}\n" for line in SIMULATED_LOG.splitlines()))
     logs = {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterLogs", "metadata": {"name": "simulated"},
             "spec": {"logs": [{"logsFile": str(log), "follow": False}]}}
-    (folder / "kwok.yaml").write_text("\n---\n".join([*stages, yaml.safe_dump(logs, sort_keys=False).strip()]) + "\n")
+    documents = [*stages, yaml.safe_dump(logs, sort_keys=False).strip()]
+    if mlflow_port is not None:
+        forward = {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "ClusterPortForward", "metadata": {"name": "mlflow"},
+                   "spec": {"selector": {"matchNamespaces": [PLATFORM_NAMESPACE]},
+                            "forwards": [{"ports": [MlflowConfig.port], "target": {"address": "127.0.0.1", "port": mlflow_port}}]}}
+        documents.append(yaml.safe_dump(forward, sort_keys=False).strip())
+    (folder / "kwok.yaml").write_text("\n---\n".join(documents) + "\n")
+
+
+def mlflow_argv(folder: Path, port: int) -> list[str]:
+    """The platform's MLflow server, run on this machine: its store a SQLite file of the sim."""
+    import sys
+
+    store = folder / "mlflow"
+    return [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+            "--backend-store-uri", f"sqlite:///{store / 'mlflow.db'}", "--default-artifact-root", str(store / "artifacts"),
+            "--no-serve-artifacts", "--workers", "1"]
 
 
 def _spawn(name: str, argv: list[str], folder: Path) -> Process:
@@ -425,13 +459,24 @@ def up(platform_stack: str, nodes_per_pool: int | None = None, cpu_nodes: int = 
     (folder / "tokens.csv").write_text(f'{token},{ADMIN},{ADMIN},"system:masters"\n')
     (folder / "tokens.csv").chmod(0o600)
     _serving_cert(folder / "pki" / "kwok.crt", folder / "pki" / "kwok.key")
-    _kwok_config(folder, binaries["kwok"])
+    # The platform's MLflow pods are KWOK's; their port 5000 is this machine's MLflow server.
+    mlflow_port = _free_ports(1)[0] if stack.config.platform.mlflow.server == "in-cluster" else None
+    _kwok_config(folder, binaries["kwok"], mlflow_port)
     ports = Ports(*_free_ports(4))
     argv = commands(folder, binaries, ports)
     server = f"https://127.0.0.1:{ports.apiserver}"
     state = SimState(platform_stack, server, CONTEXT, str(kubeconfig_path()), len(nodes),
                      sum(int(n["status"]["capacity"].get("nvidia.com/gpu", 0)) for n in nodes), [], time.time())
     try:
+        mlflow = None
+        if mlflow_port is not None:
+            # Started first and waited for last: it takes longest to start (imports).
+            on_progress("starting mlflow")
+            (folder / "mlflow").mkdir()
+            mlflow = _spawn("mlflow", mlflow_argv(folder, mlflow_port), folder)
+            state.processes.append(mlflow)
+            state.mlflow = f"http://127.0.0.1:{mlflow_port}"
+            state.write(folder)
         for name in argv:
             if name == "kube-controller-manager":
                 # The controllers, scheduler and KWOK connect as the administrator.
@@ -450,6 +495,8 @@ def up(platform_stack: str, nodes_per_pool: int | None = None, cpu_nodes: int = 
         on_progress(f"creating {len(nodes)} nodes")
         for node in nodes:
             client.create(node)
+        for volume in volume_manifests(folder):
+            client.create(volume)
         kwok = next(p for p in state.processes if p.name == "kwok")
         _wait(f"{len(nodes)} nodes Ready", lambda: _ready_nodes(client) >= len(nodes), kwok)
         # Pods need their namespace's default service account, which a controller creates.
@@ -459,6 +506,8 @@ def up(platform_stack: str, nodes_per_pool: int | None = None, cpu_nodes: int = 
         _wait("the default service account", lambda: client.get(Resource("v1", "ServiceAccount"), "default", "default") is not None, manager)
         if kueue_binary is not None:
             _start_kueue(folder, kueue_binary, client, state, on_progress)
+        if mlflow is not None:
+            _wait("mlflow", lambda: _http_ok(f"http://127.0.0.1:{mlflow_port}/health"), mlflow, timeout=MLFLOW_STARTUP_TIMEOUT)
     except BaseException:
         stop(state)
         raise

@@ -130,11 +130,15 @@ class ServingConfig(ConfigModel):
 # Cluster stacks. A platform stack (one per cluster) installs what every team shares; a team
 # stack (one per team environment) carves out the team's slice and is where its jobs run.
 
+# Home of the platform's shared services (the MLflow server, ...); team network policies may reach it.
+PLATFORM_NAMESPACE = "plinth-system"
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+HOSTNAME = r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 # Kubernetes quantities ("64", "500m", "256Gi"); the API server parses them, we only check shape.
 QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti|P|Pi|E|Ei)?$"
 PATTERN_MEANINGS = {
     DNS_LABEL: "must be a DNS label: lower-case letters, digits and '-', at most 63",
+    HOSTNAME: "must be a DNS name: dot-separated DNS labels (lower-case letters, digits and '-')",
     QUANTITY: "must be a Kubernetes quantity such as 500m, 64 or 256Gi",
 }
 
@@ -281,6 +285,10 @@ class KServeConfig(ConfigModel):
     )
     cert_manager_version: str = "v1.16.2"
     ingress_class: str = Field("nginx", description="IngressClass KServe gives model servers (RawDeployment)")
+    domain: str | None = Field(
+        None, pattern=HOSTNAME,
+        description="the DNS domain model hostnames are made under (<name>-<namespace>.<domain>); the ingress controller must answer for *.<domain>",
+    )
     ingress_namespace: str = Field("ingress-nginx", pattern=DNS_LABEL, description="namespace of that ingress controller; team network policies admit it")
 
 
@@ -292,6 +300,48 @@ class YarnConfig(ConfigModel):
     hadoop_conf_dir: str | None = Field(None, description="HADOOP_CONF_DIR on the submitting machine; generated if unset")
 
 
+class MlflowConfig(ConfigModel):
+    """The MLflow tracking server every team's model library uses: a Deployment and Service
+    `mlflow` in plinth-system, its backend store in PostgreSQL, artifacts on the platform's
+    storage. `server: external` points the Service at a server outside the cluster instead."""
+
+    server: Literal["in-cluster", "external", "none"] = Field(
+        "in-cluster", description="in-cluster: deploy MLflow and PostgreSQL; external: a server at externalAddress; none: teams bring their own"
+    )
+    image: str = Field("ghcr.io/mlflow/mlflow:v3.17.2", description="an MLflow image with psycopg2 (PostgreSQL) and the artifact store's client")
+    postgres_image: str = "postgres:17.6"
+    database_storage: str = Field("20Gi", pattern=QUANTITY, description="the PostgreSQL volume")
+    storage_class: str | None = None
+    external_address: str | None = Field(None, description="external: the IP address the server listens on (port 5000), outside the cluster")
+
+    # Where teams find it: PLATFORM_TRACKING_URI.
+    service: ClassVar[str] = "mlflow"
+    port: ClassVar[int] = 5000
+
+    @model_validator(mode="after")
+    def _address(self) -> "MlflowConfig":
+        if self.server == "external":
+            if self.external_address is None:
+                raise ValueError("server external needs externalAddress: the IP address of the MLflow server")
+            try:
+                address = ipaddress.ip_address(self.external_address)
+            except ValueError:
+                raise ValueError(f"externalAddress {self.external_address!r} is not an IP address (a Service's endpoints are addresses, not names)") from None
+            if address.is_loopback or address.is_link_local or address.is_unspecified:
+                raise ValueError(f"externalAddress {self.external_address}: the API server refuses loopback, link-local and unspecified endpoints; use the machine's own address")
+        return self
+
+
+# The platform's MLflow server as every pod on the cluster reaches it (infra/components/mlflow.py).
+PLATFORM_TRACKING_URI = f"http://{MlflowConfig.service}.{PLATFORM_NAMESPACE}.svc:{MlflowConfig.port}"
+
+
+class ExistingEngine(ConfigModel):
+    """An engine the cluster may already run (installed by another team or the cloud provider)."""
+
+    existing: bool = Field(False, description="true: use the cluster's own installation; the platform stack installs nothing and checks that it is there")
+
+
 class EnginesConfig(ConfigModel):
     """How the platform installs the engines its jobs, flows and models run on (the batch
     scheduler, the Spark, MPI and training operators, Argo Workflows, KServe, the GPU driver)."""
@@ -301,6 +351,7 @@ class EnginesConfig(ConfigModel):
         description="helm: each engine's Helm chart (controllers and CRDs); crds-only: only the engines' CRDs, "
         "from the files Plinth vendors (an air-gapped cluster whose controllers come another way, or plinth sim)",
     )
+    cert_manager: ExistingEngine = Field(default_factory=ExistingEngine, description="cert-manager, which KServe's webhooks get their certificates from")
 
 
 class PlatformConfig(ConfigModel):
@@ -315,6 +366,7 @@ class PlatformConfig(ConfigModel):
     kserve: KServeConfig = KServeConfig()
     yarn: YarnConfig | None = None
     engines: EnginesConfig = EnginesConfig()
+    mlflow: MlflowConfig = MlflowConfig()
     api_server_cidrs: list[Cidr] = Field(
         default_factory=lambda: ["0.0.0.0/0"],
         description="where team pods may reach the Kubernetes API server (Spark drivers create executors); narrow it to the API server's addresses",
@@ -325,6 +377,13 @@ class PlatformConfig(ConfigModel):
         names = [pool.name for pool in self.gpu_pools]
         if duplicate := next((n for n in names if names.count(n) > 1), None):
             raise ValueError(f"gpu pool {duplicate!r} is declared twice")
+        return self
+
+    @model_validator(mode="after")
+    def _kserve_domain(self) -> "PlatformConfig":
+        if self.engines.install == "helm" and self.kserve.domain is None:
+            raise ValueError("kserve.domain: missing; KServe would make model hostnames under example.com. "
+                             "Set the DNS domain your ingress controller answers for, e.g. kserve: {domain: models.example.org}")
         return self
 
     def pool(self, name: str) -> GpuPoolConfig | None:
@@ -407,7 +466,7 @@ class SecretValue(ConfigModel):
 
 
 # Secret keys of a stack file, each set with `pulumi config set --secret plinth:<key>`.
-SECRET_KEYS = ("storageAccessKey", "storageSecretKey", "imageRegistryPassword")
+SECRET_KEYS = ("storageAccessKey", "storageSecretKey", "imageRegistryPassword", "mlflowDatabasePassword")
 
 
 def _no_clear_text(value: object, info: ValidationInfo) -> object:
@@ -440,6 +499,8 @@ class StackConfig(ConfigModel):
     storage_access_key: SecretValue | None = None
     storage_secret_key: SecretValue | None = None
     image_registry_password: SecretValue | None = None
+    # The password of the platform's MLflow PostgreSQL (platform stacks with mlflow.server in-cluster).
+    mlflow_database_password: SecretValue | None = None
 
     _clear_text = field_validator(*(to_snake(key) for key in SECRET_KEYS), mode="before")(_no_clear_text)
 
@@ -456,6 +517,14 @@ class StackConfig(ConfigModel):
                 "team.imageRegistry needs its password as a secret: run `pulumi config set --secret plinth:imageRegistryPassword VALUE`"
             )
         return self
+
+    @property
+    def needed_secret_keys(self) -> list[str]:
+        """The secret keys `pulumi up` of this stack needs, whether or not the file sets them."""
+        needed = list(self.secret_keys)
+        if self.platform is not None and self.platform.mlflow.server == "in-cluster" and "mlflowDatabasePassword" not in needed:
+            needed.append("mlflowDatabasePassword")
+        return needed
 
     @property
     def secret_keys(self) -> list[str]:
@@ -522,6 +591,8 @@ class Stack(BaseModel):
     @property
     def tracking_uri(self) -> str:
         uri = self.config.registry.tracking_uri
+        if uri is None and self.config.team is not None:
+            return PLATFORM_TRACKING_URI
         if uri is None:
             return f"sqlite:///{self.home / 'registry' / 'mlflow.db'}"
         if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):

@@ -88,7 +88,7 @@ def test_render_lists_helm_releases_and_says_what_it_could_not_validate(project:
     assert result.exit_code == 0, result.output
     rendered = json.loads(result.stdout)
     assert {r["name"]: r["version"] for r in rendered["helmReleases"]} == {
-        "cert-manager": "v1.16.2", "kserve": "v0.15.2", "kserve-crd": "v0.15.2", "nvidia-device-plugin": "0.17.1", "volcano": "1.15.1",
+        "cert-manager": "v1.16.2", "kserve": "v0.15.2", "kserve-crd": "v0.15.2", "kserve-runtimes": "v0.15.2", "nvidia-device-plugin": "0.17.1", "volcano": "1.15.1",
         "spark-operator": "2.5.2", "argo-workflows": "2.0.1",
     }
     assert "NodePool" in {obj["kind"] for obj in rendered["objects"]}
@@ -218,3 +218,48 @@ def test_the_boundary_asks_the_automation_api_for_the_projects_own_program(proje
     assert pulumi_engine._select(load_stack("team-feed")) == "stack"
     # a local program (no `program=`): Pulumi runs Pulumi.yaml's main (infra/) in the project
     assert asked == [{"stack_name": "team-feed", "work_dir": str(project)}]
+
+
+def test_check_reads_every_values_key_against_the_charts_and_says_what_it_cannot_verify(project: Path) -> None:
+    result = plinth("stack", "check", "platform-prod", "-o", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    statuses = {(k["release"], k["key"]): k["status"] for k in report["keys"]}
+    assert statuses[("kserve", "kserve.controller.gateway.domain")] == "read"
+    assert statuses[("spark-operator", "controller.batchScheduler.default")] == "read"
+    assert statuses[("cert-manager", "crds.enabled")] == "read"
+    # No source of these chart versions could be fetched: said so, not passed off as read.
+    assert statuses[("argo-workflows", "*")] == statuses[("nvidia-device-plugin", "*")] == "unverified"
+    assert report["ignored"] == 0 and report["unverified"] == 2
+    released = {r["release"]: r["released"] for r in report["releases"]}
+    assert released["volcano"].startswith("2026-07-30") and released["kserve"].startswith("2025-05-27")
+
+
+def test_check_exits_1_naming_a_key_the_chart_version_never_reads(project: Path, tmp_path: Path, monkeypatch) -> None:
+    # A kserve chart whose templates do not read gateway.domain (as one before the key existed).
+    from platform_cli import charts
+
+    data = tmp_path / "data"
+    data.mkdir()
+    for path in charts.DATA.glob("*.json"):
+        record = json.loads(path.read_text())
+        if record["chart"] == "kserve":
+            record["reads"] = [r for r in record["reads"] if r != "kserve.controller.gateway.domain"]
+        (data / path.name).write_text(json.dumps(record))
+    monkeypatch.setattr(charts, "DATA", data)
+    charts.chart_record.cache_clear()
+    try:
+        result = plinth("stack", "check", "platform-prod")
+    finally:
+        charts.chart_record.cache_clear()
+    assert result.exit_code == 1
+    line = next(line for line in result.stdout.splitlines() if line.startswith("kserve ") and "gateway.domain" in line)
+    assert line.split()[4] == "ignored" and "no template of kserve v0.15.2 reads it (set in values.yaml, referenced by no template)" in line
+    assert "2 ignored" in result.stdout   # the controller's release and the runtimes' release
+
+
+def test_check_of_a_team_stack_points_at_its_platform(project: Path) -> None:
+    result = plinth("stack", "check", "team-feed")
+    assert result.exit_code == 1
+    assert "stack team-feed is a team stack; only a platform stack installs engines" in result.output
+    assert "plinth stack check platform-prod" in result.output

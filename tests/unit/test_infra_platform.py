@@ -13,7 +13,7 @@ import pytest
 
 from infra.components.hadoop import render_site_xml
 from platform_cli.errors import PlinthError
-from platform_cli.render.infra import render_stack, validate_rendering
+from platform_cli.render.infra import render_stack, rendering_json, rendering_yaml, validate_rendering
 from platform_cli.spec.stack import load_stack
 from tests.conftest import REPO
 from tests.unit.infra_support import by_kind, render_example, stack_config, variant_project
@@ -96,12 +96,13 @@ def test_helm_releases_are_pinned_charts_from_their_repositories(platform) -> No
         "cert-manager": ("cert-manager", "https://charts.jetstack.io", "v1.16.2", "cert-manager"),
         "kserve-crd": ("oci://ghcr.io/kserve/charts/kserve-crd", None, "v0.15.2", "kserve"),
         "kserve": ("oci://ghcr.io/kserve/charts/kserve", None, "v0.15.2", "kserve"),
+        "kserve-runtimes": ("oci://ghcr.io/kserve/charts/kserve", None, "v0.15.2", "kserve"),
         "spark-operator": ("spark-operator", "https://kubeflow.github.io/spark-operator", "2.5.2", "spark-operator"),
         "argo-workflows": ("argo-workflows", "https://argoproj.github.io/argo-helm", "2.0.1", "argo"),
     }
     assert {name: (r["chart"], r["repo"], r["version"], r["namespace"]) for name, r in installed.items()} == expected
     assert installed["kserve"]["values"]["kserve"]["controller"]["deploymentMode"] == "RawDeployment"
-    assert installed["cert-manager"]["values"] == {"crds": {"enabled": True}}
+    assert installed["cert-manager"]["values"] == {"crds": {"enabled": True, "keep": False}}   # destroy removes its CRDs
     plugin = installed["nvidia-device-plugin"]["values"]
     terms = plugin["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert terms == [{"matchExpressions": [{"key": "plinth.dev/gpu-pool", "operator": "Exists"}]}]
@@ -144,7 +145,7 @@ def test_kueue_gpu_operator_s3_and_yarn_variant(variant) -> None:
     assert flavors["gpu-t4"]["spec"]["tolerations"] == [{"key": "nvidia.com/gpu", "operator": "Equal", "value": "present", "effect": "NoSchedule"}]
     assert variant.outputs["kueueFlavors"] == {"a100": "gpu-a100", "t4": "gpu-t4"}
     # S3 lives outside the cluster: no HDFS objects, and the outputs say where it is.
-    assert not variant.of_kind("StatefulSet")
+    assert not [s for s in variant.of_kind("StatefulSet") if s["metadata"]["name"].startswith("hdfs-")]
     assert variant.outputs["storage"] == {"kind": "s3", "uri": "s3a://plinth-prod", "endpoint": "https://minio.example.com:9000", "region": "us-east-1", "bucket": "plinth-prod"}
     hadoop = by_kind(variant, "ConfigMap")["plinth-system/hadoop-conf"]["data"]
     yarn = {p.findtext("name"): p.findtext("value") for p in ElementTree.fromstring(hadoop["yarn-site.xml"])}
@@ -157,3 +158,113 @@ def test_site_xml_keeps_hostile_values_as_data() -> None:
     hostile = "x</value></property><property><name>evil</name><value>1"
     parsed = {p.findtext("name"): p.findtext("value") for p in ElementTree.fromstring(render_site_xml({"fs.defaultFS": hostile}))}
     assert parsed == {"fs.defaultFS": hostile}
+
+
+def resource(rendering, name: str):
+    """The captured resource of that name (not a component: those are plinth:* types)."""
+    return next(r for r in rendering.resources if r.name == name and r.type.startswith("kubernetes:"))
+
+
+def test_kserve_runtimes_install_after_the_controller_whose_webhook_admits_them(platform) -> None:
+    # One chart, two releases: the runtimes release waits for the controller's release, whose
+    # Helm wait ends when the controller (its webhook) is Ready.
+    installed = releases(platform)
+    assert installed["kserve"]["postrender"] == "infra/postrender/kserve-without-runtimes"
+    assert installed["kserve-runtimes"]["postrender"] == "infra/postrender/kserve-runtimes-only"
+    assert installed["kserve-runtimes"]["values"] == installed["kserve"]["values"]
+    assert resource(platform, "kserve-runtimes").depends_on == ("kserve",)
+    assert set(resource(platform, "kserve").depends_on) == {"cert-manager", "kserve-crd"}
+    assert resource(platform, "kserve").inputs["atomic"] is True
+
+
+def test_kserve_makes_model_hostnames_under_the_stacks_domain(platform) -> None:
+    gateway = releases(platform)["kserve"]["values"]["kserve"]["controller"]["gateway"]
+    assert gateway == {"domain": "models.prod.example.org", "ingressGateway": {"className": "nginx"}}
+    assert platform.outputs["kserve"]["domain"] == "models.prod.example.org"
+
+
+def test_a_helm_platform_without_a_kserve_domain_is_refused(tmp_path, monkeypatch) -> None:
+    config = dict(stack_config("platform-prod", "plinth:platform"))
+    config["kserve"] = {key: value for key, value in config["kserve"].items() if key != "domain"}
+    monkeypatch.setenv("PLINTH_PROJECT_DIR", str(variant_project(tmp_path / "p", {"platform-prod": {"plinth:platform": config}})))
+    with pytest.raises(PlinthError, match=r"plinth:platform: kserve.domain: missing; KServe would make model hostnames under example.com"):
+        load_stack("platform-prod")
+
+
+def test_an_existing_cert_manager_is_read_not_installed(tmp_path, monkeypatch) -> None:
+    config = dict(stack_config("platform-prod", "plinth:platform"), engines={"certManager": {"existing": True}})
+    monkeypatch.setenv("PLINTH_PROJECT_DIR", str(variant_project(tmp_path / "p", {"platform-prod": {"plinth:platform": config}})))
+    rendering = render_stack("platform-prod")
+    assert "cert-manager" not in releases(rendering)
+    read = resource(rendering, "cert-manager")
+    assert read.read and read.type == "kubernetes:apiextensions.k8s.io/v1:CustomResourceDefinition"
+    # KServe still waits for it: its Certificate and Issuer need cert-manager's CRDs.
+    assert set(resource(rendering, "kserve").depends_on) == {"cert-manager", "kserve-crd"}
+
+
+def test_argo_workflows_crds_go_with_the_release(platform) -> None:
+    # Minimal CRDs as objects of the release (not the full ones a hook Job would download and
+    # no uninstall deletes), deleted with it.
+    assert releases(platform)["argo-workflows"]["values"]["crds"] == {"install": True, "full": False, "keep": False}
+
+
+def test_the_mlflow_server_keeps_its_store_in_postgres_and_admits_only_team_namespaces(platform) -> None:
+    deployment = by_kind(platform, "Deployment")["plinth-system/mlflow"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    command = container["command"]
+    assert command[:2] == ["mlflow", "server"]
+    assert command[command.index("--backend-store-uri") + 1] == "postgresql://mlflow:$(DATABASE_PASSWORD)@mlflow-database:5432/mlflow"
+    assert command[command.index("--default-artifact-root") + 1] == "hdfs://hdfs-namenode.plinth-storage.svc:8020/mlflow"
+    assert container["env"] == [{"name": "DATABASE_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "mlflow-database", "key": "password"}}}]
+    service = by_kind(platform, "Service")["plinth-system/mlflow"]
+    assert service["spec"]["ports"][0]["port"] == 5000 and service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    database = by_kind(platform, "StatefulSet")["plinth-system/mlflow-database"]
+    assert database["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    # The password exists only in the Secret, and the rendering shows it redacted.
+    assert by_kind(platform, "Secret")["plinth-system/mlflow-database"]["stringData"] == {"password": "(secret)"}
+    policies = by_kind(platform, "NetworkPolicy")
+    server = policies["plinth-system/mlflow-from-teams"]["spec"]
+    assert server["ingress"] == [{"from": [{"namespaceSelector": {"matchExpressions": [{"key": "plinth.dev/team", "operator": "Exists"}]}}],
+                                  "ports": [{"protocol": "TCP", "port": 5000}]}]
+    store = policies["plinth-system/mlflow-database-from-server"]["spec"]
+    assert store["ingress"][0]["from"] == [{"podSelector": {"matchLabels": deployment["spec"]["selector"]["matchLabels"]}}]
+    assert set(resource(platform, "mlflow-server").depends_on) >= {"mlflow-database", "mlflow-database-secret"}
+    assert platform.outputs["mlflow"] == {"server": "in-cluster", "trackingUri": "http://mlflow.plinth-system.svc:5000"}
+
+
+def test_the_mlflow_password_is_a_secret_the_rendering_never_shows(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("PLINTH_PROJECT_DIR", str(REPO))
+    rendering = render_stack("platform-prod", secrets={"mlflowDatabasePassword": "s3cret-value"})
+    assert "s3cret-value" not in rendering_yaml(rendering) and "s3cret-value" not in rendering_json(rendering)
+    secret = next(r for r in rendering.resources if r.name == "mlflow-database-secret")
+    assert secret.object(redact=False)["stringData"] == {"password": "s3cret-value"}
+
+
+def test_an_external_mlflow_server_is_a_service_with_its_address_as_endpoints(tmp_path, monkeypatch) -> None:
+    config = dict(stack_config("platform-prod", "plinth:platform"), mlflow={"server": "external", "externalAddress": "10.20.30.40"})
+    monkeypatch.setenv("PLINTH_PROJECT_DIR", str(variant_project(tmp_path / "p", {"platform-prod": {"plinth:platform": config}})))
+    rendering = render_stack("platform-prod")
+    assert not rendering.of_kind("Deployment") and not by_kind(rendering, "Secret")
+    assert "selector" not in by_kind(rendering, "Service")["plinth-system/mlflow"]["spec"]
+    endpoints = by_kind(rendering, "EndpointSlice")["plinth-system/mlflow"]
+    assert endpoints["endpoints"] == [{"addresses": ["10.20.30.40"], "conditions": {"ready": True}}]
+    assert endpoints["metadata"]["labels"]["kubernetes.io/service-name"] == "mlflow"
+
+
+def test_an_external_mlflow_address_must_be_one_the_api_server_accepts(tmp_path, monkeypatch) -> None:
+    config = dict(stack_config("platform-prod", "plinth:platform"), mlflow={"server": "external", "externalAddress": "127.0.0.1"})
+    monkeypatch.setenv("PLINTH_PROJECT_DIR", str(variant_project(tmp_path / "p", {"platform-prod": {"plinth:platform": config}})))
+    with pytest.raises(PlinthError, match=r"plinth:platform.mlflow: externalAddress 127.0.0.1: the API server refuses loopback"):
+        load_stack("platform-prod")
+
+
+def test_the_spark_operators_crds_belong_to_the_stack_not_to_helms_crds_folder(platform) -> None:
+    # Helm installs a chart's crds/ once and never deletes it; the stack's own CRD resources go
+    # with `pulumi destroy`.
+    assert platform.manifest_files() == [
+        "platform_cli/render/crds/spark-operator/v2.5.2/sparkoperator.k8s.io_scheduledsparkapplications.yaml",
+        "platform_cli/render/crds/spark-operator/v2.5.2/sparkoperator.k8s.io_sparkapplications.yaml",
+    ]
+    spark = resource(platform, "spark-operator")
+    assert spark.inputs["skipCrds"] is True
+    assert set(spark.depends_on) == {"crds-sparkoperator-k8s-io-sparkapplications", "crds-sparkoperator-k8s-io-scheduledsparkapplications"}

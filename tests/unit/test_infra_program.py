@@ -72,10 +72,15 @@ EXPECTED_TYPES = {
         "kubernetes:core/v1:Namespace": 2,                      # plinth-system, plinth-storage
         "kubernetes:karpenter.sh/v1:NodePool": 2,               # a100, t4
         "kubernetes:scheduling.k8s.io/v1:PriorityClass": 4,
-        "kubernetes:helm.sh/v3:Release": 7,                     # volcano, device plugin, cert-manager, kserve-crd, kserve, spark-operator, argo-workflows
-        "kubernetes:core/v1:Service": 2,                        # hdfs-namenode, hdfs-datanode
+        "kubernetes:helm.sh/v3:Release": 8,                     # volcano, device plugin, cert-manager, kserve-crd, kserve, kserve-runtimes, spark-operator, argo-workflows
+        "kubernetes:core/v1:Service": 4,                        # hdfs-namenode, hdfs-datanode, mlflow, mlflow-database
         "kubernetes:core/v1:ConfigMap": 1,                      # hdfs-config
-        "kubernetes:apps/v1:StatefulSet": 2,
+        "kubernetes:apps/v1:StatefulSet": 3,                    # hdfs-namenode, hdfs-datanode, mlflow-database
+        "kubernetes:apps/v1:Deployment": 1,                     # mlflow
+        "kubernetes:core/v1:Secret": 1,                         # mlflow-database (its password)
+        "kubernetes:networking.k8s.io/v1:NetworkPolicy": 2,     # teams to mlflow, mlflow to its database
+        "plinth:platform:MlflowServer": 1,
+        "kubernetes:yaml/v2:ConfigFile": 2,                     # the Spark operator's CRDs
         "plinth:platform:GpuPool": 2,
         "plinth:platform:GpuDriver": 1,
         "plinth:platform:Scheduler": 1,

@@ -103,3 +103,13 @@ def test_an_unreachable_api_server_is_one_line() -> None:
     client = KubeClient(RecordingApiClient(unreachable), CONTEXT)
     with pytest.raises(PlinthError, match=r"^applying MPIJob feed/train-abcde: cannot reach the Kubernetes API \(MaxRetryError\); check the cluster is up"):
         client.apply(MPIJOB)
+
+
+def test_only_cluster_internal_service_names_are_reached_through_the_cluster() -> None:
+    from platform_cli.kube import service_address
+
+    assert service_address("mlflow.plinth-system.svc") == ("mlflow", "plinth-system")
+    assert service_address("mlflow.plinth-system.svc.cluster.local") == ("mlflow", "plinth-system")
+    assert service_address("mlflow.example.org") is None
+    assert service_address("127.0.0.1") is None
+    assert service_address("svc") is None
