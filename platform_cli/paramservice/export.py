@@ -26,7 +26,7 @@ from platform_cli.atomic import staged_dir
 from platform_cli.errors import PlinthError
 from platform_cli.features import SPEC_FILE
 from platform_cli.paramservice.split import SPLIT_FILE
-from platform_cli.paramservice.store import check_url, open_store
+from platform_cli.paramservice.store import PASSWORD_ENV, check_url, open_store, resolve
 
 if TYPE_CHECKING:
     from platform_cli.spec.stack import Stack
@@ -108,3 +108,25 @@ def compare(model_dir: Path, split_dir: Path, store_url: str, home: Path) -> flo
         return float(np.max(np.abs(served(probe).astype(np.float64) - whole.probabilities(probe))))
     finally:
         served.store.close()
+
+
+def serving_source(registry, stack: Stack, name: str, version: int, store_url: str) -> tuple[Path, str]:
+    """(the version's dense part, the store URL its server reads) for serving from the parameter
+    service; PlinthError when the version was not exported there."""
+    found = registry.get(name, version)
+    url = resolve(store_url, stack.home)
+    if EXPORT_KEY not in found.exports:
+        raise PlinthError(f"model {name} version {found.version} has no dense part for the parameter service",
+                          f"export it first: plinth model params export {name} {found.version} --store {store_url}")
+    store = open_store(url)
+    try:
+        exported = store.tables(name)
+    except Exception as e:  # the store is down or refuses us: say which, before a server starts
+        raise PlinthError(f"parameters: cannot read {store.url}: {' '.join(str(e).split())[:200]}",
+                          f"check the store (and {PASSWORD_ENV} for Redis)") from e
+    finally:
+        store.close()
+    if not any(t["version"] == found.version for t in exported):
+        raise PlinthError(f"{store.url} has no rows of model {name} version {found.version}",
+                          f"export them: plinth model params export {name} {found.version} --store {store_url}")
+    return registry.export_dir(name, found.version, EXPORT_KEY), url

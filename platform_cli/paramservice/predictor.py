@@ -56,6 +56,13 @@ class ParameterServiceModel:
 
         return cls(manifest, runner(KEYS_MODEL), runner(DENSE_MODEL), open_store(store_url, home))
 
+    def row_ids(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """The ids of the rows of each table these model inputs read."""
+        import numpy as np
+
+        keys = self._keys(**{name: inputs[name] for name in self.inputs})
+        return {table: np.unique(np.concatenate([keys[c["keys"]].ravel() for c in self.cuts if c["table"] == table])) for table in self.tables}
+
     def lookup(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """The dense model's row inputs for these model inputs: one store lookup."""
         import numpy as np

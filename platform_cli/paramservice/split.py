@@ -37,6 +37,9 @@ KEYS_SAVED_MODEL = "keys"
 DENSE_SAVED_MODEL = "dense"
 # The dense model's input for a cut's rows: rows_0, rows_1, ... (in the order of split.json).
 ROWS_INPUT = "rows_{}"
+_VALUE_SUFFIX = "/.ATTRIBUTES/VARIABLE_VALUE"
+# Edges of a SavedModel's object graph that list variables again under generic names.
+_COLLECTIONS = {"variables", "trainable_variables", "non_trainable_variables", "keras_api"}
 
 
 @dataclass
@@ -90,8 +93,13 @@ def split_model(model_dir: str | os.PathLike[str]) -> Split:
     signature = loaded.signatures[tflite.SIGNATURE]
     input_names = sorted(signature.structured_input_signature[1])
     output_name = tflite.OUTPUT
-    # Tables are recognised by value: the frozen graph's constants that hold a variable's values.
-    variables = [(v.name.removesuffix(":0"), v.numpy()) for v in signature.variables]
+    # Tables are recognised by value: the frozen graph's constants that hold a variable's values,
+    # named by the variable's path in the SavedModel's checkpoint (embedding/embeddings), which
+    # is the same for every version of a model.
+    reader = tf.train.load_checkpoint(str(Path(model_dir) / "variables" / "variables"))
+    paths = _variable_paths(reader)
+    variables = [(paths.get(key, key.removesuffix(_VALUE_SUFFIX)), reader.get_tensor(key))
+                 for key, shape in sorted(reader.get_variable_to_shape_map().items()) if key.endswith(_VALUE_SUFFIX) and len(shape) >= 2]
     frozen = convert_variables_to_constants_v2(signature)
     graph_def = frozen.graph.as_graph_def()
     nodes = {node.name: node for node in graph_def.node}
@@ -151,6 +159,28 @@ def split_model(model_dir: str | os.PathLike[str]) -> Split:
     split.keys_tflite = _convert(tf, modules[KEYS_SAVED_MODEL], "keys")
     split.dense_tflite = _convert(tf, modules[DENSE_SAVED_MODEL], "dense")
     return split
+
+
+def _variable_paths(reader) -> dict[str, str]:
+    """Checkpoint key -> the variable's attribute path from the saved object (embedding/embeddings
+    for a Keras layer's table), the first path found breadth-first past generic collections."""
+    from collections import deque
+
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    paths, seen, queue = {}, {0}, deque([(0, "")])
+    while queue:
+        node_id, path = queue.popleft()
+        for attribute in graph.nodes[node_id].attributes:
+            if attribute.name == "VARIABLE_VALUE" and path:
+                paths.setdefault(attribute.checkpoint_key, path)
+        for child in graph.nodes[node_id].children:
+            if child.local_name not in _COLLECTIONS and child.node_id not in seen:
+                seen.add(child.node_id)
+                queue.append((child.node_id, f"{path}/{child.local_name}".lstrip("/")))
+    return paths
 
 
 def _shape(tensor) -> list[int]:

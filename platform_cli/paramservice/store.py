@@ -99,6 +99,14 @@ def check_url(url: str) -> None:
                       "use sqlite (the stack's local file), sqlite:///PATH, or redis://HOST:PORT/DB")
 
 
+def resolve(url: str, home: Path | None) -> str:
+    """The URL as a server started anywhere reads it: plain `sqlite` becomes the stack's file."""
+    check_url(url)
+    if url == "sqlite" or url.startswith("sqlite:"):
+        return f"sqlite:///{sqlite_path(url, home)}"
+    return url
+
+
 def redact(url: str) -> str:
     parts = urlsplit(url)
     if parts.password is None and parts.username is None:
