@@ -22,6 +22,7 @@ class PlatformOutputs(TypedDict):
     storage: dict[str, Any]             # {kind, uri, namespace (hdfs), image (hdfs), endpoint/region/bucket (s3)}
     kserve: dict[str, Any]              # {version, deploymentMode, ingressNamespace}
     yarn: dict[str, str] | None         # {resourceManager, defaultFs}
+    parameterService: dict[str, str] | None  # {url}: Redis for embedding rows; password: a Secret beside it
     platformNamespace: str
 
 
