@@ -177,6 +177,7 @@ def serve(
 
     from platform_cli.serving import local as serving
 
+    _check_parameters(parameters)
     stack_config = _stack(stack)
     registry = _registry(stack_config)
     found = registry.get(name, version)
@@ -277,6 +278,7 @@ def promote(
 
     from platform_cli.serving import release
 
+    _check_parameters(parameters)
     started = datetime.now(timezone.utc)
     stack_config = _stack(stack)
     with Console(stderr=True).status(f"promoting {name} v{version} ..."):
@@ -450,6 +452,14 @@ def params_list(
     finally:
         opened.close()
     emit(found, output, lambda: (["model", "version", "table", "rows", "dim"], [(t["model"], t["version"], t["table"], t["rows"], t["dim"]) for t in found]))
+
+
+def _check_parameters(url: str | None) -> None:
+    """A --parameters URL refused before the stack and the model library are opened."""
+    if url is not None:
+        from platform_cli.paramservice.store import check_url
+
+        check_url(url)
 
 
 def _report_change(stack_config, after, output: OutputFormat, started, version: int | None = None) -> None:
