@@ -171,10 +171,12 @@ class SqliteStore(ParameterStore):
         import json
 
         # One statement for every table: [table, id] pairs as JSON, joined to the primary key.
+        # CROSS JOIN keeps the pairs as the outer loop (one primary-key probe each): left to
+        # itself, the planner scans all of the version's rows instead.
         names = list(ids)
         pairs = "[" + ",".join(f"[{t},{i}]" for t, name in enumerate(names) for i in ids[name].tolist()) + "]"
         found = self._db.execute(
-            "SELECT j.value ->> 0, j.value ->> 1, r.vector FROM json_each(?1) AS j JOIN rows AS r"
+            "SELECT j.value ->> 0, j.value ->> 1, r.vector FROM json_each(?1) AS j CROSS JOIN rows AS r"
             " ON r.model = ?2 AND r.version = ?3 AND r.tbl = (?4 ->> (j.value ->> 0)) AND r.id = (j.value ->> 1)",
             (pairs, model, version, json.dumps(names)),
         ).fetchall()
