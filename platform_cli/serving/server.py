@@ -18,6 +18,10 @@ Where the time goes, and what the server does about it:
   when the conversion succeeds and gives the SavedModel's predictions on a probe batch to 1e-6;
   otherwise as the SavedModel's signature. A TFLite call costs a few microseconds
   where the signature costs a few hundred.
+- With --parameters STORE_URL, --model-dir is the version's dense part (`plinth model params
+  export`): the process holds no embedding table, and each micro-batch fetches its rows from the
+  parameter store in one lookup (platform_cli/paramservice/), so rows updated in the store are
+  served without a reload.
 - HTTP is uvicorn (httptools, uvloop) with a plain ASGI app: KServe's FastAPI stack cost more per
   request than the transform and the model together. The routes are KServe's v1 predict and
   readiness, the Open Inference Protocol (v2: health, metadata, readiness, infer, with the raw
