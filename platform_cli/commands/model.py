@@ -189,7 +189,7 @@ def serve(
         model_dir, url = serving_source(registry, stack_config, name, found.version, parameters)
     with Console(stderr=True).status(f"starting model server for {name} v{found.version} ..."):
         record = serving.serve(stack_config, name, found.version, model_dir, port=port, replace=replace, parameters=url)
-    rows = f" (embedding rows from {url})" if url else ""
+    rows = f" (embedding rows from {_shown_store(stack_config, url)})" if url else ""
     typer.echo(f"model/{name} version {record.version} serving at {record.url}/v1/models/{name}:predict{rows}")
 
 
@@ -427,7 +427,8 @@ def params_export(
         output,
         lambda: (
             ["model", "version", "store", "table", "rows", "dim"],
-            [(result["model"], result["version"], result["store"], table, shape["rows"], shape["dim"]) for table, shape in result["tables"].items()],
+            [(result["model"], result["version"], _shown_store(stack_config, result["store"]), table, shape["rows"], shape["dim"])
+             for table, shape in result["tables"].items()],
         ),
     )
     if output is OutputFormat.table:
@@ -452,6 +453,13 @@ def params_list(
     finally:
         opened.close()
     emit(found, output, lambda: (["model", "version", "table", "rows", "dim"], [(t["model"], t["version"], t["table"], t["rows"], t["dim"]) for t in found]))
+
+
+def _shown_store(stack_config, url: str) -> str:
+    """A SQLite store's URL with its path relative to the project, as the README shows it."""
+    if url.startswith("sqlite:///"):
+        return f"sqlite:///{stack_config.shown(url.removeprefix('sqlite:///'))}"
+    return url
 
 
 def _check_parameters(url: str | None) -> None:

@@ -82,7 +82,7 @@ def export_parameters(
                           "serve the model as a whole")
     summary = {
         "store": store.url,
-        "tables": {t: {"rows": int(v.shape[0]), "dim": int(v.shape[1])} for t, v in split.tables.items()},
+        "tables": {t: {"rows": int(v.shape[0]), "dim": int(v.shape[1])} for t, v in sorted(split.tables.items())},
         "parameters": int(sum(v.size for v in split.tables.values())),
         "max_abs_diff": difference,
     }

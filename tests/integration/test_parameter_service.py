@@ -25,8 +25,10 @@ import numpy as np
 import psutil
 import pytest
 import yaml
+from typer.testing import CliRunner
 
 from platform_cli.features import SPEC_FILE, CategoricalFeature, FeatureSpec, NumericFeature
+from platform_cli.main import app
 from platform_cli.serving.inputs import request_inputs
 from tests.conftest import REPO
 from tests.integration.test_gray_release import plinth
@@ -88,7 +90,8 @@ def train_ctr(directory: Path, spec: FeatureSpec, frame, seed: int, steps: int =
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
-    """A project with versions 1 and 2 of `ctr` (trained from different seeds) and the eval rows."""
+    """A project with versions 1 and 2 of `ctr` (trained from different seeds), both exported to
+    the stack's SQLite store (`exported`: what the export printed), and the eval rows."""
     root = tmp_path_factory.mktemp("params") / "project"
     root.mkdir()
     (root / "Pulumi.yaml").write_text((REPO / "Pulumi.yaml").read_text())
@@ -113,8 +116,9 @@ def project(tmp_path_factory):
             model_dir = root / f"model-{version}"
             train_ctr(model_dir, spec, train_frame, seed=version)
             registry.register("ctr", model_dir, {"auc": 0.7}, {"job_id": f"ctr-train-{version}"})
-        yield root, stack, registry, eval_rows
-        plinth("model", "stop", "ctr")
+        exported = {version: export(version) for version in (1, 2)}
+        yield root, stack, registry, eval_rows, exported
+        CliRunner().invoke(app, ["model", "stop", "ctr"])
 
 
 def whole_model(registry, version: int):
@@ -141,8 +145,8 @@ def sqlite_url(stack) -> str:
 
 
 def test_the_dense_part_with_rows_from_the_store_predicts_what_the_whole_model_does(project):
-    root, stack, registry, eval_rows = project
-    result = export(1)
+    root, stack, registry, eval_rows, exported = project
+    result = exported[1]
     assert result["store"] == sqlite_url(stack)
     assert result["tables"] == {EMBEDDING: {"rows": 6500, "dim": 8}, WIDE: {"rows": 6500, "dim": 1}}
     assert result["max_abs_diff"] <= TOLERANCE
@@ -159,7 +163,7 @@ def test_the_dense_part_with_rows_from_the_store_predicts_what_the_whole_model_d
 
     # Through a version server that holds only the dense part, over HTTP.
     out = plinth("model", "serve", "ctr", "--version", "1", "--parameters", "sqlite", "--replace")
-    assert f"(embedding rows from {sqlite_url(stack)})" in out
+    assert "(embedding rows from sqlite:///.plinth/local/params/parameters.sqlite)" in out
     url = out.split(" serving at ")[1].split(" ")[0]
     answer = httpx.post(url, json={"instances": eval_rows[:256]}, timeout=30)
     assert answer.status_code == 200
@@ -169,9 +173,7 @@ def test_the_dense_part_with_rows_from_the_store_predicts_what_the_whole_model_d
 
 
 def test_two_versions_in_one_store_are_kept_apart_through_a_gray_release(project):
-    root, stack, registry, eval_rows = project
-    export(1)
-    export(2)
+    root, stack, registry, eval_rows, _ = project
     listed = json.loads(plinth("model", "params", "ls", "ctr", "-o", "json"))
     assert {(t["version"], t["table"]) for t in listed} == {(1, EMBEDDING), (1, WIDE), (2, EMBEDDING), (2, WIDE)}
 
@@ -206,8 +208,7 @@ def test_two_versions_in_one_store_are_kept_apart_through_a_gray_release(project
 
 
 def test_rows_updated_in_the_store_change_predictions_without_a_reload(project):
-    root, stack, registry, eval_rows = project
-    export(1)
+    root, stack, registry, eval_rows, _ = project
     out = plinth("model", "serve", "ctr", "--version", "1", "--parameters", "sqlite", "--replace")
     url = out.split(" serving at ")[1].split(" ")[0]
     server = json.loads((stack.home / "serving" / "ctr.json").read_text())
@@ -269,7 +270,7 @@ def redis_server(tmp_path, monkeypatch):
 
 
 def test_redis_store_serves_parity_isolation_and_updates(project, redis_server):
-    root, stack, registry, eval_rows = project
+    root, stack, registry, eval_rows, _ = project
     for version in (1, 2):
         assert export(version, redis_server)["max_abs_diff"] <= TOLERANCE
     listed = json.loads(plinth("model", "params", "ls", "--store", redis_server, "-o", "json"))
