@@ -38,17 +38,13 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from run import make_project, plinth  # noqa: E402
+from run import log, make_project, plinth, write_results  # noqa: E402
 
 ROWS = 64
 CALLS = 2000
 REQUESTS = 600
 WARM_UP = 50
 PASSWORD = "bench-parameter-store"
-
-
-def log(message: str) -> None:
-    print(f"==> {message}", file=sys.stderr, flush=True)
 
 
 def percentiles(samples_s: list[float]) -> dict:
@@ -58,7 +54,7 @@ def percentiles(samples_s: list[float]) -> dict:
     return {"p50 us": round(float(np.percentile(us, 50)), 1), "p99 us": round(float(np.percentile(us, 99)), 1)}
 
 
-def timed(fn, batches, calls: int) -> dict:
+def latency(fn, batches, calls: int) -> dict:
     for batch in batches[:WARM_UP]:
         fn(batch)
     samples = []
@@ -113,7 +109,7 @@ def in_process(stack, registry, model_dir: Path, eval_dir: Path, stores: dict[st
     starts = rng.integers(0, len(inputs["cat"]) - ROWS, 500)
     batches = [{k: v[s:s + ROWS] for k, v in inputs.items()} for s in starts]
     whole, runtime = _load_model(model_dir, FeatureSpec.load(model_dir / SPEC_FILE), "auto")
-    results = {f"whole model call ({runtime})": timed(whole, batches, CALLS)}
+    results = {f"whole model call ({runtime})": latency(whole, batches, CALLS)}
     log(f"whole model: {results}")
     first = next(iter(stores))
     served = {name: ParameterServiceModel.load(registry.export_dir(name, 1, "parameters"), url) for name, url in stores.items()}
@@ -126,11 +122,11 @@ def in_process(stack, registry, model_dir: Path, eval_dir: Path, stores: dict[st
         vectors = served[first].store.lookup(first, 1, {table: np.arange(0, _rows(served[first], table))})[table]
         np.save(root / f"{table.replace('/', '_')}.npy", vectors)
         tables[table] = np.load(root / f"{table.replace('/', '_')}.npy", mmap_mode="r")
-    results["lookup, memory-mapped .npy"] = timed(lambda i: {t: np.asarray(tables[t][i[t]]) for t in i}, ids, CALLS)
+    results["lookup, memory-mapped .npy"] = latency(lambda i: {t: np.asarray(tables[t][i[t]]) for t in i}, ids, CALLS)
     for name, model in served.items():
         label = "SQLite" if stores[name].startswith("sqlite") else "Redis"
-        results[f"lookup, {label}"] = timed(lambda i, m=model, n=name: m.store.lookup(n, 1, i), ids, CALLS)
-        results[f"parameter-service call, {label} (keys + lookup + dense)"] = timed(model, batches, CALLS)
+        results[f"lookup, {label}"] = latency(lambda i, m=model, n=name: m.store.lookup(n, 1, i), ids, CALLS)
+        results[f"parameter-service call, {label} (keys + lookup + dense)"] = latency(model, batches, CALLS)
         difference = max(float(np.max(np.abs(model(b) - whole(b)))) for b in batches[:50])
         results[f"parameter-service call, {label} (keys + lookup + dense)"]["max |dp| vs whole"] = difference
         log(f"{label}: {results[f'lookup, {label}']}, call {results[f'parameter-service call, {label} (keys + lookup + dense)']}")
@@ -219,9 +215,7 @@ def main() -> int:
         redis_process.terminate()
         redis_process.wait(10)
         shutil.rmtree(root, ignore_errors=True)
-    results["conditions"] |= {"load average after": [round(x, 2) for x in os.getloadavg()],
-                              "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    (REPO / "bench" / "results-paramservice.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_results(results, "results-paramservice.json")
     print(table(results))
     return 0
 

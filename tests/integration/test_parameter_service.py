@@ -24,13 +24,12 @@ import httpx
 import numpy as np
 import psutil
 import pytest
-import yaml
 from typer.testing import CliRunner
 
 from platform_cli.features import SPEC_FILE, CategoricalFeature, FeatureSpec, NumericFeature
 from platform_cli.main import app
 from platform_cli.serving.inputs import request_inputs
-from tests.conftest import REPO
+from tests.conftest import REPO, local_project
 from tests.integration.test_gray_release import plinth
 from tests.integration.test_serving import _free_port
 
@@ -92,15 +91,8 @@ def train_ctr(directory: Path, spec: FeatureSpec, frame, seed: int, steps: int =
 def project(tmp_path_factory):
     """A project with versions 1 and 2 of `ctr` (trained from different seeds), both exported to
     the stack's SQLite store (`exported`: what the export printed), and the eval rows."""
-    root = tmp_path_factory.mktemp("params") / "project"
-    root.mkdir()
-    (root / "Pulumi.yaml").write_text((REPO / "Pulumi.yaml").read_text())
-    (root / "stacks").mkdir()
-    (root / "stacks" / "Pulumi.local.yaml").write_text(yaml.safe_dump({"config": {
-        "plinth:target": "local",
-        "plinth:local": {"home": ".plinth/local"},
-        "plinth:serving": {"host": "127.0.0.1", "port": _free_port(), "grayRelease": {"canaryMax": 50}},
-    }}))
+    root = local_project(tmp_path_factory.mktemp("params") / "project",
+                         {"host": "127.0.0.1", "port": _free_port(), "grayRelease": {"canaryMax": 50}})
     train_frame = _frame(1, 6000)
     spec = ctr_spec(train_frame)
     eval_rows = _frame(2, EVAL_ROWS).drop(columns=[spec.label]).to_dict("records")
