@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 PASSWORD_ENV = "PLINTH_REDIS_PASSWORD"
 DEFAULT_SQLITE = Path("params") / "parameters.sqlite"  # under the stack's local home
 _WRITE_CHUNK = 20_000
+_MMAP_BYTES = 1 << 34  # SQLite maps at most this much of the file (its own limit may be lower)
 
 
 class MissingRows(Exception):
@@ -134,6 +135,10 @@ class SqliteStore(ParameterStore):
         self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # Lookups probe rows all over the file: read it through a shared memory map (the OS page
+        # cache, one copy for every server process) rather than a pread per page into SQLite's
+        # small per-connection cache; measured 3.5x faster per lookup (bench/paramservice.py).
+        self._db.execute(f"PRAGMA mmap_size={_MMAP_BYTES}")
         self._db.executescript(
             """
             CREATE TABLE IF NOT EXISTS rows (
