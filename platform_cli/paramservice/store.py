@@ -65,15 +65,9 @@ class ParameterStore(ABC):
     def tables(self, model: str | None = None) -> list[dict]:
         """Every complete version's tables: model, version, table, rows, dim."""
 
-    @abstractmethod
-    def delete(self, model: str, version: int) -> int:
-        """Remove a version's rows; the number of tables removed."""
-
     def close(self) -> None:
         pass
 
-    def dims(self, model: str, version: int) -> dict[str, int]:
-        return {t["table"]: t["dim"] for t in self.tables(model) if t["version"] == version}
 
 
 def open_store(url: str, home: Path | None = None) -> ParameterStore:
@@ -210,14 +204,6 @@ class SqliteStore(ParameterStore):
         query = "SELECT model, version, tbl, rows, dim FROM tables" + (" WHERE model = ?" if model else "") + " ORDER BY model, version, tbl"
         return [dict(zip(("model", "version", "table", "rows", "dim"), row)) for row in self._db.execute(query, (model,) if model else ())]
 
-    def delete(self, model, version):
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        count = db.execute("DELETE FROM tables WHERE model = ? AND version = ?", (model, version)).rowcount
-        db.execute("DELETE FROM rows WHERE model = ? AND version = ?", (model, version))
-        db.execute("COMMIT")
-        return count
-
     def close(self):
         self._db.close()
 
@@ -282,12 +268,6 @@ class RedisStore(ParameterStore):
                 rows, dim = (int(n) for n in shape.split())
                 found.append({"model": name, "version": int(version), "table": table.decode(), "rows": rows, "dim": dim})
         return sorted(found, key=lambda t: (t["model"], t["version"], t["table"]))
-
-    def delete(self, model, version):
-        index = self._index(model, version)
-        old = [t.decode() for t in self._redis.hkeys(index)]
-        self._redis.delete(index, *(self._key(model, version, t) for t in old))
-        return len(old)
 
     def close(self):
         self._redis.close()
