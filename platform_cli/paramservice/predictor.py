@@ -38,18 +38,15 @@ class ParameterServiceModel:
         self._dense = dense
 
     @classmethod
-    def load(cls, split_dir: Path, store_url: str, home: Path | None = None, interpreter=None) -> ParameterServiceModel:
-        """interpreter: TFLite's Interpreter class (default TensorFlow's; LiteRT's works too)."""
-        if interpreter is None:
-            import tensorflow as tf
+    def load(cls, split_dir: Path, store_url: str, home: Path | None = None) -> ParameterServiceModel:
+        import tensorflow as tf
 
-            interpreter = tf.lite.Interpreter
         split_dir = Path(split_dir)
         manifest = json.loads((split_dir / SPLIT_FILE).read_text())
 
         def runner(name: str):
             # One thread: the server's event loop is the other half of every request.
-            loaded = interpreter(model_path=str(split_dir / name), num_threads=1)
+            loaded = tf.lite.Interpreter(model_path=str(split_dir / name), num_threads=1)
             run = loaded.get_signature_runner(tflite.SIGNATURE)
             run.interpreter = loaded  # noqa: keeps it referenced
             return run
