@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from run import plinth, make_project  # noqa: E402
+from run import make_project, plinth, write_results  # noqa: E402
 
 QUANTIZATIONS = ("none", "float16", "dynamic")
 CALLS = {1: 3000, 32: 1000}
@@ -175,9 +175,7 @@ def main() -> int:
         results["runtimes"] = rows
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    results["conditions"] |= {"load average after": [round(x, 2) for x in os.getloadavg()],
-                              "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    (REPO / "bench" / "results-edge.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_results(results, "results-edge.json")
     print(table(results))
     return 0
 

@@ -39,6 +39,15 @@ def log(message: str) -> None:
     print(f"==> {message}", file=sys.stderr, flush=True)
 
 
+def write_results(results: dict, file_name: str) -> None:
+    """Close a run's conditions (load average, end time) and write bench/<file_name>."""
+    from datetime import datetime, timezone
+
+    results["conditions"] |= {"load average after": [round(x, 2) for x in os.getloadavg()],
+                              "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    (REPO / "bench" / file_name).write_text(json.dumps(results, indent=2) + "\n")
+
+
 def timed(argv: list[str], env: dict[str, str]) -> tuple[float, str]:
     started = time.perf_counter()
     result = subprocess.run(argv, env=env, capture_output=True, text=True)

@@ -31,6 +31,7 @@ from infra.components.gpu_pool import GpuPool  # noqa: E402
 from infra.components.hadoop import yarn_client_files  # noqa: E402
 from infra.components.mlflow import MlflowServer  # noqa: E402
 from infra.components.labels import PLATFORM_NAMESPACE, PLATFORM_NAMESPACE_LABEL, metadata  # noqa: E402
+from infra.components.parameter_service import ParameterService  # noqa: E402
 from infra.components.scheduler import Scheduler  # noqa: E402
 from infra.components.serving import Serving  # noqa: E402
 from infra.components.storage import HdfsStorage  # noqa: E402
@@ -120,6 +121,12 @@ def platform_program(stack: Stack) -> None:
             metadata=metadata("hadoop-conf", namespace.metadata.name),
             data=yarn_client_files(platform.yarn.default_fs, platform.yarn.resource_manager),
         )
+    parameters = None
+    if platform.parameter_service is not None:
+        password = read_secrets(stack.config)["parameterStorePassword"]
+        service = ParameterService(platform.parameter_service, PLATFORM_NAMESPACE, password,
+                                   pulumi.ResourceOptions(depends_on=[namespace]))
+        parameters = {"url": service.url}
     export_platform({
         "cluster": platform.cluster,
         "schedulerKind": platform.scheduler.kind,
@@ -134,6 +141,7 @@ def platform_program(stack: Stack) -> None:
                    "domain": platform.kserve.domain},
         "mlflow": {"server": platform.mlflow.server, "trackingUri": PLATFORM_TRACKING_URI if platform.mlflow.server != "none" else None},
         "yarn": yarn,
+        "parameterService": parameters,
         "platformNamespace": PLATFORM_NAMESPACE,
     })
 

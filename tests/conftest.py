@@ -27,6 +27,19 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
+def local_project(root: Path, serving: dict) -> Path:
+    """A throw-away project at root (created) whose only stack is local, with these serving
+    settings (plinth:serving) and its home under .plinth/local."""
+    import yaml
+
+    root.mkdir(parents=True)
+    (root / "Pulumi.yaml").write_text((REPO / "Pulumi.yaml").read_text())
+    (root / "stacks").mkdir()
+    (root / "stacks" / "Pulumi.local.yaml").write_text(yaml.safe_dump({"config": {
+        "plinth:target": "local", "plinth:local": {"home": ".plinth/local"}, "plinth:serving": serving}}))
+    return root
+
+
 def write_job(directory: Path, name: str, text: str, script: str | None = None) -> Path:
     """Write a job spec (and optionally its script) into directory; returns the spec path."""
     directory.mkdir(parents=True, exist_ok=True)

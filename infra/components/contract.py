@@ -23,6 +23,7 @@ class PlatformOutputs(TypedDict):
     kserve: dict[str, Any]              # {version, deploymentMode, ingressNamespace, domain}
     mlflow: dict[str, Any]              # {server: in-cluster | external | none, trackingUri}
     yarn: dict[str, str] | None         # {resourceManager, defaultFs}
+    parameterService: dict[str, str] | None  # {url}: Redis for embedding rows; password: a Secret beside it
     platformNamespace: str
 
 

@@ -12,6 +12,14 @@ from platform_cli.errors import PlinthError
 from platform_cli.output import OutputFormat, OutputOption, StackOption, age, emit
 
 app = typer.Typer(help="Register, serve and query model versions.", no_args_is_help=True, rich_markup_mode=None)
+params_app = typer.Typer(help="The parameter service: a version's embedding tables in a key-value store.", no_args_is_help=True,
+                         rich_markup_mode=None)
+app.add_typer(params_app, name="params")
+
+ParametersOption = typer.Option(
+    None, "--parameters",
+    help="serve the version's dense part, reading embedding rows from this parameter store: sqlite, sqlite:///PATH or "
+         "redis://HOST:PORT/DB (see plinth model params export); default: the whole model")
 
 
 def _registry(stack):
@@ -162,6 +170,7 @@ def serve(
     version: int = typer.Option(None, "--version", "-v", help="default: latest"),
     port: int = typer.Option(None, "--port", "-p", help="default: the stack's serving port, or the next one free of Plinth servers"),
     replace: bool = typer.Option(False, "--replace", help="stop this model's running server first"),
+    parameters: str = ParametersOption,
     stack: str = StackOption,
 ):
     """Start the model server (KServe's v1 protocol) for a version on this machine and wait until it is ready."""
@@ -169,13 +178,20 @@ def serve(
 
     from platform_cli.serving import local as serving
 
+    _check_parameters(parameters)
     stack_config = _stack(stack)
     registry = _registry(stack_config)
     found = registry.get(name, version)
-    model_dir = registry.model_dir(name, found.version)
+    if parameters is None:
+        model_dir, url = registry.model_dir(name, found.version), None
+    else:
+        from platform_cli.paramservice.export import serving_source
+
+        model_dir, url = serving_source(registry, stack_config, name, found.version, parameters)
     with Console(stderr=True).status(f"starting model server for {name} v{found.version} ..."):
-        record = serving.serve(stack_config, name, found.version, model_dir, port=port, replace=replace)
-    typer.echo(f"model/{name} version {record.version} serving at {record.url}/v1/models/{name}:predict")
+        record = serving.serve(stack_config, name, found.version, model_dir, port=port, replace=replace, parameters=url)
+    rows = f" (embedding rows from {_shown_store(stack_config, url)})" if url else ""
+    typer.echo(f"model/{name} version {record.version} serving at {record.url}/v1/models/{name}:predict{rows}")
 
 
 @app.command()
@@ -251,6 +267,7 @@ def promote(
     name: str,
     version: int = typer.Argument(..., help="registered version to promote"),
     canary: int = typer.Option(None, "--canary", help="percent of traffic for the new version; default: the stack's canaryMax"),
+    parameters: str = ParametersOption,
     stack: str = StackOption,
     output: OutputFormat = OutputOption,
 ):
@@ -262,10 +279,11 @@ def promote(
 
     from platform_cli.serving import release
 
+    _check_parameters(parameters)
     started = datetime.now(timezone.utc)
     stack_config = _stack(stack)
     with Console(stderr=True).status(f"promoting {name} v{version} ..."):
-        after = release.promote(stack_config, _registry(stack_config), name, version, canary)
+        after = release.promote(stack_config, _registry(stack_config), name, version, canary, parameters)
     _report_change(stack_config, after, output, started, version)
 
 
@@ -380,6 +398,77 @@ def render(
         typer.echo(json.dumps(objects, indent=2))
     else:
         typer.echo(yaml.safe_dump_all(objects, sort_keys=False), nl=False)
+
+
+# -- parameter service ----------------------------------------------------------------------
+
+
+@params_app.command("export")
+def params_export(
+    name: str = typer.Argument(..., help="model name, e.g. ctr"),
+    version: int = typer.Argument(..., help="registered version"),
+    store: str = typer.Option("sqlite", "--store", "-s", help="sqlite (the stack's file), sqlite:///PATH or redis://HOST:PORT/DB (password: PLINTH_REDIS_PASSWORD)"),
+    export_dir: Path = typer.Option(None, "--export-dir", help="the dense part; default: <local.home>/params/NAME/VERSION"),
+    stack: str = StackOption,
+    output: OutputFormat = OutputOption,
+):
+    """Write a version's embedding tables to a parameter store, keyed by model and version, and
+    keep its dense part (the model without the tables) with the version for --parameters serving."""
+    from rich.console import Console
+
+    from platform_cli.paramservice.export import export_parameters
+    from platform_cli.paramservice.store import check_url
+
+    check_url(store)  # before the stack and the model library are opened
+    stack_config = _stack(stack)
+    with Console(stderr=True).status(f"exporting {name} v{version} parameters ...") as status:
+        result = export_parameters(stack_config, name, version, store, export_dir, progress=lambda message: status.update(f"{message} ..."))
+    emit(
+        result,
+        output,
+        lambda: (
+            ["model", "version", "store", "table", "rows", "dim"],
+            [(result["model"], result["version"], _shown_store(stack_config, result["store"]), table, shape["rows"], shape["dim"])
+             for table, shape in result["tables"].items()],
+        ),
+    )
+    if output is OutputFormat.table:
+        typer.echo(f"\n{result['parameters']} parameters; dense part {result['directory']}; max |Δp| {result['max_abs_diff']:.2e} "
+                   f"on the probe rows\nserve it: plinth model serve {name} --version {result['version']} --parameters {store}")
+
+
+@params_app.command("ls")
+def params_list(
+    name: str = typer.Argument(None, help="only this model"),
+    store: str = typer.Option("sqlite", "--store", "-s", help="sqlite (the stack's file), sqlite:///PATH or redis://HOST:PORT/DB"),
+    stack: str = StackOption,
+    output: OutputFormat = OutputOption,
+):
+    """List the model versions and tables a parameter store holds."""
+    from platform_cli.paramservice.store import check_url, open_store
+
+    check_url(store)
+    opened = open_store(store, _stack(stack).home)
+    try:
+        found = opened.tables(name)
+    finally:
+        opened.close()
+    emit(found, output, lambda: (["model", "version", "table", "rows", "dim"], [(t["model"], t["version"], t["table"], t["rows"], t["dim"]) for t in found]))
+
+
+def _shown_store(stack_config, url: str) -> str:
+    """A SQLite store's URL with its path relative to the project, as the README shows it."""
+    if url.startswith("sqlite:///"):
+        return f"sqlite:///{stack_config.shown(url.removeprefix('sqlite:///'))}"
+    return url
+
+
+def _check_parameters(url: str | None) -> None:
+    """A --parameters URL refused before the stack and the model library are opened."""
+    if url is not None:
+        from platform_cli.paramservice.store import check_url
+
+        check_url(url)
 
 
 def _report_change(stack_config, after, output: OutputFormat, started, version: int | None = None) -> None:

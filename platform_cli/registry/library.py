@@ -226,14 +226,24 @@ class ModelRegistry:
 
     def model_dir(self, name: str, version: int | None = None) -> Path:
         """Local directory of the version's model (a temporary copy if the store is remote)."""
+        return self._artifact_dir(name, version, _MODEL_ARTIFACT_PATH)
+
+    def export_dir(self, name: str, version: int, key: str) -> Path:
+        """Local directory of one of the version's exports (kept by `record_export`)."""
+        found = self.get(name, version)
+        if key not in found.exports:
+            raise PlinthError(f"model {name} version {found.version} has no {key} export")
+        return self._artifact_dir(name, found.version, f"{_EXPORTS_ARTIFACT_PATH}/{key}")
+
+    def _artifact_dir(self, name: str, version: int | None, path: str) -> Path:
         found = self.get(name, version)
         with _mlflow_errors():
             artifact_uri = self._client.get_run(found.run_id).info.artifact_uri
             if urlparse(artifact_uri).scheme in ("", "file"):
                 # Serve straight from the local store: a copy per serve would only cost time.
-                return Path(local_file_uri_to_path(artifact_uri)) / _MODEL_ARTIFACT_PATH
+                return Path(local_file_uri_to_path(artifact_uri)) / path
             dst = tempfile.mkdtemp(prefix=f"plinth-{name}-v{found.version}-")
-            return Path(self._client.download_artifacts(found.run_id, _MODEL_ARTIFACT_PATH, dst))
+            return Path(self._client.download_artifacts(found.run_id, path, dst))
 
     def alias_version(self, name: str, alias: str) -> int | None:
         """The version `alias` (production, canary) points at, or None if it is not set."""

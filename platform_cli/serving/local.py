@@ -41,6 +41,7 @@ _POLL_INTERVAL_S = 0.25
 _PORT_KEY = "plinth:serving.port"
 _HOST_KEY = "plinth:serving.host"
 _MODEL_FILES = ("saved_model.pb", SPEC_FILE)
+_DENSE_FILES = ("split.json", SPEC_FILE)  # a version's dense part for the parameter service
 # A log line worth showing when a server fails: an ERROR level, an exception (ValueError: ...,
 # Exception), an OS error ("[Errno 98] error while attempting to bind ..."). Matched after
 # removing uvicorn's logger name "uvicorn.error", which is on every one of its INFO lines too.
@@ -81,22 +82,24 @@ def serve(
     model_dir: Path,
     port: int | None = None,
     replace: bool = False,
+    parameters: str | None = None,
 ) -> ServerRecord:
     """Serve one model version on the stack's serving host and wait until it is ready.
 
     port: default the stack's plinth:serving.port, or the first one above it that no live
     Plinth server holds. replace: stop this model's server first (else a live one is an error).
+    parameters: a parameter store URL; model_dir is then the version's dense part.
     """
     if port is not None and not 0 < port < 65536:
         raise PlinthError(f"port {port} is not a TCP port", fix="choose one from 1024 to 65535")
     directory = state_dir(stack)
-    _check_model_dir(Path(model_dir).resolve())  # before stopping anything in its favour
+    _check_model_dir(Path(model_dir).resolve(), parameters)  # before stopping anything in its favour
     if replace and _record_path(name, directory).exists():
         stop(name, directory)
     chosen = port if port is not None else next_port(directory, stack.config.serving.port)
     return start(
         name, version, model_dir, stack.config.serving.host, chosen, directory, log_path(stack, name),
-        settings=stack.config.serving,
+        settings=stack.config.serving, parameters=parameters,
     )
 
 
@@ -110,13 +113,14 @@ def start(
     log_path: Path,
     ready_timeout: float = READY_TIMEOUT_S,
     settings: ServingConfig | None = None,
+    parameters: str | None = None,
 ) -> ServerRecord:
     """Start a server for one model version on host:port and return once it answers as ready.
 
     settings: the stack's serving section, for the batching and worker settings (default: the
-    server's own defaults)."""
+    server's own defaults). parameters: a parameter store URL (model_dir: the dense part)."""
     model_dir = Path(model_dir).resolve()
-    _check_model_dir(model_dir)
+    _check_model_dir(model_dir, parameters)
     argv = [
         sys.executable, "-m", "platform_cli.serving.server",
         "--model-name", name,
@@ -125,6 +129,7 @@ def start(
         "--http-port", str(port),
         "--version", str(version),
         *(settings.server_args() if settings is not None else []),
+        *(["--parameters", parameters] if parameters is not None else []),
     ]
     return launch(name, version, argv, host, port, state_dir, log_path, ready_timeout)
 
@@ -290,9 +295,9 @@ def _alive(record: ServerRecord) -> bool:
     return processes.running(record.pid, record.pid_created)
 
 
-def _check_model_dir(model_dir: Path) -> None:
+def _check_model_dir(model_dir: Path, parameters: str | None = None) -> None:
     # Fail in milliseconds rather than after the server's ~15 s of TensorFlow import.
-    missing = [f for f in _MODEL_FILES if not (model_dir / f).exists()]
+    missing = [f for f in (_DENSE_FILES if parameters is not None else _MODEL_FILES) if not (model_dir / f).exists()]
     if missing:
         raise PlinthError(
             f"{model_dir} is not a trained model directory (no {', '.join(missing)})",

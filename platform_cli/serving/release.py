@@ -72,10 +72,23 @@ def released_models(stack: Stack) -> list[str]:
     return store.saved_models(_splits_dir(stack))
 
 
-def promote(stack: Stack, registry: ModelRegistry, model: str, version: int, percent: int | None) -> TrafficState:
+def promote(stack: Stack, registry: ModelRegistry, model: str, version: int, percent: int | None,
+            parameters: str | None = None) -> TrafficState:
+    """parameters: a parameter store URL the version's server reads its embedding rows from
+    (the version exported there by `plinth model params export`); None: the whole model."""
     registry.get(model, version)  # an unknown version is refused before anything starts
     policy = stack.config.serving.gray_release
-    return _change(stack, registry, model, lambda s: traffic.promote(s, version, percent, policy))
+    if parameters is None:
+        return _change(stack, registry, model, lambda s: traffic.promote(s, version, percent, policy))
+    from platform_cli.paramservice.export import serving_source
+
+    _, url = serving_source(registry, stack, model, version, parameters)
+
+    def change(state: TrafficState) -> TrafficState:
+        after = traffic.promote(state, version, percent, policy)
+        return after.model_copy(update={"parameters": after.parameters | {version: url}})
+
+    return _change(stack, registry, model, change)
 
 
 def rollout(stack: Stack, registry: ModelRegistry, model: str, percent: int | None) -> TrafficState:
@@ -196,10 +209,11 @@ def _change(stack: Stack, registry: ModelRegistry, model: str, change: Callable[
             return after
         # Unchanged (e.g. promote of the production version): the split is re-served as it is,
         # which restarts servers that were stopped or crashed.
-        after = after.model_copy(update={"auto_rollback": stack.config.serving.gray_release.auto_rollback})
+        after = after.model_copy(update={"auto_rollback": stack.config.serving.gray_release.auto_rollback,
+                                         "parameters": {v: u for v, u in after.parameters.items() if v in after.weights}})
         started: list[str] = []
         try:
-            upstreams = {v: _ensure_server(stack, registry, model, v, started).url for v in after.weights}
+            upstreams = {v: _ensure_server(stack, registry, model, v, started, after.parameters.get(v)).url for v in after.weights}
             router = _ensure_router(stack, model, path)
         except BaseException as failure:
             for name in started:  # what this change started, nothing that was already serving
@@ -234,6 +248,9 @@ def _change_on_cluster(stack: Stack, registry: ModelRegistry, model: str, change
         after = change(before)
         if after is before:
             return after
+        if after.parameters:
+            raise PlinthError(f"--parameters is not available on stack {stack.name!r}: its InferenceServices do not read a parameter store yet",
+                              "promote without --parameters")
         objects = render_release(stack, after, {v: registry.artifact_uri(model, v) for v in after.weights})
         split_by_graph = any(o["kind"] == "InferenceGraph" for o in objects)
         if split_by_graph:  # RawDeployment: a service per version
@@ -269,8 +286,10 @@ def _sync_aliases(registry: ModelRegistry, state: TrafficState) -> None:
     registry.set_aliases(state.model, {"production": state.production, "canary": state.canary})
 
 
-def _ensure_server(stack: Stack, registry: ModelRegistry, model: str, version: int, started: list[str]) -> local.ServerRecord:
-    """The version's live model server, started if it is not running."""
+def _ensure_server(stack: Stack, registry: ModelRegistry, model: str, version: int, started: list[str],
+                   parameters: str | None = None) -> local.ServerRecord:
+    """The version's live model server, started if it is not running (parameters: the store URL
+    it reads embedding rows from, with the version's dense part as its model)."""
     directory, name = local.state_dir(stack), server_name(model, version)
     try:
         record = local.find(directory, name)
@@ -280,9 +299,14 @@ def _ensure_server(stack: Stack, registry: ModelRegistry, model: str, version: i
         return record
     if record is not None:  # crashed or killed: forget it and start afresh
         local.stop(name, directory)
-    model_dir = registry.model_dir(model, version)
+    if parameters is None:
+        model_dir = registry.model_dir(model, version)
+    else:
+        from platform_cli.paramservice.export import EXPORT_KEY
+
+        model_dir = registry.export_dir(model, version, EXPORT_KEY)
     record = local.start(name, version, model_dir, stack.config.serving.host, _free_port(), directory, local.log_path(stack, name),
-                         settings=stack.config.serving)
+                         settings=stack.config.serving, parameters=parameters)
     started.append(name)
     return record
 

@@ -1,7 +1,7 @@
 """The model server process: one trained model version answering KServe's v1 protocol and the Open Inference Protocol (v2).
 
     python -m platform_cli.serving.server --model-name ctr-v1 --model-dir DIR --host 127.0.0.1 --http-port 8080 \
-        [--version 1] [--max-batch 64] [--max-wait-ms 2] [--workers 2] [--tensor-inputs]
+        [--version 1] [--max-batch 64] [--max-wait-ms 2] [--workers 2] [--tensor-inputs] [--parameters STORE_URL]
 
 A request carries raw rows, {"instances": [{<raw field>: value, ...}, ...]}; the server applies
 the model's own feature spec (the one it was trained with; serving/inputs.py, the code the
@@ -18,6 +18,10 @@ Where the time goes, and what the server does about it:
   when the conversion succeeds and gives the SavedModel's predictions on a probe batch to 1e-6;
   otherwise as the SavedModel's signature. A TFLite call costs a few microseconds
   where the signature costs a few hundred.
+- With --parameters STORE_URL, --model-dir is the version's dense part (`plinth model params
+  export`): the process holds no embedding table, and each micro-batch fetches its rows from the
+  parameter store in one lookup (platform_cli/paramservice/), so rows updated in the store are
+  served without a reload.
 - HTTP is uvicorn (httptools, uvloop) with a plain ASGI app: KServe's FastAPI stack cost more per
   request than the transform and the model together. The routes are KServe's v1 predict and
   readiness, the Open Inference Protocol (v2: health, metadata, readiness, infer, with the raw
@@ -80,7 +84,7 @@ class SavedModelPredictor:
     The serving_default signature maps cat/num (and tokens, for a spec with text fields)
     tensors to a probability."""
 
-    def __init__(self, name: str, model_dir: Path, tensor_inputs: bool = False, runtime: str = "auto"):
+    def __init__(self, name: str, model_dir: Path, tensor_inputs: bool = False, runtime: str = "auto", parameters: str | None = None):
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
         self.name = name
@@ -88,13 +92,21 @@ class SavedModelPredictor:
         # True behind a KServe transformer, which has already turned raw rows into model inputs.
         self.takes_tensors = tensor_inputs
         self.runtime = runtime
+        # A parameter store's URL: model_dir is then the version's dense part (paramservice/),
+        # which fetches its embedding rows from the store on every call.
+        self.parameters = parameters
         self.ready = False
         self._spec: FeatureSpec | None = None
         self._call: Any = None
 
     def load(self) -> bool:
         self._spec = FeatureSpec.load(self.model_dir / SPEC_FILE)
-        self._call, self.runtime = _load_model(self.model_dir, self._spec, self.runtime)
+        if self.parameters is None:
+            self._call, self.runtime = _load_model(self.model_dir, self._spec, self.runtime)
+        else:
+            from platform_cli.paramservice.predictor import ParameterServiceModel
+
+            self._call, self.runtime = ParameterServiceModel.load(self.model_dir, self.parameters), "tflite"
         # One prediction before reporting ready: a model that does not fit its feature spec
         # fails here, at start-up with a traceback in the log, instead of on every request.
         self.predict(self.inputs([_warm_up_row(self._spec)] if not self.takes_tensors else _zero_tensor_rows(self._spec)))
@@ -443,6 +455,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-wait-ms", type=float, default=2.0, help="longest a batch waits for requests already arriving")
     parser.add_argument("--workers", type=int, default=1, help="server processes sharing the port")
     parser.add_argument("--runtime", choices=RUNTIMES, default="auto", help="auto: TFLite when it converts and agrees, else the SavedModel")
+    parser.add_argument("--parameters", help="parameter store URL: --model-dir is the version's dense part, its embedding rows come from the store")
     # Set by the first worker for the others: their index, and the shared metrics table.
     parser.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--metrics-fd", type=int, help=argparse.SUPPRESS)
@@ -490,7 +503,8 @@ def main(argv: list[str] | None = None) -> None:
     metrics = SharedMetrics(args.workers, fd=args.metrics_fd)
     others = _start_other_workers(args, argv, metrics) if first else []
     _pin_threads()
-    model = SavedModelPredictor(args.model_name, args.model_dir, tensor_inputs=args.tensor_inputs, runtime=args.runtime)
+    model = SavedModelPredictor(args.model_name, args.model_dir, tensor_inputs=args.tensor_inputs, runtime=args.runtime,
+                                parameters=args.parameters)
     try:
         model.load()
     except Exception as e:
@@ -508,8 +522,9 @@ def main(argv: list[str] | None = None) -> None:
     gc.freeze()
     sock = listening_socket(args.host, args.http_port, shared=args.workers > 1)
     logger.info(
-        "serving model %s version %s from %s on %s port %d (%s, batches of up to %d rows, wait up to %g ms, worker %d of %d)",
+        "serving model %s version %s from %s on %s port %d (%s%s, batches of up to %d rows, wait up to %g ms, worker %d of %d)",
         args.model_name, args.version, args.model_dir, args.host, args.http_port, model.runtime,
+        f", embedding rows from {args.parameters}" if args.parameters else "",
         args.max_batch, args.max_wait_ms, args.worker + 1, args.workers,
     )
     import uvicorn

@@ -48,6 +48,8 @@ class TrafficState(BaseModel):
     previous: int | None = None
     weights: dict[int, int] = Field(default_factory=dict)  # version -> percent of requests
     upstreams: dict[int, str] = Field(default_factory=dict)  # version -> its server's base URL
+    # version -> the parameter store its server reads embedding rows from; absent: the whole model.
+    parameters: dict[int, str] = Field(default_factory=dict)
     approved: list[int] = Field(default_factory=list)
     auto_rollback: AutoRollbackConfig | None = None  # the stack's limits, for the router to apply
     history: list[Event] = Field(default_factory=list)

@@ -292,6 +292,16 @@ class KServeConfig(ConfigModel):
     ingress_namespace: str = Field("ingress-nginx", pattern=DNS_LABEL, description="namespace of that ingress controller; team network policies admit it")
 
 
+class ParameterServiceConfig(ConfigModel):
+    """Redis in the platform namespace, holding exported embedding rows (plinth model params
+    export --store redis://...). Its password is the platform stack's secret
+    plinth:parameterStorePassword."""
+
+    image: str = Field("redis:7.2.5", description="a Redis image")
+    cpu: str = Field("1", pattern=QUANTITY)
+    memory: str = Field("4Gi", pattern=QUANTITY, description="Redis's maxmemory is 90% of it: rows past it are refused, never evicted")
+
+
 class YarnConfig(ConfigModel):
     """A Hadoop cluster reached with spark-submit --master yarn."""
 
@@ -367,6 +377,7 @@ class PlatformConfig(ConfigModel):
     yarn: YarnConfig | None = None
     engines: EnginesConfig = EnginesConfig()
     mlflow: MlflowConfig = MlflowConfig()
+    parameter_service: ParameterServiceConfig | None = Field(None, description="Redis for the parameter service (embedding rows served outside the model)")
     api_server_cidrs: list[Cidr] = Field(
         default_factory=lambda: ["0.0.0.0/0"],
         description="where team pods may reach the Kubernetes API server (Spark drivers create executors); narrow it to the API server's addresses",
@@ -466,7 +477,7 @@ class SecretValue(ConfigModel):
 
 
 # Secret keys of a stack file, each set with `pulumi config set --secret plinth:<key>`.
-SECRET_KEYS = ("storageAccessKey", "storageSecretKey", "imageRegistryPassword", "mlflowDatabasePassword")
+SECRET_KEYS = ("storageAccessKey", "storageSecretKey", "imageRegistryPassword", "mlflowDatabasePassword", "parameterStorePassword")
 
 
 def _no_clear_text(value: object, info: ValidationInfo) -> object:
@@ -495,12 +506,13 @@ class StackConfig(ConfigModel):
     platform: PlatformConfig | None = None
     team: TeamConfig | None = None
     # Secrets (encrypted by Pulumi; see SecretValue): S3 credentials of a team on an s3 platform,
-    # and the password of the team's private image registry.
+    # the password of the team's private image registry, and the platform's parameter-service password.
     storage_access_key: SecretValue | None = None
     storage_secret_key: SecretValue | None = None
     image_registry_password: SecretValue | None = None
     # The password of the platform's MLflow PostgreSQL (platform stacks with mlflow.server in-cluster).
     mlflow_database_password: SecretValue | None = None
+    parameter_store_password: SecretValue | None = None  # a platform stack's parameter service (Redis)
 
     _clear_text = field_validator(*(to_snake(key) for key in SECRET_KEYS), mode="before")(_no_clear_text)
 
@@ -512,6 +524,10 @@ class StackConfig(ConfigModel):
             raise ValueError(f"target {self.target} needs a team: section (or a platform: section for a platform stack)")
         if self.team is not None and self.target == "local":
             raise ValueError("a team stack runs on a cluster: set plinth:target to kubernetes or yarn")
+        if self.platform is not None and self.platform.parameter_service is not None and self.parameter_store_password is None:
+            raise ValueError(
+                "platform.parameterService needs its password as a secret: run `pulumi config set --secret plinth:parameterStorePassword VALUE`"
+            )
         if self.team is not None and self.team.image_registry is not None and self.image_registry_password is None:
             raise ValueError(
                 "team.imageRegistry needs its password as a secret: run `pulumi config set --secret plinth:imageRegistryPassword VALUE`"

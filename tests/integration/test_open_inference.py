@@ -19,12 +19,11 @@ import httpx
 import numpy as np
 import psutil
 import pytest
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 from typer.testing import CliRunner
 
 from platform_cli.main import app
-from tests.conftest import REPO
+from tests.conftest import local_project
 from tests.integration.test_gray_release import plinth, register_two_versions
 from tests.integration.test_serving import ROWS, _free_port
 
@@ -49,16 +48,9 @@ def v2_body(columns: dict = COLUMNS, price_type: str = "FP64") -> dict:
 def served(tmp_path_factory):
     """ctr versions 1 and 2 at 50% each, two workers per version; (router URL, {version:
     server URL}, {version: v1 predictions for ROWS})."""
-    root = tmp_path_factory.mktemp("open-inference") / "project"
-    root.mkdir()
-    (root / "Pulumi.yaml").write_text((REPO / "Pulumi.yaml").read_text())
-    (root / "stacks").mkdir()
-    (root / "stacks" / "Pulumi.local.yaml").write_text(yaml.safe_dump({"config": {
-        "plinth:target": "local",
-        "plinth:local": {"home": ".plinth/local"},
-        "plinth:serving": {"host": "127.0.0.1", "port": _free_port(), "workers": 2,
-                           "grayRelease": {"requireApproval": False, "canaryMax": 50}},
-    }}))
+    root = local_project(tmp_path_factory.mktemp("open-inference") / "project",
+                         {"host": "127.0.0.1", "port": _free_port(), "workers": 2,
+                          "grayRelease": {"requireApproval": False, "canaryMax": 50}})
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("PLINTH_PROJECT_DIR", str(root))
         patch.delenv("PLINTH_STACK", raising=False)

@@ -268,3 +268,54 @@ def test_the_spark_operators_crds_belong_to_the_stack_not_to_helms_crds_folder(p
     spark = resource(platform, "spark-operator")
     assert spark.inputs["skipCrds"] is True
     assert set(spark.depends_on) == {"crds-sparkoperator-k8s-io-sparkapplications", "crds-sparkoperator-k8s-io-scheduledsparkapplications"}
+PARAMETER_STORE_PASSWORD = "r3dis/Pass+word=7"
+
+
+@pytest.fixture(scope="module")
+def with_parameter_service(tmp_path_factory):
+    """platform-prod with the parameter service, its password set as a Pulumi secret."""
+    config = dict(stack_config("platform-prod", "plinth:platform"), parameterService={"memory": "2Gi"})
+    root = variant_project(tmp_path_factory.mktemp("parameters"), {"platform-prod": {
+        "plinth:platform": config, "plinth:parameterStorePassword": {"secure": "v1:ciphertext"}}})
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PLINTH_PROJECT_DIR", str(root))
+        return render_stack("platform-prod", secrets={"parameterStorePassword": PARAMETER_STORE_PASSWORD})
+
+
+def test_the_parameter_service_is_redis_behind_a_service_with_its_password_in_a_secret(with_parameter_service) -> None:
+    from tests.unit.test_infra_team import _plain_strings
+
+    rendering = with_parameter_service
+    assert validate_rendering(rendering)  # the Deployment, Service and Secret against Kubernetes' schemas (NodePools skipped)
+    deployment = by_kind(rendering, "Deployment")["plinth-system/plinth-parameters"]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    args = container["args"]
+    assert args[args.index("--requirepass") + 1] == "$(REDIS_PASSWORD)"
+    assert args[args.index("--maxmemory") + 1] == str(2 * 2**30 * 9 // 10) and "noeviction" in args
+    assert container["env"] == [{"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "plinth-parameters", "key": "password"}}}]
+    service = by_kind(rendering, "Service")["plinth-system/plinth-parameters"]
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"] == [{"name": "redis", "port": 6379, "targetPort": 6379}]
+    assert rendering.outputs["parameterService"] == {"url": "redis://plinth-parameters.plinth-system.svc:6379/0"}
+    # The password reaches the Secret, as a secret input, and nothing else.
+    holders = set()
+    for resource in rendering.resources:
+        for text, secret in _plain_strings(resource.inputs):
+            if PARAMETER_STORE_PASSWORD in text:
+                assert secret, f"{resource.type} {resource.name} has the password in a plain input"
+                holders.add((resource.type, resource.name))
+    assert holders == {("kubernetes:core/v1:Secret", "parameter-service-password")}
+    assert PARAMETER_STORE_PASSWORD not in str(rendering.objects())
+
+
+def test_without_the_parameter_service_the_platform_exports_none(platform) -> None:
+    assert platform.outputs["parameterService"] is None
+    assert "plinth-system/plinth-parameters" not in by_kind(platform, "Deployment")
+
+
+def test_the_parameter_service_without_its_password_is_refused(tmp_path, monkeypatch) -> None:
+    config = dict(stack_config("platform-prod", "plinth:platform"), parameterService={})
+    root = variant_project(tmp_path / "project", {"platform-prod": {"plinth:platform": config}})
+    monkeypatch.setenv("PLINTH_PROJECT_DIR", str(root))
+    with pytest.raises(PlinthError, match=r"parameterService needs its password as a secret: run `pulumi config set --secret plinth:parameterStorePassword VALUE`"):
+        load_stack("platform-prod")

@@ -50,7 +50,8 @@ def run_program(stack_file_config: dict) -> dict:
     """Run infra/__main__.py as `pulumi up` would; returns the program's globals."""
     # Pulumi hands structured stack-file values to the program as JSON strings.
     pulumi.runtime.settings.reset_options()
-    pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in stack_file_config.items()})
+    # secret_keys=[]: no key stays secret from a rendering an earlier test ran in this process.
+    pulumi.runtime.set_all_config({k: v if isinstance(v, str) else json.dumps(v) for k, v in stack_file_config.items()}, secret_keys=[])
     pulumi.runtime.set_mocks(NoResources(), project="plinth", stack="local", preview=False)
     return runpy.run_path(str(REPO / "infra" / "__main__.py"), run_name="__main__")
 
