@@ -11,8 +11,9 @@ LimitRanger, RBAC and impersonation), etcd, the controllers (Job, namespace dele
 collection, service accounts) and the scheduler (resources, node selectors, taints). What is
 simulated: nodes (KWOK keeps them Ready with the pool's labels, taints and nvidia.com/gpu
 capacity) and pods, which never run a container: KWOK marks a scheduled pod Running, and a
-Job's pod Succeeded 45-60 seconds later; other pods stay Running until deleted. When the platform
-stack's scheduler is Kueue, Kueue's controller manager runs too (platform_cli/sim/kueue.py).
+Job's pod Succeeded 45-60 seconds later; other pods stay Running until deleted. The platform
+stack's scheduler runs too: Kueue's controller manager (platform_cli/sim/kueue.py), or Volcano's
+scheduler and controller manager (platform_cli/sim/volcano.py).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from platform_cli.errors import PlinthError
-from platform_cli.sim import kueue, tools
+from platform_cli.sim import kueue, tools, volcano
 
 CONTEXT = "plinth-sim"
 ADMIN = "plinth-sim-admin"
@@ -411,7 +412,9 @@ def up(platform_stack: str, nodes_per_pool: int | None = None, cpu_nodes: int = 
     if _live(SimState.read(folder)):
         raise PlinthError(f"a simulated cluster is already running ({folder})", "plinth sim status shows it; plinth sim down stops it")
     binaries = _binaries()
-    kueue_binary = kueue.binary() if stack.config.platform.scheduler.kind == "kueue" else None
+    scheduler = stack.config.platform.scheduler
+    kueue_binary = kueue.binary() if scheduler.kind == "kueue" else None
+    volcano_binaries = volcano.binaries() if scheduler.kind == "volcano" else None
     nodes = node_manifests(stack.config.platform, nodes_per_pool, cpu_nodes)
 
     # A fresh folder each time: a stale etcd would bring back objects of an earlier sim.
@@ -459,6 +462,8 @@ def up(platform_stack: str, nodes_per_pool: int | None = None, cpu_nodes: int = 
         _wait("the default service account", lambda: client.get(Resource("v1", "ServiceAccount"), "default", "default") is not None, manager)
         if kueue_binary is not None:
             _start_kueue(folder, kueue_binary, client, state, on_progress)
+        if volcano_binaries is not None:
+            _start_volcano(folder, volcano_binaries, scheduler, client, state, on_progress)
     except BaseException:
         stop(state)
         raise
@@ -470,7 +475,7 @@ def _start_kueue(folder: Path, binary: Path, client, state: SimState, on_progres
     import yaml
 
     on_progress("installing Kueue's CRDs")
-    kueue.prepare(folder, binary, client)
+    _install_crds(folder, kueue.crd_files(binary), client, "Kueue's CRDs")
     webhook_port, health_port, metrics_port = _free_ports(3)
     certs = folder / "pki" / "kueue"
     certs.mkdir()
@@ -489,6 +494,53 @@ def _start_kueue(folder: Path, binary: Path, client, state: SimState, on_progres
     _wait("kueue", lambda: _http_ok(f"http://127.0.0.1:{health_port}/readyz"), process)
     count = kueue.register_webhooks(binary, f"https://127.0.0.1:{webhook_port}", certs / "tls.crt", client)
     on_progress(f"registered {count} Kueue webhooks")
+
+
+def _start_volcano(folder: Path, binaries: dict[str, Path], scheduler, client, state: SimState, on_progress) -> None:
+    """Volcano's CRDs, then its controller manager and its scheduler running the platform's
+    configuration."""
+    from platform_cli.spec import volcano as volcano_spec
+
+    on_progress("installing Volcano's CRDs")
+    _install_crds(folder, volcano.crd_files(binaries["vc-scheduler"]), client, "Volcano's CRDs")
+    config = folder / "volcano-scheduler.conf"
+    config.write_text(volcano_spec.scheduler_configuration_text(scheduler))
+    kubeconfig = folder / "admin.kubeconfig"
+    scheduler_health, scheduler_metrics, manager_health, manager_metrics = _free_ports(4)
+    starts = {
+        "vc-controller-manager": (volcano.controller_manager_argv(binaries["vc-controller-manager"], kubeconfig, manager_health, manager_metrics), manager_health),
+        "vc-scheduler": (volcano.scheduler_argv(binaries["vc-scheduler"], kubeconfig, config, scheduler_health, scheduler_metrics), scheduler_health),
+    }
+    for name, (argv, health) in starts.items():
+        on_progress(f"starting {name}")
+        process = _spawn(name, argv, folder)
+        state.processes.append(process)
+        state.write(folder)
+        _wait(name, lambda port=health: _http_ok(f"http://127.0.0.1:{port}/healthz"), process)
+
+
+def _install_crds(folder: Path, files: list[Path], client, what: str) -> None:
+    """Apply CRD files and wait until the API server serves every one of them."""
+    import yaml
+
+    from platform_cli.kube import Resource
+
+    names = []
+    for path in files:
+        crd = yaml.safe_load(path.read_text())
+        client.apply(crd)
+        names.append(crd["metadata"]["name"])
+    crds = Resource("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+
+    def established(name: str) -> bool:
+        crd = client.get(crds, None, name) or {}
+        return any(c.get("type") == "Established" and c.get("status") == "True" for c in crd.get("status", {}).get("conditions") or [])
+
+    deadline = time.monotonic() + 60
+    while not all(established(name) for name in names):
+        if time.monotonic() > deadline:
+            raise PlinthError(f"{what} not established after 60 s", f"see {folder / 'logs' / 'kube-apiserver.log'}")
+        time.sleep(0.3)
 
 
 def _ready_nodes(client) -> int:

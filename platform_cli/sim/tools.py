@@ -42,6 +42,15 @@ KUEUE_CRD_NAMES = (
 )
 
 
+VOLCANO_CRDS = "volcano-crds"
+# The Volcano CRDs its scheduler and controllers watch (config/crd/volcano/bases in the module).
+VOLCANO_CRD_FILES = (
+    "batch.volcano.sh_jobs", "bus.volcano.sh_commands", "scheduling.volcano.sh_podgroups",
+    "scheduling.volcano.sh_queues", "topology.volcano.sh_hypernodes", "nodeinfo.volcano.sh_numatopologies",
+    "shard.volcano.sh_nodeshards", "batch.volcano.sh_cronjobs", "config.volcano.sh_colocationconfigurations",
+)
+
+
 @dataclass(frozen=True)
 class Component:
     name: str
@@ -54,6 +63,8 @@ class Component:
     generated: tuple[tuple[str, str, str, dict], ...] = ()
     # Files copied as they are from an upstream module into the bin folder (module, path, name).
     copied: tuple[tuple[str, str, str], ...] = ()
+    # Built binaries renamed as they land (go build names a binary after its package folder).
+    renamed: tuple[tuple[str, str], ...] = ()
     optional: bool = False             # built only when asked for (`--with NAME`)
     why: str = ""
     fix: dict[str, str] = field(default_factory=dict)
@@ -69,7 +80,7 @@ class Component:
             if path.is_file():
                 digest.update(path.relative_to(self.module).as_posix().encode())
                 digest.update(path.read_bytes())
-        digest.update(json.dumps([self.packages, self.ldflags, self.generated, self.copied]).encode())
+        digest.update(json.dumps([self.packages, self.ldflags, self.generated, self.copied, self.renamed]).encode())
         return digest.hexdigest()[:12]
 
     def folder(self, cache: Path) -> Path:
@@ -131,6 +142,17 @@ COMPONENTS: tuple[Component, ...] = (
         ),
         optional=True,
         why="the Kueue queue manager (admits or holds jobs by ClusterQueue quota)",
+    ),
+    Component(
+        "volcano", "v1.15.1",
+        ("volcano.sh/volcano/cmd/scheduler", "volcano.sh/volcano/cmd/controller-manager"),
+        ("vc-scheduler", "vc-controller-manager"),
+        renamed=(("scheduler", "vc-scheduler"), ("controller-manager", "vc-controller-manager")),
+        copied=tuple(
+            ("volcano.sh/volcano", f"config/crd/volcano/bases/{name}.yaml", f"{VOLCANO_CRDS}/{name}.yaml") for name in VOLCANO_CRD_FILES
+        ),
+        optional=True,
+        why="the Volcano scheduler (queues, gang, reclaim, preemption) and its controllers (PodGroups, Queues, Jobs)",
     ),
 )
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from platform_cli.sim import kueue, tools
+from platform_cli.sim import kueue, tools, volcano
 from platform_cli.sim.cluster import Ports, commands, node_manifests
 from platform_cli.spec.stack import load_stack
 from tests.conftest import REPO
@@ -128,3 +128,22 @@ def test_kueue_crds_the_platform_applies_come_from_the_same_vendored_files(tmp_p
     assert len(files) == len(tools.KUEUE_CRD_NAMES) == 11
     assert files["kueue.x-k8s.io_clusterqueues.yaml"].parent.name == "v0.19.2"   # what engines: crds-only applies
     assert files["workloads.yaml"] == tmp_path / tools.KUEUE_CRDS / "workloads.yaml"   # the rest from Kueue's module
+
+
+def test_volcano_listens_on_loopback_and_runs_the_platforms_configuration(tmp_path: Path) -> None:
+    scheduler = volcano.scheduler_argv(tmp_path / "vc-scheduler", tmp_path / "admin.kubeconfig", tmp_path / "volcano-scheduler.conf", 11251, 8080)
+    manager = volcano.controller_manager_argv(tmp_path / "vc-controller-manager", tmp_path / "admin.kubeconfig", 11252, 8081)
+    for argv in (scheduler, manager):
+        assert argv[argv.index("--healthz-address") + 1].startswith("127.0.0.1:") and argv[argv.index("--listen-address") + 1].startswith("127.0.0.1:")
+        assert "--leader-elect=false" in argv
+    assert scheduler[scheduler.index("--scheduler-conf") + 1] == str(tmp_path / "volcano-scheduler.conf")
+    assert "--disable-default-scheduler-config" in scheduler
+    # PodGroups for plain pods, Volcano Jobs, Queue states, clean-up; nothing watching kinds the sim lacks
+    assert manager[manager.index("--controllers") + 1] == "job-controller,pg-controller,queue-controller,gc-controller"
+
+
+def test_volcano_crds_the_platform_applies_come_from_the_same_vendored_files(tmp_path: Path) -> None:
+    files = {path.name: path for path in volcano.crd_files(tmp_path / "vc-scheduler")}
+    assert len(files) == len(tools.VOLCANO_CRD_FILES) == 9
+    assert files["scheduling.volcano.sh_queues.yaml"].parent.name == "v1.15.1"   # what engines: crds-only applies
+    assert files["topology.volcano.sh_hypernodes.yaml"] == tmp_path / tools.VOLCANO_CRDS / "topology.volcano.sh_hypernodes.yaml"
