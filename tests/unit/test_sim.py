@@ -147,3 +147,24 @@ def test_volcano_crds_the_platform_applies_come_from_the_same_vendored_files(tmp
     assert len(files) == len(tools.VOLCANO_CRD_FILES) == 9
     assert files["scheduling.volcano.sh_queues.yaml"].parent.name == "v1.15.1"   # what engines: crds-only applies
     assert files["topology.volcano.sh_hypernodes.yaml"] == tmp_path / tools.VOLCANO_CRDS / "topology.volcano.sh_hypernodes.yaml"
+
+
+def test_a_compile_error_is_the_line_reported_not_a_package_name(tmp_path: Path) -> None:
+    fake = tmp_path / "fakebin"
+    fake.mkdir()
+    (fake / "go").write_text(
+        "#!/bin/sh\n"
+        'if [ "$1" = env ]; then echo go1.26.8; exit 0; fi\n'
+        "echo 'github.com/pkg/errors'\n"
+        "echo '# volcano.sh/volcano/pkg/scheduler/api'\n"
+        "echo '/m/volcano.sh/volcano@v1.15.1/pkg/scheduler/api/helpers.go:145:57: undefined: schedulingv1beta1.QueueAllocationGateKey'\n"
+        "echo 'k8s.io/apimachinery/pkg/api/errors'\n"
+        "exit 1\n"
+    )
+    (fake / "go").chmod(0o755)
+    result = run_tools(tmp_path, "etcd", path=f"{fake}:{os.environ['PATH']}")
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith(
+        "error: cluster-tools: etcd v3.6.16: /m/volcano.sh/volcano@v1.15.1/pkg/scheduler/api/helpers.go:145:57: "
+        "undefined: schedulingv1beta1.QueueAllocationGateKey; fix the module in tools/cluster/etcd/"
+    )
