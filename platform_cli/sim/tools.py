@@ -43,7 +43,8 @@ KUEUE_CRD_NAMES = (
 
 
 VOLCANO_CRDS = "volcano-crds"
-# The Volcano CRDs its scheduler and controllers watch (config/crd/volcano/bases in the module).
+# The Volcano CRDs its scheduler and controllers watch (config/crd/volcano/bases in the module;
+# the sim installs Job, Queue and PodGroup from the vendored 1.15.1 files instead).
 VOLCANO_CRD_FILES = (
     "batch.volcano.sh_jobs", "bus.volcano.sh_commands", "scheduling.volcano.sh_podgroups",
     "scheduling.volcano.sh_queues", "topology.volcano.sh_hypernodes", "nodeinfo.volcano.sh_numatopologies",
@@ -144,7 +145,9 @@ COMPONENTS: tuple[Component, ...] = (
         why="the Kueue queue manager (admits or holds jobs by ClusterQueue quota)",
     ),
     Component(
-        "volcano", "v1.15.1",
+        # v1.14.1, not the chart's 1.15.1: the proxy refuses volcano.sh/apis v1.15.x, which
+        # v1.15.1 needs (tools/cluster/volcano/go.mod says why).
+        "volcano", "v1.14.1",
         ("volcano.sh/volcano/cmd/scheduler", "volcano.sh/volcano/cmd/controller-manager"),
         ("vc-scheduler", "vc-controller-manager"),
         renamed=(("scheduler", "vc-scheduler"), ("controller-manager", "vc-controller-manager")),
