@@ -81,7 +81,8 @@ class Component:
             if path.is_file():
                 digest.update(path.relative_to(self.module).as_posix().encode())
                 digest.update(path.read_bytes())
-        digest.update(json.dumps([self.packages, self.ldflags, self.generated, self.copied, self.renamed]).encode())
+        # (renamed only when set: the keys, and so the built folders, of the others stay as they were)
+        digest.update(json.dumps([self.packages, self.ldflags, self.generated, self.copied, *([self.renamed] if self.renamed else [])]).encode())
         return digest.hexdigest()[:12]
 
     def folder(self, cache: Path) -> Path:
