@@ -286,9 +286,10 @@ SIMULATED_LOG = (
 )
 
 
-def _kwok_config(folder: Path, kwok_binary: Path) -> None:
+def _kwok_config(folder: Path, kwok_binary: Path, job_seconds: int | None = None) -> None:
     """KWOK's lifecycle stages (from its module, via scripts/cluster-tools) and, for every pod's
-    log, a file that says no container ran."""
+    log, a file that says no container ran. `job_seconds`: how long a Job's pod runs (default
+    45-60 s)."""
     import yaml
 
     stages = []
@@ -297,7 +298,8 @@ def _kwok_config(folder: Path, kwok_binary: Path) -> None:
         if stage["metadata"]["name"] == "pod-complete":
             # A Job's pod stays Running 45-60 s before it Succeeds (KWOK's default is 1-6 s),
             # so its Running phase is there to see and a job can be cancelled while it runs.
-            stage["spec"]["delay"].update(JOB_POD_RUNS_MS)
+            runs = JOB_POD_RUNS_MS if job_seconds is None else {"durationMilliseconds": job_seconds * 1000, "jitterDurationMilliseconds": job_seconds * 1000}
+            stage["spec"]["delay"].update(runs)
         stages.append(yaml.safe_dump(stage, sort_keys=False).strip())
     log = folder / "logs" / "simulated-container.log"
     # KWOK serves it as a container runtime would: CRI log lines (time, stream, tag, text).
@@ -397,7 +399,8 @@ def _live(state: SimState | None) -> bool:
     return state is not None and any(running(p.pid, p.created) for p in state.processes)
 
 
-def up(platform_stack: str, nodes_per_pool: int | None = None, cpu_nodes: int = 2, on_progress=lambda line: None) -> SimState:
+def up(platform_stack: str, nodes_per_pool: int | None = None, cpu_nodes: int = 2, on_progress=lambda line: None,
+       job_seconds: int | None = None) -> SimState:
     """Start the control plane and KWOK, then create the platform's fake nodes and wait until
     they are Ready. Refuses if a sim is already running."""
     from platform_cli.kube import ErrorContext, KubeClient
@@ -406,6 +409,8 @@ def up(platform_stack: str, nodes_per_pool: int | None = None, cpu_nodes: int = 
     stack = load_stack(platform_stack)
     if stack.config.platform is None:
         raise PlinthError(f"stack {platform_stack} is a {stack.role} stack, not a platform stack", "pass --platform with a platform stack, e.g. platform-sim")
+    if job_seconds is not None and job_seconds < 1:
+        raise PlinthError(f"--job-seconds {job_seconds}: a Job's pod runs at least a second", "pass --job-seconds 1 or more")
     if nodes_per_pool is not None and nodes_per_pool < 1:
         raise PlinthError(f"--nodes {nodes_per_pool}: a pool needs at least one node", "pass --nodes 1 or more")
     folder = sim_dir()
@@ -428,7 +433,7 @@ def up(platform_stack: str, nodes_per_pool: int | None = None, cpu_nodes: int = 
     (folder / "tokens.csv").write_text(f'{token},{ADMIN},{ADMIN},"system:masters"\n')
     (folder / "tokens.csv").chmod(0o600)
     _serving_cert(folder / "pki" / "kwok.crt", folder / "pki" / "kwok.key")
-    _kwok_config(folder, binaries["kwok"])
+    _kwok_config(folder, binaries["kwok"], job_seconds)
     ports = Ports(*_free_ports(4))
     argv = commands(folder, binaries, ports)
     server = f"https://127.0.0.1:{ports.apiserver}"

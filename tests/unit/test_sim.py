@@ -168,3 +168,18 @@ def test_a_compile_error_is_the_line_reported_not_a_package_name(tmp_path: Path)
         "error: cluster-tools: etcd v3.6.16: /m/volcano.sh/volcano@v1.15.1/pkg/scheduler/api/helpers.go:145:57: "
         "undefined: schedulingv1beta1.QueueAllocationGateKey; fix the module in tools/cluster/etcd/"
     )
+
+
+def test_job_seconds_sets_how_long_kwok_runs_a_jobs_pod(tmp_path: Path) -> None:
+    import yaml
+
+    from platform_cli.sim.cluster import _kwok_config
+
+    stages = tmp_path / "bin" / tools.KWOK_STAGES
+    stages.mkdir(parents=True)
+    (stages / "pod-complete.yaml").write_text("metadata: {name: pod-complete}\nspec: {delay: {durationMilliseconds: 1000, jitterDurationMilliseconds: 5000}}\n")
+    (tmp_path / "logs").mkdir()
+    for seconds, expected in ((None, (45000, 60000)), (600, (600000, 600000))):
+        _kwok_config(tmp_path, tmp_path / "bin" / "kwok", seconds)
+        stage = next(yaml.safe_load_all((tmp_path / "kwok.yaml").read_text()))
+        assert (stage["spec"]["delay"]["durationMilliseconds"], stage["spec"]["delay"]["jitterDurationMilliseconds"]) == expected
