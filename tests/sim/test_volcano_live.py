@@ -171,8 +171,10 @@ def test_preemptible_work_is_evicted_first(cluster: Sim, tmp_path: Path) -> None
     assert bound_pods(cluster, "ranking", kept) == kept_pods          # every training pod still on its node
     assert len(bound_pods(cluster, "ranking", cheap)) == 3            # two preemptible pods gone
     assert held(cluster)["ranking"] == 80
-    # The evicted preemptible jobs wait (their replacement pods): they may not preempt anyone.
-    assert waiting(cluster, "ranking") == 2
+    # The evicted preemptible jobs wait (their replacement pods, which the Job controller makes
+    # once the evicted ones are gone): they may not preempt anyone.
+    wait_for("the two preemptible jobs waiting", lambda: waiting(cluster, "ranking") == 2, timeout=30)
+    assert bound_pods(cluster, "ranking", kept) == kept_pods and len(bound_pods(cluster, "ranking", cheap)) == 3
 
 
 def gang_job(team: str, workers: int) -> dict:
