@@ -67,18 +67,22 @@ def test_bin_dir_without_a_build_says_what_to_run(tmp_path: Path) -> None:
     assert result.stderr == "error: cluster-tools: not built: etcd, kubernetes, kwok, pulumi, kubernetes-provider; run scripts/cluster-tools\n"
 
 
-def test_a_module_the_proxy_refuses_fails_in_one_line_naming_the_component(tmp_path: Path) -> None:
+def build_with_failing_go(tmp_path: Path, *output: str):
+    """scripts/cluster-tools building etcd with a `go` that prints `output` and fails."""
     fake = tmp_path / "fakebin"
     fake.mkdir()
-    (fake / "go").write_text(
-        "#!/bin/sh\n"
-        'if [ "$1" = env ]; then echo go1.26.8; exit 0; fi\n'
-        "echo 'go: downloading go.etcd.io/etcd/server/v3 v3.6.16'\n"
-        "echo 'go: go.etcd.io/etcd/server/v3@v3.6.16: reading https://proxy.golang.org/go.etcd.io/etcd/server/v3/@v/v3.6.16.zip: 403 Forbidden'\n"
-        "exit 1\n"
-    )
+    lines = "".join(f"echo '{line}'\n" for line in output)
+    (fake / "go").write_text(f'#!/bin/sh\nif [ "$1" = env ]; then echo go1.26.8; exit 0; fi\n{lines}exit 1\n')
     (fake / "go").chmod(0o755)
-    result = run_tools(tmp_path, "etcd", path=f"{fake}:{os.environ['PATH']}")
+    return run_tools(tmp_path, "etcd", path=f"{fake}:{os.environ['PATH']}")
+
+
+def test_a_module_the_proxy_refuses_fails_in_one_line_naming_the_component(tmp_path: Path) -> None:
+    result = build_with_failing_go(
+        tmp_path,
+        "go: downloading go.etcd.io/etcd/server/v3 v3.6.16",
+        "go: go.etcd.io/etcd/server/v3@v3.6.16: reading https://proxy.golang.org/go.etcd.io/etcd/server/v3/@v/v3.6.16.zip: 403 Forbidden",
+    )
     assert result.returncode == 1
     last = result.stderr.splitlines()[-1]
     assert last.startswith(
@@ -150,19 +154,13 @@ def test_volcano_crds_the_platform_applies_come_from_the_same_vendored_files(tmp
 
 
 def test_a_compile_error_is_the_line_reported_not_a_package_name(tmp_path: Path) -> None:
-    fake = tmp_path / "fakebin"
-    fake.mkdir()
-    (fake / "go").write_text(
-        "#!/bin/sh\n"
-        'if [ "$1" = env ]; then echo go1.26.8; exit 0; fi\n'
-        "echo 'github.com/pkg/errors'\n"
-        "echo '# volcano.sh/volcano/pkg/scheduler/api'\n"
-        "echo '/m/volcano.sh/volcano@v1.15.1/pkg/scheduler/api/helpers.go:145:57: undefined: schedulingv1beta1.QueueAllocationGateKey'\n"
-        "echo 'k8s.io/apimachinery/pkg/api/errors'\n"
-        "exit 1\n"
+    result = build_with_failing_go(
+        tmp_path,
+        "github.com/pkg/errors",
+        "# volcano.sh/volcano/pkg/scheduler/api",
+        "/m/volcano.sh/volcano@v1.15.1/pkg/scheduler/api/helpers.go:145:57: undefined: schedulingv1beta1.QueueAllocationGateKey",
+        "k8s.io/apimachinery/pkg/api/errors",
     )
-    (fake / "go").chmod(0o755)
-    result = run_tools(tmp_path, "etcd", path=f"{fake}:{os.environ['PATH']}")
     assert result.returncode == 1
     assert result.stderr.splitlines()[-1].startswith(
         "error: cluster-tools: etcd v3.6.16: /m/volcano.sh/volcano@v1.15.1/pkg/scheduler/api/helpers.go:145:57: "
