@@ -15,6 +15,7 @@ import pulumi_kubernetes as k8s
 
 from infra.components.charts import KUEUE, VOLCANO, helm_release
 from infra.components.labels import metadata
+from platform_cli.spec import volcano
 from platform_cli.spec.stack import GpuPoolConfig, QuotaConfig, SchedulerConfig, TeamConfig
 
 GPU = "nvidia.com/gpu"
@@ -42,8 +43,8 @@ class Scheduler(pulumi.ComponentResource):
         """`crds`: the engines' CRDs when the platform installs only those (no Helm chart)."""
         super().__init__("plinth:platform:Scheduler", config.kind, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        chart = VOLCANO if config.kind == "volcano" else KUEUE
-        self.release = helm_release(chart, {}, child, version=config.chart_version) if crds is None else None
+        chart, values = (VOLCANO, volcano.chart_values(config)) if config.kind == "volcano" else (KUEUE, {})
+        self.release = helm_release(chart, values, child, version=config.chart_version) if crds is None else None
         self.priority_classes = [
             k8s.scheduling.v1.PriorityClass(
                 f"priority-{priority.name}",
@@ -85,11 +86,13 @@ def gpu_share_by_pool(share: int, pools: list[GpuPoolConfig]) -> dict[str, int]:
 def volcano_queue_spec(team: TeamConfig) -> dict[str, Any]:
     quota: QuotaConfig = team.quota
     return {
-        # proportion plugin (Volcano's default): share of the cluster by weight, up to capability
+        # Read by the proportion plugin only, which the platform's Volcano does not run
+        # (platform_cli/spec/volcano.py); kept so a cluster whose Volcano runs it still shares by weight.
         "weight": team.queue.weight,
+        # The team's quota: the capacity plugin never lets the queue hold more.
         "capability": {"cpu": quota.cpu, "memory": quota.memory, GPU: quota.gpu},
         # capacity plugin: what the team is guaranteed; beyond it, jobs run on borrowed GPUs
-        # that other queues may reclaim.
+        # that the reclaim action takes back when another queue needs its own deserved GPUs.
         "deserved": {GPU: team.queue.gpu_share},
         "reclaimable": True,
     }

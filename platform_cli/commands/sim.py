@@ -15,12 +15,13 @@ def up(
     platform: str = typer.Option("platform-sim", "--platform", "-p", help="platform stack whose GPU pools become fake nodes"),
     nodes: int = typer.Option(None, "--nodes", "-n", help="nodes per GPU pool (default: each pool's maxNodes)", show_default=False),
     cpu_nodes: int = typer.Option(2, "--cpu-nodes", help="untainted CPU nodes"),
+    job_seconds: int = typer.Option(None, "--job-seconds", help="how long a Job's pod runs before it succeeds (default 45-60 s)", show_default=False),
 ):
     """Start etcd, the API server, the controllers, the scheduler and KWOK on loopback, create the
     platform's nodes, and write the kubeconfig context plinth-sim."""
     from platform_cli.sim import cluster
 
-    state = cluster.up(platform, nodes, cpu_nodes, on_progress=lambda line: typer.echo(f"  {line}", err=True))
+    state = cluster.up(platform, nodes, cpu_nodes, on_progress=lambda line: typer.echo(f"  {line}", err=True), job_seconds=job_seconds)
     typer.echo(f"sim/{state.context} up: {state.nodes} nodes ({state.gpus} nvidia.com/gpu) from stack {state.platform}, API server {state.server}")
     typer.echo(f"kubeconfig context {state.context} in {_home(state.kubeconfig)}")
 

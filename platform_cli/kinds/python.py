@@ -36,12 +36,14 @@ class PythonKind(JobKind):
             result = JobStatus.SUCCEEDED
         elif "Failed" in conditions:
             result = JobStatus.FAILED
-        elif status.get("active"):
+        elif status.get("ready"):
             result = JobStatus.RUNNING
         else:
+            # An active pod that is not ready has not started: typically no node was given it yet
+            # (a batch scheduler holds it for the team's share, or the cluster is full).
             result = JobStatus.PENDING
         failed = conditions.get("Failed", {}).get("message", "")
-        message = failed or ("" if result.finished else f"{status.get('active', 0)} pod(s) active, {status.get('failed', 0)} failed")
+        message = failed or ("" if result.finished else f"{status.get('active', 0)} pod(s) active, {status.get('ready', 0)} ready, {status.get('failed', 0)} failed")
         return WorkloadStatus(result, parse_time(status.get("startTime")), parse_time(status.get("completionTime")) if result.finished else None, message, 1 + int(status.get("failed") or 0))
 
     def argo_conditions(self, workload: dict) -> tuple[str, str]:

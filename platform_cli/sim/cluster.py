@@ -11,8 +11,9 @@ LimitRanger, RBAC and impersonation), etcd, the controllers (Job, namespace dele
 collection, service accounts) and the scheduler (resources, node selectors, taints). What is
 simulated: nodes (KWOK keeps them Ready with the pool's labels, taints and nvidia.com/gpu
 capacity) and pods, which never run a container: KWOK marks a scheduled pod Running, and a
-Job's pod Succeeded 45-60 seconds later; other pods stay Running until deleted. When the platform
-stack's scheduler is Kueue, Kueue's controller manager runs too (platform_cli/sim/kueue.py).
+Job's pod Succeeded 45-60 seconds later; other pods stay Running until deleted. The platform
+stack's scheduler runs too: Kueue's controller manager (platform_cli/sim/kueue.py), or Volcano's
+scheduler and controller manager (platform_cli/sim/volcano.py).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from platform_cli.errors import PlinthError
-from platform_cli.sim import kueue, tools
+from platform_cli.sim import kueue, tools, volcano
 from platform_cli.spec.stack import PLATFORM_NAMESPACE, MlflowConfig
 
 CONTEXT = "plinth-sim"
@@ -302,10 +303,11 @@ SIMULATED_LOG = (
 )
 
 
-def _kwok_config(folder: Path, kwok_binary: Path, mlflow_port: int | None = None) -> None:
+def _kwok_config(folder: Path, kwok_binary: Path, job_seconds: int | None = None, mlflow_port: int | None = None) -> None:
     """KWOK's lifecycle stages (from its module, via scripts/cluster-tools), for every pod's
     log a file that says no container ran, and (`mlflow_port`) a port forward that answers
-    for the platform's MLflow pods with the MLflow server this machine runs."""
+    for the platform's MLflow pods with the MLflow server this machine runs. `job_seconds`:
+    how long a Job's pod runs (default 45-60 s)."""
     import yaml
 
     stages = []
@@ -314,7 +316,8 @@ def _kwok_config(folder: Path, kwok_binary: Path, mlflow_port: int | None = None
         if stage["metadata"]["name"] == "pod-complete":
             # A Job's pod stays Running 45-60 s before it Succeeds (KWOK's default is 1-6 s),
             # so its Running phase is there to see and a job can be cancelled while it runs.
-            stage["spec"]["delay"].update(JOB_POD_RUNS_MS)
+            runs = JOB_POD_RUNS_MS if job_seconds is None else {"durationMilliseconds": job_seconds * 1000, "jitterDurationMilliseconds": job_seconds * 1000}
+            stage["spec"]["delay"].update(runs)
         stages.append(yaml.safe_dump(stage, sort_keys=False).strip())
     log = folder / "logs" / "simulated-container.log"
     # KWOK serves it as a container runtime would: CRI log lines (time, stream, tag, text).
@@ -430,7 +433,8 @@ def _live(state: SimState | None) -> bool:
     return state is not None and any(running(p.pid, p.created) for p in state.processes)
 
 
-def up(platform_stack: str, nodes_per_pool: int | None = None, cpu_nodes: int = 2, on_progress=lambda line: None) -> SimState:
+def up(platform_stack: str, nodes_per_pool: int | None = None, cpu_nodes: int = 2, on_progress=lambda line: None,
+       job_seconds: int | None = None) -> SimState:
     """Start the control plane and KWOK, then create the platform's fake nodes and wait until
     they are Ready. Refuses if a sim is already running."""
     from platform_cli.kube import ErrorContext, KubeClient
@@ -439,13 +443,17 @@ def up(platform_stack: str, nodes_per_pool: int | None = None, cpu_nodes: int = 
     stack = load_stack(platform_stack)
     if stack.config.platform is None:
         raise PlinthError(f"stack {platform_stack} is a {stack.role} stack, not a platform stack", "pass --platform with a platform stack, e.g. platform-sim")
+    if job_seconds is not None and job_seconds < 1:
+        raise PlinthError(f"--job-seconds {job_seconds}: a Job's pod runs at least a second", "pass --job-seconds 1 or more")
     if nodes_per_pool is not None and nodes_per_pool < 1:
         raise PlinthError(f"--nodes {nodes_per_pool}: a pool needs at least one node", "pass --nodes 1 or more")
     folder = sim_dir()
     if _live(SimState.read(folder)):
         raise PlinthError(f"a simulated cluster is already running ({folder})", "plinth sim status shows it; plinth sim down stops it")
     binaries = _binaries()
-    kueue_binary = kueue.binary() if stack.config.platform.scheduler.kind == "kueue" else None
+    scheduler = stack.config.platform.scheduler
+    kueue_binary = kueue.binary() if scheduler.kind == "kueue" else None
+    volcano_binaries = volcano.binaries() if scheduler.kind == "volcano" else None
     nodes = node_manifests(stack.config.platform, nodes_per_pool, cpu_nodes)
 
     # A fresh folder each time: a stale etcd would bring back objects of an earlier sim.
@@ -461,7 +469,7 @@ def up(platform_stack: str, nodes_per_pool: int | None = None, cpu_nodes: int = 
     _serving_cert(folder / "pki" / "kwok.crt", folder / "pki" / "kwok.key")
     # The platform's MLflow pods are KWOK's; their port 5000 is this machine's MLflow server.
     mlflow_port = _free_ports(1)[0] if stack.config.platform.mlflow.server == "in-cluster" else None
-    _kwok_config(folder, binaries["kwok"], mlflow_port)
+    _kwok_config(folder, binaries["kwok"], job_seconds, mlflow_port)
     ports = Ports(*_free_ports(4))
     argv = commands(folder, binaries, ports)
     server = f"https://127.0.0.1:{ports.apiserver}"
@@ -506,6 +514,8 @@ def up(platform_stack: str, nodes_per_pool: int | None = None, cpu_nodes: int = 
         _wait("the default service account", lambda: client.get(Resource("v1", "ServiceAccount"), "default", "default") is not None, manager)
         if kueue_binary is not None:
             _start_kueue(folder, kueue_binary, client, state, on_progress)
+        if volcano_binaries is not None:
+            _start_volcano(folder, volcano_binaries, scheduler, client, state, on_progress)
         if mlflow is not None:
             _wait("mlflow", lambda: _http_ok(f"http://127.0.0.1:{mlflow_port}/health"), mlflow, timeout=MLFLOW_STARTUP_TIMEOUT)
     except BaseException:
@@ -519,7 +529,7 @@ def _start_kueue(folder: Path, binary: Path, client, state: SimState, on_progres
     import yaml
 
     on_progress("installing Kueue's CRDs")
-    kueue.prepare(folder, binary, client)
+    _install_crds(folder, kueue.crd_files(binary), client, "Kueue's CRDs")
     webhook_port, health_port, metrics_port = _free_ports(3)
     certs = folder / "pki" / "kueue"
     certs.mkdir()
@@ -538,6 +548,53 @@ def _start_kueue(folder: Path, binary: Path, client, state: SimState, on_progres
     _wait("kueue", lambda: _http_ok(f"http://127.0.0.1:{health_port}/readyz"), process)
     count = kueue.register_webhooks(binary, f"https://127.0.0.1:{webhook_port}", certs / "tls.crt", client)
     on_progress(f"registered {count} Kueue webhooks")
+
+
+def _start_volcano(folder: Path, binaries: dict[str, Path], scheduler, client, state: SimState, on_progress) -> None:
+    """Volcano's CRDs, then its controller manager and its scheduler running the platform's
+    configuration."""
+    from platform_cli.spec import volcano as volcano_spec
+
+    on_progress("installing Volcano's CRDs")
+    _install_crds(folder, volcano.crd_files(binaries["vc-scheduler"]), client, "Volcano's CRDs")
+    config = folder / "volcano-scheduler.conf"
+    config.write_text(volcano_spec.scheduler_configuration_text(scheduler))
+    kubeconfig = folder / "admin.kubeconfig"
+    scheduler_health, scheduler_metrics, manager_health, manager_metrics = _free_ports(4)
+    starts = {
+        "vc-controller-manager": (volcano.controller_manager_argv(binaries["vc-controller-manager"], kubeconfig, manager_health, manager_metrics), manager_health),
+        "vc-scheduler": (volcano.scheduler_argv(binaries["vc-scheduler"], kubeconfig, config, scheduler_health, scheduler_metrics), scheduler_health),
+    }
+    for name, (argv, health) in starts.items():
+        on_progress(f"starting {name}")
+        process = _spawn(name, argv, folder)
+        state.processes.append(process)
+        state.write(folder)
+        _wait(name, lambda port=health: _http_ok(f"http://127.0.0.1:{port}/healthz"), process)
+
+
+def _install_crds(folder: Path, files: list[Path], client, what: str) -> None:
+    """Apply CRD files and wait until the API server serves every one of them."""
+    import yaml
+
+    from platform_cli.kube import Resource
+
+    names = []
+    for path in files:
+        crd = yaml.safe_load(path.read_text())
+        client.apply(crd)
+        names.append(crd["metadata"]["name"])
+    crds = Resource("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+
+    def established(name: str) -> bool:
+        crd = client.get(crds, None, name) or {}
+        return any(c.get("type") == "Established" and c.get("status") == "True" for c in crd.get("status", {}).get("conditions") or [])
+
+    deadline = time.monotonic() + 60
+    while not all(established(name) for name in names):
+        if time.monotonic() > deadline:
+            raise PlinthError(f"{what} not established after 60 s", f"see {folder / 'logs' / 'kube-apiserver.log'}")
+        time.sleep(0.3)
 
 
 def _ready_nodes(client) -> int:

@@ -101,32 +101,6 @@ def webhook_configurations(manifests: list[dict], url: str, ca_bundle: str) -> l
     return configurations
 
 
-def prepare(folder: Path, kueue_binary: Path, client) -> None:
-    """Install Kueue's CRDs and wait until the API server serves them."""
-    import yaml
-
-    from platform_cli.kube import Resource
-
-    names = []
-    for path in crd_files(kueue_binary):
-        crd = yaml.safe_load(path.read_text())
-        client.apply(crd)
-        names.append(crd["metadata"]["name"])
-    crds = Resource("apiextensions.k8s.io/v1", "CustomResourceDefinition")
-
-    def established(name: str) -> bool:
-        crd = client.get(crds, None, name) or {}
-        return any(c.get("type") == "Established" and c.get("status") == "True" for c in crd.get("status", {}).get("conditions") or [])
-
-    import time
-
-    deadline = time.monotonic() + 60
-    while not all(established(name) for name in names):
-        if time.monotonic() > deadline:
-            raise PlinthError("Kueue's CRDs not established after 60 s", f"see {folder / 'logs' / 'kube-apiserver.log'}")
-        time.sleep(0.3)
-
-
 def register_webhooks(kueue_binary: Path, url: str, cert: Path, client) -> int:
     """Register Kueue's webhooks (once the manager serves them); returns how many."""
     import base64

@@ -42,6 +42,16 @@ KUEUE_CRD_NAMES = (
 )
 
 
+VOLCANO_CRDS = "volcano-crds"
+# The Volcano CRDs its scheduler and controllers watch (config/crd/volcano/bases in the module;
+# the sim installs Job, Queue and PodGroup from the vendored 1.15.1 files instead).
+VOLCANO_CRD_FILES = (
+    "batch.volcano.sh_jobs", "bus.volcano.sh_commands", "scheduling.volcano.sh_podgroups",
+    "scheduling.volcano.sh_queues", "topology.volcano.sh_hypernodes", "nodeinfo.volcano.sh_numatopologies",
+    "shard.volcano.sh_nodeshards", "batch.volcano.sh_cronjobs", "config.volcano.sh_colocationconfigurations",
+)
+
+
 @dataclass(frozen=True)
 class Component:
     name: str
@@ -54,6 +64,8 @@ class Component:
     generated: tuple[tuple[str, str, str, dict], ...] = ()
     # Files copied as they are from an upstream module into the bin folder (module, path, name).
     copied: tuple[tuple[str, str, str], ...] = ()
+    # Built binaries renamed as they land (go build names a binary after its package folder).
+    renamed: tuple[tuple[str, str], ...] = ()
     optional: bool = False             # built only when asked for (`--with NAME`)
     why: str = ""
     fix: dict[str, str] = field(default_factory=dict)
@@ -69,7 +81,8 @@ class Component:
             if path.is_file():
                 digest.update(path.relative_to(self.module).as_posix().encode())
                 digest.update(path.read_bytes())
-        digest.update(json.dumps([self.packages, self.ldflags, self.generated, self.copied]).encode())
+        # (renamed only when set: the keys, and so the built folders, of the others stay as they were)
+        digest.update(json.dumps([self.packages, self.ldflags, self.generated, self.copied, *([self.renamed] if self.renamed else [])]).encode())
         return digest.hexdigest()[:12]
 
     def folder(self, cache: Path) -> Path:
@@ -131,6 +144,19 @@ COMPONENTS: tuple[Component, ...] = (
         ),
         optional=True,
         why="the Kueue queue manager (admits or holds jobs by ClusterQueue quota)",
+    ),
+    Component(
+        # v1.14.1, not the chart's 1.15.1: the proxy refuses volcano.sh/apis v1.15.x, which
+        # v1.15.1 needs (tools/cluster/volcano/go.mod says why).
+        "volcano", "v1.14.1",
+        ("volcano.sh/volcano/cmd/scheduler", "volcano.sh/volcano/cmd/controller-manager"),
+        ("vc-scheduler", "vc-controller-manager"),
+        renamed=(("scheduler", "vc-scheduler"), ("controller-manager", "vc-controller-manager")),
+        copied=tuple(
+            ("volcano.sh/volcano", f"config/crd/volcano/bases/{name}.yaml", f"{VOLCANO_CRDS}/{name}.yaml") for name in VOLCANO_CRD_FILES
+        ),
+        optional=True,
+        why="the Volcano scheduler (queues, gang, reclaim, preemption) and its controllers (PodGroups, Queues, Jobs)",
     ),
 )
 

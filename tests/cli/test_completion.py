@@ -52,8 +52,8 @@ def test_bash_completes_commands_stacks_and_job_ids(project: Path) -> None:
     assert complete("plinth", "job", "status", "") == [job_id]
     assert complete("plinth", "job", "logs", job_id[:3]) == [job_id]
     assert complete("plinth", "job", "status", "nothing-like-it") == []
-    assert complete("plinth", "job", "ls", "--stack", "team-") == ["team-antispam", "team-feed", "team-sim"]
-    assert complete("plinth", "stack", "show", "plat") == ["platform-prod", "platform-sim"]
+    assert complete("plinth", "job", "ls", "--stack", "team-") == ["team-antispam", "team-feed", "team-sim", "team-sim-feed", "team-sim-ranking"]
+    assert complete("plinth", "stack", "show", "plat") == ["platform-prod", "platform-sim", "platform-sim-volcano"]
     assert complete("plinth", "model", "export", "ctr", "1", "--quantize", "") == ["dynamic", "float16", "none"]
 
 

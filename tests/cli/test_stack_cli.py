@@ -123,6 +123,7 @@ def test_ls_shows_each_stacks_role(project: Path, no_pulumi) -> None:
     assert rows == {
         "local": ["local", "local"], "platform-prod": ["platform", "kubernetes"], "platform-sim": ["platform", "kubernetes"],
         "team-antispam": ["team", "kubernetes"], "team-feed": ["team", "kubernetes"], "team-sim": ["team", "kubernetes"],
+        "platform-sim-volcano": ["platform", "kubernetes"], "team-sim-feed": ["team", "kubernetes"], "team-sim-ranking": ["team", "kubernetes"],
     }
 
 

@@ -40,7 +40,12 @@ SIM_TIMEOUT = 3600
 def cluster_tools() -> Path:
     """The bin folder of the cluster tools (Kueue's manager included: platform-sim's scheduler is
     Kueue), built if missing."""
-    result = subprocess.run([sys.executable, str(REPO / "scripts" / "cluster-tools"), "--with", "kueue"], capture_output=True, text=True)
+    return build_cluster_tools("kueue")
+
+
+def build_cluster_tools(*optional: str) -> Path:
+    """scripts/cluster-tools with these optional components: the bin folder, built if missing."""
+    result = subprocess.run([sys.executable, str(REPO / "scripts" / "cluster-tools"), *(f"--with={name}" for name in optional)], capture_output=True, text=True)
     assert result.returncode == 0, f"scripts/cluster-tools failed: {result.stderr.strip().splitlines()[-1:]}"
     return Path(result.stdout.strip().splitlines()[-1])
 
@@ -110,7 +115,7 @@ def sim_project(root: Path) -> Path:
     return project
 
 
-def start_sim(root: Path, bin_dir: Path, nodes: int | None = None) -> Sim:
+def start_sim(root: Path, bin_dir: Path, nodes: int | None = None, platform: str = "platform-sim") -> Sim:
     project = sim_project(root)
     env = {
         **os.environ,
@@ -130,13 +135,13 @@ def start_sim(root: Path, bin_dir: Path, nodes: int | None = None) -> Sim:
     env.pop("PLINTH_STACK", None)
     (root / "state").mkdir()
     sim = Sim(root, project, env)
-    sim.plinth("sim", "up", "--platform", "platform-sim", *(["--nodes", str(nodes)] if nodes else []), timeout=300)
+    sim.plinth("sim", "up", "--platform", platform, *(["--nodes", str(nodes)] if nodes else []), timeout=300)
     return sim
 
 
-def running_sim(bin_dir: Path, tmp_path_factory):
+def running_sim(bin_dir: Path, tmp_path_factory, platform: str = "platform-sim"):
     root = tmp_path_factory.mktemp("sim")
-    started = start_sim(root, bin_dir)
+    started = start_sim(root, bin_dir, platform=platform)
     try:
         yield started
     finally:

@@ -268,3 +268,14 @@ def test_usage_reads_the_teams_plinth_pods_by_label(project: Path) -> None:
     [usage] = pod_usage(pods, "team-feed", PRICES, start - timedelta(days=1), start + timedelta(hours=4))
     assert (usage.job, usage.team, usage.pool, usage.gpu) == ("ctr-train-x7k2p", "feed", "a100", 2)
     assert usage.gpu_hours == 3.5 and usage.finished == start + timedelta(hours=2)
+
+
+def test_a_batch_job_whose_pod_waits_for_a_node_is_pending_not_running() -> None:
+    from platform_cli.kinds import job_kind
+
+    python = job_kind("python")
+    # Volcano holds the pod for the team's share: the Job controller counts it active, not ready.
+    waiting = python.read_status({"status": {"active": 1, "ready": 0, "startTime": "2026-11-23T17:00:00Z"}})
+    assert (waiting.status, waiting.message) == (JobStatus.PENDING, "1 pod(s) active, 0 ready, 0 failed")
+    running = python.read_status({"status": {"active": 1, "ready": 1, "failed": 1, "startTime": "2026-11-23T17:00:00Z"}})
+    assert (running.status, running.attempt) == (JobStatus.RUNNING, 2)

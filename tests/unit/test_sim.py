@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from platform_cli.sim import kueue, tools
+from platform_cli.sim import kueue, tools, volcano
 from platform_cli.sim.cluster import Ports, commands, node_manifests
 from platform_cli.spec.stack import load_stack
 from tests.conftest import REPO
@@ -67,18 +67,22 @@ def test_bin_dir_without_a_build_says_what_to_run(tmp_path: Path) -> None:
     assert result.stderr == "error: cluster-tools: not built: etcd, kubernetes, kwok, pulumi, kubernetes-provider; run scripts/cluster-tools\n"
 
 
-def test_a_module_the_proxy_refuses_fails_in_one_line_naming_the_component(tmp_path: Path) -> None:
+def build_with_failing_go(tmp_path: Path, *output: str):
+    """scripts/cluster-tools building etcd with a `go` that prints `output` and fails."""
     fake = tmp_path / "fakebin"
     fake.mkdir()
-    (fake / "go").write_text(
-        "#!/bin/sh\n"
-        'if [ "$1" = env ]; then echo go1.26.8; exit 0; fi\n'
-        "echo 'go: downloading go.etcd.io/etcd/server/v3 v3.6.16'\n"
-        "echo 'go: go.etcd.io/etcd/server/v3@v3.6.16: reading https://proxy.golang.org/go.etcd.io/etcd/server/v3/@v/v3.6.16.zip: 403 Forbidden'\n"
-        "exit 1\n"
-    )
+    lines = "".join(f"echo '{line}'\n" for line in output)
+    (fake / "go").write_text(f'#!/bin/sh\nif [ "$1" = env ]; then echo go1.26.8; exit 0; fi\n{lines}exit 1\n')
     (fake / "go").chmod(0o755)
-    result = run_tools(tmp_path, "etcd", path=f"{fake}:{os.environ['PATH']}")
+    return run_tools(tmp_path, "etcd", path=f"{fake}:{os.environ['PATH']}")
+
+
+def test_a_module_the_proxy_refuses_fails_in_one_line_naming_the_component(tmp_path: Path) -> None:
+    result = build_with_failing_go(
+        tmp_path,
+        "go: downloading go.etcd.io/etcd/server/v3 v3.6.16",
+        "go: go.etcd.io/etcd/server/v3@v3.6.16: reading https://proxy.golang.org/go.etcd.io/etcd/server/v3/@v/v3.6.16.zip: 403 Forbidden",
+    )
     assert result.returncode == 1
     last = result.stderr.splitlines()[-1]
     assert last.startswith(
@@ -128,3 +132,52 @@ def test_kueue_crds_the_platform_applies_come_from_the_same_vendored_files(tmp_p
     assert len(files) == len(tools.KUEUE_CRD_NAMES) == 11
     assert files["kueue.x-k8s.io_clusterqueues.yaml"].parent.name == "v0.19.2"   # what engines: crds-only applies
     assert files["workloads.yaml"] == tmp_path / tools.KUEUE_CRDS / "workloads.yaml"   # the rest from Kueue's module
+
+
+def test_volcano_listens_on_loopback_and_runs_the_platforms_configuration(tmp_path: Path) -> None:
+    scheduler = volcano.scheduler_argv(tmp_path / "vc-scheduler", tmp_path / "admin.kubeconfig", tmp_path / "volcano-scheduler.conf", 11251, 8080)
+    manager = volcano.controller_manager_argv(tmp_path / "vc-controller-manager", tmp_path / "admin.kubeconfig", 11252, 8081)
+    for argv in (scheduler, manager):
+        assert argv[argv.index("--healthz-address") + 1].startswith("127.0.0.1:") and argv[argv.index("--listen-address") + 1].startswith("127.0.0.1:")
+        assert "--leader-elect=false" in argv
+    assert scheduler[scheduler.index("--scheduler-conf") + 1] == str(tmp_path / "volcano-scheduler.conf")
+    assert "--disable-default-scheduler-config" in scheduler
+    # PodGroups for plain pods, Volcano Jobs, Queue states, clean-up; nothing watching kinds the sim lacks
+    assert manager[manager.index("--controllers") + 1] == "job-controller,pg-controller,queue-controller,gc-controller"
+
+
+def test_volcano_crds_the_platform_applies_come_from_the_same_vendored_files(tmp_path: Path) -> None:
+    files = {path.name: path for path in volcano.crd_files(tmp_path / "vc-scheduler")}
+    assert len(files) == len(tools.VOLCANO_CRD_FILES) == 9
+    assert files["scheduling.volcano.sh_queues.yaml"].parent.name == "v1.15.1"   # what engines: crds-only applies
+    assert files["topology.volcano.sh_hypernodes.yaml"] == tmp_path / tools.VOLCANO_CRDS / "topology.volcano.sh_hypernodes.yaml"
+
+
+def test_a_compile_error_is_the_line_reported_not_a_package_name(tmp_path: Path) -> None:
+    result = build_with_failing_go(
+        tmp_path,
+        "github.com/pkg/errors",
+        "# volcano.sh/volcano/pkg/scheduler/api",
+        "/m/volcano.sh/volcano@v1.15.1/pkg/scheduler/api/helpers.go:145:57: undefined: schedulingv1beta1.QueueAllocationGateKey",
+        "k8s.io/apimachinery/pkg/api/errors",
+    )
+    assert result.returncode == 1
+    assert result.stderr.splitlines()[-1].startswith(
+        "error: cluster-tools: etcd v3.6.16: /m/volcano.sh/volcano@v1.15.1/pkg/scheduler/api/helpers.go:145:57: "
+        "undefined: schedulingv1beta1.QueueAllocationGateKey; fix the module in tools/cluster/etcd/"
+    )
+
+
+def test_job_seconds_sets_how_long_kwok_runs_a_jobs_pod(tmp_path: Path) -> None:
+    import yaml
+
+    from platform_cli.sim.cluster import _kwok_config
+
+    stages = tmp_path / "bin" / tools.KWOK_STAGES
+    stages.mkdir(parents=True)
+    (stages / "pod-complete.yaml").write_text("metadata: {name: pod-complete}\nspec: {delay: {durationMilliseconds: 1000, jitterDurationMilliseconds: 5000}}\n")
+    (tmp_path / "logs").mkdir()
+    for seconds, expected in ((None, (45000, 60000)), (600, (600000, 600000))):
+        _kwok_config(tmp_path, tmp_path / "bin" / "kwok", seconds)
+        stage = next(yaml.safe_load_all((tmp_path / "kwok.yaml").read_text()))
+        assert (stage["spec"]["delay"]["durationMilliseconds"], stage["spec"]["delay"]["jitterDurationMilliseconds"]) == expected

@@ -1,0 +1,1 @@
+print("train")  # the simulated cluster runs no container; KWOK plays the pod
