@@ -184,7 +184,7 @@ class SQLiteStore:
         self._definitions = None
 
     def aggregates(self) -> dict[str, Aggregate]:
-        if self._definitions is None:
+        if not self._definitions:  # empty: a stream may define them any time
             rows = self._db.execute("SELECT definition FROM aggregates").fetchall()
             self._definitions = {a.name: a for a in (Aggregate.model_validate_json(d) for (d,) in rows)}
         return self._definitions
@@ -264,7 +264,7 @@ class RedisStore:
         self._definitions = None
 
     def aggregates(self) -> dict[str, Aggregate]:
-        if self._definitions is None:
+        if not self._definitions:  # empty: a stream may define them any time
             stored = self._redis.hgetall(f"{self._prefix}:aggregates")
             self._definitions = {a.name: a for a in (Aggregate.model_validate_json(d) for d in stored.values())}
         return self._definitions
@@ -381,23 +381,19 @@ class OnlineFeatures:
         names = sorted({f.online.store for f in spec.numeric if f.online is not None})
         return cls(spec, {name: open_store(name, location) for name in names}) if names else None
 
-    def check(self) -> None:
-        """Refuse, at start-up, features whose store holds no such aggregate."""
-        for name, source in self.features:
-            if name not in self.stores[source.store].aggregates():
-                raise ValueError(f"online feature {name!r}: store {source.store!r} keeps no aggregate of that name "
-                                 f"(it keeps: {', '.join(sorted(self.stores[source.store].aggregates())) or 'none yet'}); start its streaming job first")
-
     def values(self, rows: Sequence[Mapping[str, Any]], at: float | None = None) -> dict[str, list[int | None]]:
         """{feature: its value for each row} at time `at` (default: now)."""
         at = time.time() if at is None else at
         result: dict[str, list[int | None]] = {}
         for store_name, store in self.stores.items():
             features = [(name, source) for name, source in self.features if source.store == store_name]
-            keys = {name: [entity_key(row.get(source.key)) for row in rows] for name, source in features}
-            seen, counts = store.fetch({name: {k for k in ks if k is not None} for name, ks in keys.items()}, at)
             definitions = store.aggregates()
-            for name, source in features:
+            # An aggregate no stream has defined yet (its job has not started): missing values.
+            kept = [(name, source) for name, source in features if name in definitions]
+            result.update({name: [None] * len(rows) for name, _ in features if name not in definitions})
+            keys = {name: [entity_key(row.get(source.key)) for row in rows] for name, source in kept}
+            seen, counts = store.fetch({name: {k for k in ks if k is not None} for name, ks in keys.items()}, at) if kept else ({}, {})
+            for name, source in kept:
                 entity = definitions[name].key
                 result[name] = [None if k is None else value(counts.get((name, k), 0), seen.get((entity, k)), at, source.ttl) for k in keys[name]]
         return result

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def render_local_job(job: LoadedJob, stack: Stack, job_id: str) -> RenderedJob:
     kind = job_kind(job.spec.kind)
-    template = f"{kind.name}/local.yaml.j2"
+    template = f"{kind.template_dir}/local.yaml.j2"
     variables = job_variables(job, stack, job_id)
     try:
         args = substituted_args(job, variables)
@@ -34,6 +34,7 @@ def render_local_job(job: LoadedJob, stack: Stack, job_id: str) -> RenderedJob:
             # start-up; Python exceptions still surface. A spec sets TF_CPP_MIN_LOG_LEVEL: 0 to see them all.
             "TF_CPP_MIN_LOG_LEVEL": "3",
             **kind.local_env(),
+            **kind.job_env(job, stack, variables),
             **substituted_env(job, variables),
         }
         context = {

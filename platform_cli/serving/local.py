@@ -110,11 +110,12 @@ def start(
     log_path: Path,
     ready_timeout: float = READY_TIMEOUT_S,
     settings: ServingConfig | None = None,
+    online_stores: str | None = None,
 ) -> ServerRecord:
     """Start a server for one model version on host:port and return once it answers as ready.
 
     settings: the stack's serving section, for the batching and worker settings (default: the
-    server's own defaults)."""
+    server's own defaults); online_stores: where a model with online features fetches them."""
     model_dir = Path(model_dir).resolve()
     _check_model_dir(model_dir)
     argv = [
@@ -125,6 +126,7 @@ def start(
         "--http-port", str(port),
         "--version", str(version),
         *(settings.server_args() if settings is not None else []),
+        *(["--online-stores", online_stores] if online_stores else []),
     ]
     return launch(name, version, argv, host, port, state_dir, log_path, ready_timeout)
 

@@ -282,7 +282,7 @@ def _ensure_server(stack: Stack, registry: ModelRegistry, model: str, version: i
         local.stop(name, directory)
     model_dir = registry.model_dir(model, version)
     record = local.start(name, version, model_dir, stack.config.serving.host, _free_port(), directory, local.log_path(stack, name),
-                         settings=stack.config.serving)
+                         settings=stack.config.serving, online_stores=stack.online_stores)
     started.append(name)
     return record
 

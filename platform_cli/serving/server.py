@@ -53,6 +53,7 @@ import orjson  # noqa: E402
 
 from platform_cli import tflite  # noqa: E402
 from platform_cli.features import SPEC_FILE, FeatureSpec  # noqa: E402
+from platform_cli.features.online import OnlineFeatures  # noqa: E402
 from platform_cli.serving.batching import MicroBatcher  # noqa: E402
 from platform_cli.serving.inputs import MAX_BODY_BYTES, InvalidInput, instances, request_inputs, tensor_inputs  # noqa: E402
 from platform_cli.serving import open_inference  # noqa: E402
@@ -79,7 +80,7 @@ class SavedModelPredictor:
     The serving_default signature maps cat/num (and tokens, for a spec with text fields)
     tensors to a probability."""
 
-    def __init__(self, name: str, model_dir: Path, tensor_inputs: bool = False, runtime: str = "auto"):
+    def __init__(self, name: str, model_dir: Path, tensor_inputs: bool = False, runtime: str = "auto", online_stores: str | None = None):
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
         self.name = name
@@ -90,9 +91,13 @@ class SavedModelPredictor:
         self.ready = False
         self._spec: FeatureSpec | None = None
         self._call: Any = None
+        self._online_stores = online_stores
+        self._online: OnlineFeatures | None = None
 
     def load(self) -> bool:
         self._spec = FeatureSpec.load(self.model_dir / SPEC_FILE)
+        if not self.takes_tensors:  # behind a transformer, the transformer has merged them
+            self._online = OnlineFeatures.open(self._spec, self._online_stores)
         self._call, self.runtime = _load_model(self.model_dir, self._spec, self.runtime)
         # One prediction before reporting ready: a model that does not fit its feature spec
         # fails here, at start-up with a traceback in the log, instead of on every request.
@@ -105,8 +110,11 @@ class SavedModelPredictor:
         return self._spec
 
     def inputs(self, rows: list[dict]) -> dict[str, np.ndarray]:
-        """Model inputs for a request's rows (InvalidInput: the request's 400)."""
-        return tensor_inputs(self._spec, rows) if self.takes_tensors else request_inputs(self._spec, rows)
+        """Model inputs for a request's rows (InvalidInput: the request's 400). A spec with
+        online features gets their values for all the rows in one store call first."""
+        if self.takes_tensors:
+            return tensor_inputs(self._spec, rows)
+        return request_inputs(self._spec, rows if self._online is None else self._online.merge(rows))
 
     def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> dict[str, np.ndarray]:
         return self.inputs(instances(payload))
@@ -430,6 +438,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-batch", type=int, default=64, help="most rows in one model call")
     parser.add_argument("--max-wait-ms", type=float, default=2.0, help="longest a batch waits for requests already arriving")
     parser.add_argument("--workers", type=int, default=1, help="server processes sharing the port")
+    parser.add_argument("--online-stores", help="where the model's online features are (sqlite:///DIR or redis://HOST:PORT; default $PLINTH_ONLINE_STORE)")
     parser.add_argument("--runtime", choices=RUNTIMES, default="auto", help="auto: TFLite when it converts and agrees, else the SavedModel")
     # Set by the first worker for the others: their index, and the shared metrics table.
     parser.add_argument("--worker", type=int, default=0, help=argparse.SUPPRESS)
@@ -478,7 +487,8 @@ def main(argv: list[str] | None = None) -> None:
     metrics = SharedMetrics(args.workers, fd=args.metrics_fd)
     others = _start_other_workers(args, argv, metrics) if first else []
     _pin_threads()
-    model = SavedModelPredictor(args.model_name, args.model_dir, tensor_inputs=args.tensor_inputs, runtime=args.runtime)
+    model = SavedModelPredictor(args.model_name, args.model_dir, tensor_inputs=args.tensor_inputs, runtime=args.runtime,
+                                online_stores=args.online_stores)
     try:
         model.load()
     except Exception as e:

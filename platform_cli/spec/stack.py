@@ -303,6 +303,12 @@ class EnginesConfig(ConfigModel):
     )
 
 
+class KafkaConfig(ConfigModel):
+    """A Kafka the cluster runs (installed another way): streaming jobs read topics from it."""
+
+    bootstrap_servers: str = Field(pattern=r"^[A-Za-z0-9.-]+:[0-9]{1,5}(,[A-Za-z0-9.-]+:[0-9]{1,5})*$", description="host:port[,host:port...]")
+
+
 class PlatformConfig(ConfigModel):
     """What one cluster offers every team (stack role: platform)."""
 
@@ -314,6 +320,7 @@ class PlatformConfig(ConfigModel):
     storage: PlatformStorageConfig = PlatformStorageConfig()
     kserve: KServeConfig = KServeConfig()
     yarn: YarnConfig | None = None
+    kafka: KafkaConfig | None = Field(None, description="where streaming jobs' Kafka sources are; none: streaming jobs read event files")
     engines: EnginesConfig = EnginesConfig()
     api_server_cidrs: list[Cidr] = Field(
         default_factory=lambda: ["0.0.0.0/0"],
@@ -508,6 +515,12 @@ class Stack(BaseModel):
     @property
     def home(self) -> Path:
         return self.resolve(self.config.local.home)
+
+    @property
+    def online_stores(self) -> str:
+        """Where the local platform's online feature stores are (features/online.py): one
+        SQLite file per store, which streaming jobs write and model servers read."""
+        return f"sqlite://{self.home / 'online'}"
 
     def location(self, value: str | None, default: Path) -> str:
         """A configured path (resolved against the project) or URI (as is), else `default`."""
