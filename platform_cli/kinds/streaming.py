@@ -17,7 +17,7 @@ are checkpointed per stream, not per submission (`checkpoint`, default
 ${storage}/streams/<name>/checkpoint), so a stream cancelled, killed or resubmitted goes on
 from the last committed micro-batch, and the store skips a batch it has already applied.
 Where the store is: SQLite files under <local.home>/online locally, the team's Redis on a cluster
-(its password from the Secret ONLINE_STORE_SECRET, never in the manifest).
+(plinth:team.onlineStore; its password comes from the team's Secret by name, never in the manifest).
 """
 
 from __future__ import annotations
@@ -33,14 +33,10 @@ from platform_cli.errors import PlinthError
 from platform_cli.features.online import FIELD_PATTERN, STORE_ENV, STORE_NAME_PATTERN, STORE_PASSWORD_ENV, Aggregate
 from platform_cli.kinds.spark import SparkJobSpec, SparkKind
 from platform_cli.spec.job import SpecModel
+from platform_cli.spec.team_objects import ONLINE_STORE_PORT, ONLINE_STORE_SECRET, ONLINE_STORE_SECRET_KEY, ONLINE_STORE_SERVICE
 
 STREAM_ENV = "PLINTH_STREAM"
 PROGRESS_FILE = "progress.json"  # in the job's output dir: what `plinth job status` shows as lag
-# The team's online store on a cluster stack (infra/components/online_store.py creates them).
-ONLINE_STORE_SERVICE = "plinth-online-store"
-ONLINE_STORE_PORT = 6379
-ONLINE_STORE_SECRET = "plinth-online-store"
-ONLINE_STORE_SECRET_KEY = "password"
 # Spark's Kafka source, fetched by the driver at start (the cluster's image carries Spark only).
 KAFKA_PACKAGE = "org.apache.spark:spark-sql-kafka-0-10_2.13:{spark_version}"
 

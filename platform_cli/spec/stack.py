@@ -371,6 +371,15 @@ class QueueConfig(ConfigModel):
     priority_class: str = Field("plinth-training", description="default priority class of the team's jobs")
 
 
+class OnlineStoreConfig(ConfigModel):
+    """The team's online feature store: a Redis its streaming jobs write and its model servers
+    read (features/online.py). Its password is the Pulumi secret plinth:onlineStorePassword."""
+
+    image: str = Field("redis:7.4-alpine", description="a Redis server image")
+    cpu: str = Field("500m", pattern=QUANTITY)
+    memory: str = Field("1Gi", pattern=QUANTITY, description="also Redis' maxmemory ceiling's basis")
+
+
 class TeamConfig(ConfigModel):
     """One team's environment on a cluster (stack role: team)."""
 
@@ -387,6 +396,7 @@ class TeamConfig(ConfigModel):
     egress_cidrs: list[Cidr] = Field(
         default_factory=list, description="extra networks (CIDRs) the team's pods may reach on any port, e.g. a database outside the cluster"
     )
+    online_store: OnlineStoreConfig | None = Field(None, description="a Redis online feature store for streaming jobs and model servers")
 
     @model_validator(mode="after")
     def _share_within_quota(self) -> "TeamConfig":
@@ -414,7 +424,7 @@ class SecretValue(ConfigModel):
 
 
 # Secret keys of a stack file, each set with `pulumi config set --secret plinth:<key>`.
-SECRET_KEYS = ("storageAccessKey", "storageSecretKey", "imageRegistryPassword")
+SECRET_KEYS = ("storageAccessKey", "storageSecretKey", "imageRegistryPassword", "onlineStorePassword")
 
 
 def _no_clear_text(value: object, info: ValidationInfo) -> object:
@@ -447,6 +457,7 @@ class StackConfig(ConfigModel):
     storage_access_key: SecretValue | None = None
     storage_secret_key: SecretValue | None = None
     image_registry_password: SecretValue | None = None
+    online_store_password: SecretValue | None = None
 
     _clear_text = field_validator(*(to_snake(key) for key in SECRET_KEYS), mode="before")(_no_clear_text)
 
@@ -461,6 +472,10 @@ class StackConfig(ConfigModel):
         if self.team is not None and self.team.image_registry is not None and self.image_registry_password is None:
             raise ValueError(
                 "team.imageRegistry needs its password as a secret: run `pulumi config set --secret plinth:imageRegistryPassword VALUE`"
+            )
+        if self.team is not None and self.team.online_store is not None and self.online_store_password is None:
+            raise ValueError(
+                "team.onlineStore needs its password as a secret: run `pulumi config set --secret plinth:onlineStorePassword VALUE`"
             )
         return self
 
