@@ -21,11 +21,10 @@ from __future__ import annotations
 import os
 import threading
 import time
-from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
 
-from platform_cli.atomic import write_json
+from platform_cli import storage
 from platform_cli.features.online import Aggregate, Batch, open_store
 
 CONFIG_ENV = "PLINTH_STREAM"
@@ -70,7 +69,7 @@ def run(config: StreamConfig) -> None:
         progress = store.progress(config.name)
         processed = progress.events if progress else 0
         behind = lag.behind(processed) if lag else {"events": None, "seconds": None}
-        write_json(Path(config.progress), {"batch": progress.batch if progress else None, "processed": processed,
+        storage.write_json(config.progress, {"batch": progress.batch if progress else None, "processed": processed,
                                            "behind_events": behind["events"], "behind_seconds": behind["seconds"],
                                            "event_time": progress.event_time if progress else None, "updated": time.time()})
 
