@@ -133,3 +133,60 @@ def test_a_killed_stream_restarts_without_losing_or_double_counting_events(proje
     # the counts above are exact; the logs say which happened.
     log = plinth("job", "logs", job_id) + plinth("job", "logs", second)
     assert log.count("stream ctr-activity:") == 3
+
+
+def test_replayed_requests_see_what_the_point_in_time_training_rows_see(project: Path) -> None:
+    """The feed replayed through the real stream: after each wave of events, requests fetch
+    their online features as the model server does; the point-in-time join over the logged
+    events gives every one of them the same values."""
+    from platform_cli.features import FeatureSpec
+    from platform_cli.features.online import OnlineFeatures, point_in_time
+    from platform_cli.spec.job import load_job
+    from platform_cli.spec.stack import load_stack
+
+    stream = load_job(JOB).spec
+    spec = FeatureSpec.model_validate({
+        "categorical": [{"name": "user_id", "buckets": 100}, {"name": "item_id", "buckets": 100}],
+        "numeric": [{"name": a.name, "online": {"store": stream.store, "key": a.key, "ttl": "1h"}} for a in stream.aggregates],
+        "label": "clicked",
+    })
+    events_dir = project / ".plinth" / "local" / "storage" / "ctr-realtime" / "events"
+    events_dir.mkdir(parents=True)
+    rng = np.random.default_rng(5)
+
+    def wave(n: int, since: float) -> pd.DataFrame:
+        now = time.time()
+        return pd.DataFrame({"event_time": np.sort(rng.uniform(since, now, n)).round(3),
+                             "event": rng.choice(["impression", "click"], n, p=[0.7, 0.3]),
+                             "user_id": rng.choice([f"u{i}" for i in range(15)], n),
+                             "item_id": rng.choice([f"i{i}" for i in range(6)], n)})
+
+    # A backlog over the last two hours: windows, buckets and the ttl all come into play.
+    log = [wave(300, time.time() - 2 * 3600)]
+    drop(events_dir, "events-000.json", log[0])
+    job_id = plinth("job", "submit", "-f", str(JOB)).split()[0].removeprefix("job/")
+    online = OnlineFeatures.open(spec, load_stack("local").online_stores)
+    requests = []
+    try:
+        for i in range(1, 7):
+            total = sum(len(f) for f in log)
+            wait_for(lambda: (lag := status(job_id).get("lag")) and lag["processed"] == total and lag["behind_events"] == 0,
+                     STARTUP, f"wave {i - 1} in the store")
+            at = time.time()
+            rows = [{"user_id": f"u{rng.integers(17)}", "item_id": f"i{rng.integers(7)}"} for _ in range(25)]
+            values = online.values(rows, at)
+            requests += [{**row, "at": at, **{name: column[k] for name, column in values.items()}} for k, row in enumerate(rows)]
+            log.append(wave(40, at))  # later events only: the feed moves on
+            drop(events_dir, f"events-{i:03d}.json", log[-1])
+    finally:
+        online.close()
+        plinth("job", "cancel", job_id)
+    served = pd.DataFrame(requests)
+    trained = point_in_time(served[["user_id", "item_id", "at"]], "at", pd.concat(log), stream.aggregates,
+                            {f.name: f.online for f in spec.numeric})
+    for aggregate in stream.aggregates:
+        assert served[aggregate.name].astype("Int64").tolist() == trained[aggregate.name].tolist(), aggregate.name
+    assert len(served) == 150
+    # Every kind of value was served: missing (unknown or stale), zero and counts.
+    clicks = served["user_clicks_1h"]
+    assert clicks.isna().any() and (clicks == 0).any() and (clicks > 0).any()
