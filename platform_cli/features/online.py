@@ -13,7 +13,9 @@ has never seen an event of that entity before t, or the newest one is older than
 
 The one definition of those rules is `value()`: the server applies it to what the store holds
 (`OnlineFeatures.merge`), training to the logged events (`point_in_time`), so a model sees in
-serving exactly what it was trained on.
+serving exactly what it was trained on. Exactly, as long as events reach the store in time: an
+event stamped before a request but applied after it was answered (a late event, or one still in
+the micro-batch under way) is in the training row and was not in the answer.
 
 Stores (same interface, `open_store`): SQLite in WAL mode on the local platform (readers never
 wait for the stream's writes), Redis on a cluster stack. A store applies a micro-batch's counts
