@@ -94,6 +94,8 @@ class JobKind:
     # Parameter servers and workers run blocking remote ops (receives, dataset reads) that
     # deadlock with a single inter-op thread; such kinds let TensorFlow size that pool.
     single_interop_thread: ClassVar[bool] = True
+    # A stream: it never finishes by itself (`plinth job cancel` ends it), so no flow step waits on one.
+    runs_until_cancelled: ClassVar[bool] = False
 
     @property
     def template_dir(self) -> str:

@@ -84,6 +84,7 @@ class StreamingKind(SparkKind):
     name = "streaming"
     spec = StreamingJobSpec
     template_dir = "spark"
+    runs_until_cancelled = True
 
     def job_env(self, job, stack, variables: dict[str, str]) -> dict[str, str]:
         from platform_cli.render.context import substitute

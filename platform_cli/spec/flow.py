@@ -292,6 +292,8 @@ def parse_flow_spec(document: object, where: str) -> FlowSpec:
 
 
 def _load_jobs(spec: FlowSpec, path: Path) -> dict[str, LoadedJob]:
+    from platform_cli.kinds import job_kind
+
     jobs = {}
     for node_name, node in spec.nodes.items():
         for step_name, step in node.steps.items():
@@ -307,6 +309,9 @@ def _load_jobs(spec: FlowSpec, path: Path) -> dict[str, LoadedJob]:
                 job = LoadedJob(spec=parse_job_spec(step.job, where=f"{path}: {field}"), file=path.resolve())
                 if not is_file(job.base_dir / job.spec.script):
                     raise PlinthError(f"{path}: {field}.script: {shown(job.spec.script)} not found next to the flow file")
+            if job_kind(job.spec.kind).runs_until_cancelled:
+                raise PlinthError(f"{path}: {field}: a {job.spec.kind} job runs until cancelled, so no step could ever follow it",
+                                  f"start it on its own: plinth job submit -f {shown(str(step.job)) if isinstance(step.job, str) else 'JOB'}")
             overrides = {"env": {**job.spec.env, **step.env}}
             if step.args is not None:
                 overrides["args"] = list(step.args)

@@ -80,3 +80,13 @@ def test_bad_stream_specs_are_refused_naming_the_field(project: Path, source: st
             text += line
     with pytest.raises(PlinthError, match=error):
         load_job(write_job(project / "jobs", "activity", text + extra, script=SCRIPT))
+
+
+def test_a_flow_refuses_a_streaming_step(project: Path) -> None:
+    from platform_cli.spec.flow import load_flow
+
+    streaming_job(project / "jobs", source="{files: /x}")
+    flow = project / "jobs" / "flow.yaml"
+    flow.write_text("kind: flow\nname: f\nnodes:\n  live:\n    steps:\n      stream: {job: activity.job.yaml}\n")
+    with pytest.raises(PlinthError, match="nodes.live.steps.stream.job: a streaming job runs until cancelled"):
+        load_flow(flow)
