@@ -10,7 +10,7 @@ import typer
 from platform_cli.errors import PlinthError
 from platform_cli.output import OutputFormat, OutputOption, StackOption, age, duration, emit
 
-app = typer.Typer(help="Render, submit and follow jobs (spark, horovod, tf-ps, python).", no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(help="Render, submit and follow jobs (spark, horovod, tf-ps, python, streaming).", no_args_is_help=True, rich_markup_mode=None)
 
 FileOption = typer.Option(..., "--file", "-f", help="job spec file (YAML)")
 
