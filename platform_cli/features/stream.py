@@ -58,20 +58,25 @@ def run(config: StreamConfig) -> None:
     store = open_store(config.store)
     store.define(config.aggregates)
     lag = FileSourceLag(config.source) if "files" in config.source else None
+    # The store's connection and the lag's file cache are shared by Spark's batch thread and
+    # the reporting loop below: one at a time.
+    reporting = threading.Lock()
 
     def apply(frame, batch_id: int) -> None:
         batch = to_batch(aggregate(frame, config).collect())
-        applied = store.apply(config.name, batch_id, batch)
+        with reporting:
+            applied = store.apply(config.name, batch_id, batch)
         print(f"batch {batch_id}: {batch.events} events" + ("" if applied else " already applied before a restart, skipped"), flush=True)
         report()
 
     def report() -> None:
-        progress = store.progress(config.name)
-        processed = progress.events if progress else 0
-        behind = lag.behind(processed) if lag else {"events": None, "seconds": None}
-        storage.write_json(config.progress, {"batch": progress.batch if progress else None, "processed": processed,
-                                           "behind_events": behind["events"], "behind_seconds": behind["seconds"],
-                                           "event_time": progress.event_time if progress else None, "updated": time.time()})
+        with reporting:
+            progress = store.progress(config.name)
+            processed = progress.events if progress else 0
+            behind = lag.behind(processed) if lag else {"events": None, "seconds": None}
+            storage.write_json(config.progress, {"batch": progress.batch if progress else None, "processed": processed,
+                                                 "behind_events": behind["events"], "behind_seconds": behind["seconds"],
+                                                 "event_time": progress.event_time if progress else None, "updated": time.time()})
 
     query = (events(spark, config).writeStream.foreachBatch(apply).queryName(config.name)
              .option("checkpointLocation", config.checkpoint).trigger(processingTime=f"{config.trigger} seconds").start())
