@@ -174,6 +174,11 @@ def main() -> int:
         log("fetch cost through the traffic split")
         results["fetch through the router"] = fetch_cost(root, env, args.duration, args.rounds)
         results["load average at end"] = os.getloadavg()
+    except BaseException:
+        if job_id:  # what the stream was doing when the benchmark gave up
+            log("the stream's log ends:\n" + subprocess.run([str(Path(sys.executable).parent / "plinth"), "job", "logs", job_id, "--tail", "40"],
+                                                            env=env, capture_output=True, text=True).stdout)
+        raise
     finally:
         if job_id:
             plinth(env, "job", "cancel", job_id)
