@@ -165,3 +165,12 @@ def test_point_in_time_sees_only_events_strictly_before_the_row():
     rows = pd.DataFrame({"user_id": ["u1", "u1", "u1", "u2"], "at": [T0, T0 + 5, T0 + 5.001, T0 + 9]})
     out = point_in_time(rows, "at", events, [CLICKS], {"user_clicks_1h": OnlineSource(store="s", key="user_id", ttl="1h")})
     assert out["user_clicks_1h"].tolist() == [pd.NA, 1, 3, pd.NA]
+
+
+def test_a_large_batch_fetches_in_one_call_too(store):
+    store.define([CLICKS, IMPRESSIONS])
+    events = pd.DataFrame({"event_time": T0 + np.arange(2000.0), "user_id": [f"u{i}" for i in range(2000)],
+                           "item_id": [f"i{i % 50}" for i in range(2000)], "event": ["click"] * 2000})
+    store.apply("agg", 0, batch_of(events))
+    seen, counts = store.fetch({"user_clicks_1h": {f"u{i}" for i in range(2100)}}, T0 + 2000)
+    assert len(seen) == 2000 and sum(counts.values()) == sum(1 for t in events.event_time if t >= (np.floor((T0 + 2000) / 300) - 11) * 300)
