@@ -141,7 +141,7 @@ def fetch_cost(root: Path, env: dict, duration: int, rounds: int) -> dict:
                                  capture_output=True, text=True, check=True).stdout
             runs[name].append(_wrk_figures(out))
             log(f"round {i + 1} {name}: {runs[name][-1]}")
-    p50 = {name: statistics.median(r["p50 (ms)"] for r in figures) for name, figures in runs.items()}
+    p50 = {name: round(statistics.median(r["p50 (ms)"] for r in figures), 3) for name, figures in runs.items()}
     return {"fetched values": {k: v[0] for k, v in values.items()}, "prediction (both)": answers["ctr-realtime"][0],
             "runs": runs, "p50 with the fetch (ms)": p50["ctr-realtime"], "p50 without (ms)": p50["ctr-offline"],
             "added p50 (ms)": round(p50["ctr-realtime"] - p50["ctr-offline"], 3)}
@@ -193,7 +193,8 @@ def main() -> int:
     print(f"| ctr-realtime: 3 features fetched from the store (SQLite) | {c['p50 with the fetch (ms)']} ms |")
     print(f"| ctr-offline: the same values in the request | {c['p50 without (ms)']} ms |")
     print(f"| added by the fetch | {c['added p50 (ms)']} ms |")
-    print(f"\nload average: {results['load average at start']} at start, {results['load average at end']} at end")
+    shown = lambda loads: " ".join(f"{x:.1f}" for x in loads)  # noqa: E731
+    print(f"\nload average (1, 5, 15 min): {shown(results['load average at start'])} at start, {shown(results['load average at end'])} at end")
     return 0
 
 
