@@ -27,10 +27,12 @@ must carry the generator's _SUCCESS marker.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 
 from platform_cli import storage
 from platform_cli.features import SPEC_FILE, CategoricalFeature, FeatureSpec, NumericFeature
+from platform_cli.features.online import OnlineSource
 
 LABEL = "clicked"
 ROW_KEY = "impression_id"
@@ -41,6 +43,7 @@ CONTEXT_FIELDS = ["category", "hour", "weekday", "device", "region"]
 CONTEXT_BUCKETS = 1000
 NUMERIC_FIELDS = {"user_follow_count": True, "item_age_hours": True, "author_followers": True}  # name: log1p
 SPLIT_RESOLUTION = 10_000
+ONLINE_FILE = "_online.json"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -58,16 +61,29 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def fit_spec(train, buckets: int) -> FeatureSpec:
+def online_sources(raw: str) -> dict[str, OnlineSource]:
+    """Columns of --raw that are online features, with their sources: RAW/ONLINE_FILE, which a
+    point-in-time join writes beside the rows it filled in (examples/ctr-realtime/events.py).
+    Spark skips files whose names start with '_' when it reads the rows."""
+    location = storage.join(raw, ONLINE_FILE)
+    if not storage.exists(location):
+        return {}
+    return {name: OnlineSource.model_validate(source) for name, source in json.loads(storage.read_text(location)).items()}
+
+
+def fit_spec(train, buckets: int, online: dict[str, OnlineSource] | None = None) -> FeatureSpec:
     """Numeric mean/std from the train split, one Spark aggregation for all fields."""
     from pyspark.sql import functions as F
 
+    online = online or {}
+    numeric = {**NUMERIC_FIELDS, **{name: True for name in online}}
+
     def value(name: str):
         column = F.col(name).cast("double")
-        return F.log1p(column) if NUMERIC_FIELDS[name] else column
+        return F.log1p(column) if numeric[name] else column
 
     aggregates = []
-    for name in NUMERIC_FIELDS:
+    for name in numeric:
         aggregates += [F.avg(value(name)).alias(f"{name}_mean"), F.stddev_pop(value(name)).alias(f"{name}_std")]
     stats = train.agg(*aggregates).first().asDict()
     return FeatureSpec(
@@ -79,8 +95,9 @@ def fit_spec(train, buckets: int) -> FeatureSpec:
                 mean=stats[f"{name}_mean"] or 0.0,  # None: the column is entirely null
                 std=stats[f"{name}_std"] or 1.0,  # None or 0.0: constant, scaling is moot
                 log1p=log1p,
+                online=online.get(name),
             )
-            for name, log1p in NUMERIC_FIELDS.items()
+            for name, log1p in numeric.items()
         ],
         label=LABEL,
         hashing="xxhash64",  # Spark's own hash: the features are computed with native columns
@@ -116,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         is_eval = bucket < int(args.eval_fraction * SPLIT_RESOLUTION)
         splits = {"train": raw.where(~is_eval), "eval": raw.where(is_eval)}
 
-        spec = fit_spec(splits["train"], args.buckets)
+        spec = fit_spec(splits["train"], args.buckets, online_sources(args.raw))
         with storage.staged_dir(args.out) as tmp:
             for name, split in splits.items():
                 featurize(split, spec).write.parquet(storage.join(tmp, name))

@@ -18,6 +18,7 @@ import pulumi_kubernetes as k8s
 
 from infra.components.hadoop import site_xml, yarn_client_files
 from infra.components.labels import PLATFORM_NAMESPACE_LABEL, metadata
+from infra.components.online_store import OnlineStore
 from infra.components.scheduler import GPU, TeamQueue
 from infra.components.storage import HADOOP_HOME, HDFS_CLIENT_PORTS
 from platform_cli.spec.stack import PlatformConfig, Stack, TeamConfig
@@ -218,6 +219,9 @@ class TeamEnvironment(pulumi.ComponentResource):
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace], additional_secret_outputs=["data", "stringData"]),
             )
         k8s.core.v1.ConfigMap("settings", metadata=metadata(TEAM_CONFIG_MAP, ns, labels), data=settings, opts=in_ns)
+
+        if team.online_store is not None:
+            OnlineStore(team.online_store, ns, labels, secrets["onlineStorePassword"], opts=in_ns)
 
         if platform.storage.kind == "hdfs":
             # HDFS client settings for the team's job pods (mounted as HADOOP_CONF_DIR).

@@ -10,7 +10,7 @@ import typer
 from platform_cli.errors import PlinthError
 from platform_cli.output import OutputFormat, OutputOption, StackOption, age, duration, emit
 
-app = typer.Typer(help="Render, submit and follow jobs (spark, horovod, tf-ps, python).", no_args_is_help=True, rich_markup_mode=None)
+app = typer.Typer(help="Render, submit and follow jobs (spark, horovod, tf-ps, python, streaming).", no_args_is_help=True, rich_markup_mode=None)
 
 FileOption = typer.Option(..., "--file", "-f", help="job spec file (YAML)")
 
@@ -89,14 +89,13 @@ def status(job_id: str, stack: str = StackOption, output: OutputFormat = OutputO
     """Show one job; a failed job shows the tail of its log."""
     _, target = _target(stack)
     record = target.status(job_id)
-    emit(
-        record.model_dump(mode="json"),
-        output,
-        lambda: (
-            ["name", "kind", "status", "attempt", "exit code", "age", "duration"],
-            [(record.id, record.kind, record.status.value, record.attempt, record.exit_code, age(record.submitted), duration(record.started, record.finished))],
-        ),
-    )
+    columns = ["name", "kind", "status", "attempt", "exit code", "age", "duration"]
+    row = [record.id, record.kind, record.status.value, record.attempt, record.exit_code, age(record.submitted), duration(record.started, record.finished)]
+    if record.lag is not None:  # a streaming job: how far behind its source it is
+        lag = record.lag
+        columns += ["processed", "lag"]
+        row += [lag.processed, "?" if lag.behind_events is None else f"{lag.behind_events} events / {lag.behind_seconds:.1f}s"]
+    emit(record.model_dump(mode="json"), output, lambda: (columns, [tuple(row)]))
     if output is OutputFormat.table and record.message:
         typer.echo(f"\n{record.message}")
 

@@ -11,9 +11,10 @@ import os
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_serializer, model_validator
 
 from platform_cli import storage
+from platform_cli.features.online import OnlineSource
 
 # The spec's file name wherever it travels: next to the features, inside an exported model.
 SPEC_FILE = "feature_spec.json"
@@ -44,6 +45,17 @@ class NumericFeature(BaseModel):
     std: float = Field(default=1.0, gt=0, allow_inf_nan=False)
     log1p: bool = False
     required: bool = True
+    # Served from an online store (features/online.py): the server fetches the value by the
+    # row's entity key and sets it before the transform; training joins it point in time.
+    online: OnlineSource | None = None
+
+    @model_serializer(mode="wrap")
+    def _online_only_when_set(self, handler):
+        # Only online features say so: every other spec stays byte for byte what it was.
+        data = handler(self)
+        if data.get("online", 0) is None:
+            del data["online"]
+        return data
 
 
 class TextFeature(BaseModel):

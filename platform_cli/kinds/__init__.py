@@ -30,6 +30,7 @@ KINDS = {
     "horovod": "platform_cli.kinds.horovod",
     "tf-ps": "platform_cli.kinds.tf_ps",
     "python": "platform_cli.kinds.python",
+    "streaming": "platform_cli.kinds.streaming",
 }
 
 
@@ -93,6 +94,23 @@ class JobKind:
     # Parameter servers and workers run blocking remote ops (receives, dataset reads) that
     # deadlock with a single inter-op thread; such kinds let TensorFlow size that pool.
     single_interop_thread: ClassVar[bool] = True
+    # A stream: it never finishes by itself (`plinth job cancel` ends it), so no flow step waits on one.
+    runs_until_cancelled: ClassVar[bool] = False
+
+    @property
+    def template_dir(self) -> str:
+        """Its templates' folder under templates/: its own, unless it lays out another kind's workload."""
+        return self.name
+
+    def job_env(self, job: LoadedJob, stack: Stack, variables: dict[str, str]) -> dict[str, str]:
+        """Environment the kind's processes get on every target, from the spec and the stack
+        (`variables`: the job's ${...} values)."""
+        return {}
+
+    def live_lag(self, record) -> dict | None:
+        """How far a job that runs until cancelled is behind its input, for `plinth job status`
+        (None: the kind has no such notion, or nothing was measured yet)."""
+        return None
 
     def pod_groups(self, spec) -> list[PodGroup]:
         """Every pod the job asks for on a cluster: the basis of quota preflight and of sizes."""

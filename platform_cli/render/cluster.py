@@ -205,7 +205,7 @@ def render_cluster_job(job: LoadedJob, stack: Stack, job_id: str, pinned: dict[S
         context = _context(job, kind, stack, job_id, placement, variables, args, env, code)
     except PlinthError as exc:
         raise in_job_file(job, exc) from None
-    template = f"{kind.name}/kubernetes.yaml.j2"
+    template = f"{kind.template_dir}/kubernetes.yaml.j2"
     text = render_template("cluster/code.yaml.j2", context) + "---\n" + render_template(template, context)
     objects = [doc for doc in yaml.safe_load_all(text) if doc is not None]
     validate_objects(objects)
@@ -276,6 +276,7 @@ def _context(job, kind: JobKind, stack, job_id, placement: Placement, variables:
         container_env["AWS_ENDPOINT_URL"] = storage.s3.endpoint
         container_env["AWS_REGION"] = storage.s3.region
         env_from.append({"secretRef": {"name": STORAGE_SECRET}})
+    container_env.update(kind.job_env(job, stack, variables))
     container_env.update(env)
 
     groups = {g.role: g for g in kind.pod_groups(spec)}

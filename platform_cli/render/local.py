@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 def render_local_job(job: LoadedJob, stack: Stack, job_id: str, pinned: dict[SampleRef, SampleInput] | None = None) -> RenderedJob:
     kind = job_kind(job.spec.kind)
-    template = f"{kind.name}/local.yaml.j2"
+    template = f"{kind.template_dir}/local.yaml.j2"
     variables = job_variables(job, stack, job_id)
     try:
         samples = sample_inputs(job, stack, pinned)
@@ -38,6 +38,7 @@ def render_local_job(job: LoadedJob, stack: Stack, job_id: str, pinned: dict[Sam
             "TF_CPP_MIN_LOG_LEVEL": "3",
             **kind.local_env(),
             **kind.spec_env(job.spec),
+            **kind.job_env(job, stack, variables),
             **substituted_env(job, variables, samples),
         }
         context = {

@@ -114,11 +114,13 @@ def start(
     ready_timeout: float = READY_TIMEOUT_S,
     settings: ServingConfig | None = None,
     parameters: str | None = None,
+    online_stores: str | None = None,
 ) -> ServerRecord:
     """Start a server for one model version on host:port and return once it answers as ready.
 
     settings: the stack's serving section, for the batching and worker settings (default: the
-    server's own defaults). parameters: a parameter store URL (model_dir: the dense part)."""
+    server's own defaults). parameters: a parameter store URL (model_dir: the dense part);
+    online_stores: where a model with online features fetches them."""
     model_dir = Path(model_dir).resolve()
     _check_model_dir(model_dir, parameters)
     argv = [
@@ -130,6 +132,7 @@ def start(
         "--version", str(version),
         *(settings.server_args() if settings is not None else []),
         *(["--parameters", parameters] if parameters is not None else []),
+        *(["--online-stores", online_stores] if online_stores else []),
     ]
     return launch(name, version, argv, host, port, state_dir, log_path, ready_timeout)
 

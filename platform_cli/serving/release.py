@@ -306,7 +306,7 @@ def _ensure_server(stack: Stack, registry: ModelRegistry, model: str, version: i
 
         model_dir = registry.export_dir(model, version, EXPORT_KEY)
     record = local.start(name, version, model_dir, stack.config.serving.host, _free_port(), directory, local.log_path(stack, name),
-                         settings=stack.config.serving, parameters=parameters)
+                         settings=stack.config.serving, parameters=parameters, online_stores=stack.online_stores)
     started.append(name)
     return record
 

@@ -57,6 +57,7 @@ import orjson  # noqa: E402
 
 from platform_cli import tflite  # noqa: E402
 from platform_cli.features import SPEC_FILE, Columns, FeatureSpec  # noqa: E402
+from platform_cli.features.online import OnlineFeatures  # noqa: E402
 from platform_cli.serving.batching import MicroBatcher  # noqa: E402
 from platform_cli.serving.inputs import MAX_BODY_BYTES, InvalidInput, instances, request_inputs, tensor_inputs  # noqa: E402
 from platform_cli.serving import open_inference  # noqa: E402
@@ -84,7 +85,8 @@ class SavedModelPredictor:
     The serving_default signature maps cat/num (and tokens, for a spec with text fields)
     tensors to a probability."""
 
-    def __init__(self, name: str, model_dir: Path, tensor_inputs: bool = False, runtime: str = "auto", parameters: str | None = None):
+    def __init__(self, name: str, model_dir: Path, tensor_inputs: bool = False, runtime: str = "auto", parameters: str | None = None,
+                 online_stores: str | None = None):
         if runtime not in RUNTIMES:
             raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
         self.name = name
@@ -98,9 +100,13 @@ class SavedModelPredictor:
         self.ready = False
         self._spec: FeatureSpec | None = None
         self._call: Any = None
+        self._online_stores = online_stores
+        self._online: OnlineFeatures | None = None
 
     def load(self) -> bool:
         self._spec = FeatureSpec.load(self.model_dir / SPEC_FILE)
+        if not self.takes_tensors:  # behind a transformer, the transformer has merged them
+            self._online = OnlineFeatures.open(self._spec, self._online_stores)
         if self.parameters is None:
             self._call, self.runtime = _load_model(self.model_dir, self._spec, self.runtime)
         else:
@@ -118,9 +124,12 @@ class SavedModelPredictor:
         return self._spec
 
     def inputs(self, rows: list[dict] | Columns) -> dict[str, np.ndarray]:
-        """Model inputs for a request's rows (InvalidInput: the request's 400)."""
+        """Model inputs for a request's rows (InvalidInput: the request's 400). A spec with
+        online features gets their values for all the rows in one store call first."""
         if self.takes_tensors:
             return tensor_inputs(self._spec, rows.to_rows() if type(rows) is Columns else rows)
+        if self._online is not None:
+            rows = self._online.merge(rows.to_rows() if type(rows) is Columns else rows)
         return request_inputs(self._spec, rows)
 
     def preprocess(self, payload: Any, headers: dict[str, str] | None = None) -> dict[str, np.ndarray]:
@@ -454,6 +463,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-batch", type=int, default=64, help="most rows in one model call")
     parser.add_argument("--max-wait-ms", type=float, default=2.0, help="longest a batch waits for requests already arriving")
     parser.add_argument("--workers", type=int, default=1, help="server processes sharing the port")
+    parser.add_argument("--online-stores", help="where the model's online features are (sqlite:///DIR or redis://HOST:PORT; default $PLINTH_ONLINE_STORE)")
     parser.add_argument("--runtime", choices=RUNTIMES, default="auto", help="auto: TFLite when it converts and agrees, else the SavedModel")
     parser.add_argument("--parameters", help="parameter store URL: --model-dir is the version's dense part, its embedding rows come from the store")
     # Set by the first worker for the others: their index, and the shared metrics table.
@@ -504,7 +514,7 @@ def main(argv: list[str] | None = None) -> None:
     others = _start_other_workers(args, argv, metrics) if first else []
     _pin_threads()
     model = SavedModelPredictor(args.model_name, args.model_dir, tensor_inputs=args.tensor_inputs, runtime=args.runtime,
-                                parameters=args.parameters)
+                                parameters=args.parameters, online_stores=args.online_stores)
     try:
         model.load()
     except Exception as e:

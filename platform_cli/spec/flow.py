@@ -46,6 +46,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from platform_cli.durations import parse_duration
 from platform_cli.errors import PlinthError, shown
 from platform_cli.spec.job import LoadedJob, is_file, load_job, parse_job_spec
 from platform_cli.spec.stack import CanaryShare, describe_validation_error, refuse_nul
@@ -53,8 +54,6 @@ from platform_cli.spec.stack import CanaryShare, describe_validation_error, refu
 # Node and step names become Argo template and task names, and parts of job ids.
 FLOW_NAME_PATTERN = r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$"
 PARAM_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
-_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(s|m|h)?$")
-_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, None: 1}
 BUILTIN_KINDS = ("register", "evaluate", "promote")
 # Five or six cron fields (numbers, names, * / , - ? L W #), or a macro such as @daily.
 _CRON = re.compile(r"^[0-9A-Za-z*/,?#-]+( +[0-9A-Za-z*/,?#-]+){4,5}$")
@@ -112,12 +111,7 @@ class Step(FlowModel):
     @field_validator("timeout", mode="before")
     @classmethod
     def _duration(cls, value: object) -> object:
-        if isinstance(value, str):
-            match = _DURATION.match(value.strip())
-            if not match:
-                raise ValueError(f"{value!r} is not a duration (write 90s, 30m or 2h)")
-            return float(match.group(1)) * _DURATION_UNITS[match.group(2)]
-        return value
+        return parse_duration(value)
 
     @field_validator("outputs")
     @classmethod
@@ -298,6 +292,8 @@ def parse_flow_spec(document: object, where: str) -> FlowSpec:
 
 
 def _load_jobs(spec: FlowSpec, path: Path) -> dict[str, LoadedJob]:
+    from platform_cli.kinds import job_kind
+
     jobs = {}
     for node_name, node in spec.nodes.items():
         for step_name, step in node.steps.items():
@@ -313,6 +309,9 @@ def _load_jobs(spec: FlowSpec, path: Path) -> dict[str, LoadedJob]:
                 job = LoadedJob(spec=parse_job_spec(step.job, where=f"{path}: {field}"), file=path.resolve())
                 if not is_file(job.base_dir / job.spec.script):
                     raise PlinthError(f"{path}: {field}.script: {shown(job.spec.script)} not found next to the flow file")
+            if job_kind(job.spec.kind).runs_until_cancelled:
+                raise PlinthError(f"{path}: {field}: a {job.spec.kind} job runs until cancelled, so no step could ever follow it",
+                                  f"start it on its own: plinth job submit -f {shown(str(step.job)) if isinstance(step.job, str) else 'JOB'}")
             overrides = {"env": {**job.spec.env, **step.env}}
             if step.args is not None:
                 overrides["args"] = list(step.args)

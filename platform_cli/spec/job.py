@@ -1,6 +1,6 @@
 """Job specs: the declarative files users write (`examples/ctr/*.job.yaml`).
 
-    kind: horovod            # a job kind: spark | horovod | tf-ps | python (platform_cli/kinds)
+    kind: horovod            # a job kind: spark | horovod | tf-ps | python | streaming (platform_cli/kinds)
     name: ctr-train
     script: train.py         # relative to this file
     args: [--features, "${storage}/ctr/features", --export-dir, "${output_dir}/model"]

@@ -364,6 +364,12 @@ class EnginesConfig(ConfigModel):
     cert_manager: ExistingEngine = Field(default_factory=ExistingEngine, description="cert-manager, which KServe's webhooks get their certificates from")
 
 
+class KafkaConfig(ConfigModel):
+    """A Kafka the cluster runs (installed another way): streaming jobs read topics from it."""
+
+    bootstrap_servers: str = Field(pattern=r"^[A-Za-z0-9.-]+:[0-9]{1,5}(,[A-Za-z0-9.-]+:[0-9]{1,5})*$", description="host:port[,host:port...]")
+
+
 class PlatformConfig(ConfigModel):
     """What one cluster offers every team (stack role: platform)."""
 
@@ -375,6 +381,7 @@ class PlatformConfig(ConfigModel):
     storage: PlatformStorageConfig = PlatformStorageConfig()
     kserve: KServeConfig = KServeConfig()
     yarn: YarnConfig | None = None
+    kafka: KafkaConfig | None = Field(None, description="where streaming jobs' Kafka sources are; none: streaming jobs read event files")
     engines: EnginesConfig = EnginesConfig()
     mlflow: MlflowConfig = MlflowConfig()
     parameter_service: ParameterServiceConfig | None = Field(None, description="Redis for the parameter service (embedding rows served outside the model)")
@@ -434,6 +441,15 @@ class QueueConfig(ConfigModel):
     priority_class: str = Field("plinth-training", description="default priority class of the team's jobs")
 
 
+class OnlineStoreConfig(ConfigModel):
+    """The team's online feature store: a Redis its streaming jobs write and its model servers
+    read (features/online.py). Its password is the Pulumi secret plinth:onlineStorePassword."""
+
+    image: str = Field("redis:7.4-alpine", description="a Redis server image")
+    cpu: str = Field("500m", pattern=QUANTITY)
+    memory: str = Field("1Gi", pattern=QUANTITY, description="also Redis' maxmemory ceiling's basis")
+
+
 class TeamConfig(ConfigModel):
     """One team's environment on a cluster (stack role: team)."""
 
@@ -450,6 +466,7 @@ class TeamConfig(ConfigModel):
     egress_cidrs: list[Cidr] = Field(
         default_factory=list, description="extra networks (CIDRs) the team's pods may reach on any port, e.g. a database outside the cluster"
     )
+    online_store: OnlineStoreConfig | None = Field(None, description="a Redis online feature store for streaming jobs and model servers")
 
     @model_validator(mode="after")
     def _share_within_quota(self) -> "TeamConfig":
@@ -477,7 +494,8 @@ class SecretValue(ConfigModel):
 
 
 # Secret keys of a stack file, each set with `pulumi config set --secret plinth:<key>`.
-SECRET_KEYS = ("storageAccessKey", "storageSecretKey", "imageRegistryPassword", "mlflowDatabasePassword", "parameterStorePassword")
+SECRET_KEYS = ("storageAccessKey", "storageSecretKey", "imageRegistryPassword", "mlflowDatabasePassword", "parameterStorePassword",
+               "onlineStorePassword")
 
 
 def _no_clear_text(value: object, info: ValidationInfo) -> object:
@@ -513,6 +531,7 @@ class StackConfig(ConfigModel):
     # The password of the platform's MLflow PostgreSQL (platform stacks with mlflow.server in-cluster).
     mlflow_database_password: SecretValue | None = None
     parameter_store_password: SecretValue | None = None  # a platform stack's parameter service (Redis)
+    online_store_password: SecretValue | None = None  # a team stack's online feature store (Redis)
 
     _clear_text = field_validator(*(to_snake(key) for key in SECRET_KEYS), mode="before")(_no_clear_text)
 
@@ -531,6 +550,10 @@ class StackConfig(ConfigModel):
         if self.team is not None and self.team.image_registry is not None and self.image_registry_password is None:
             raise ValueError(
                 "team.imageRegistry needs its password as a secret: run `pulumi config set --secret plinth:imageRegistryPassword VALUE`"
+            )
+        if self.team is not None and self.team.online_store is not None and self.online_store_password is None:
+            raise ValueError(
+                "team.onlineStore needs its password as a secret: run `pulumi config set --secret plinth:onlineStorePassword VALUE`"
             )
         return self
 
@@ -593,6 +616,12 @@ class Stack(BaseModel):
     @property
     def home(self) -> Path:
         return self.resolve(self.config.local.home)
+
+    @property
+    def online_stores(self) -> str:
+        """Where the local platform's online feature stores are (features/online.py): one
+        SQLite file per store, which streaming jobs write and model servers read."""
+        return f"sqlite://{self.home / 'online'}"
 
     def location(self, value: str | None, default: Path) -> str:
         """A configured path (resolved against the project) or URI (as is), else `default`."""

@@ -12,3 +12,7 @@ STORAGE_SECRET = "plinth-storage-credentials"   # S3 keys (AWS_ACCESS_KEY_ID, AW
 REGISTRY_SECRET = "plinth-image-registry"       # pull secret for a private image registry
 HDFS_CONFIG_MAP = "plinth-hdfs-config"          # core-site.xml and hdfs-site.xml for HDFS clients
 HADOOP_CONF_MAP = "plinth-hadoop-conf"          # YARN client settings on YARN stacks
+ONLINE_STORE_SERVICE = "plinth-online-store"    # the team's Redis online feature store (Deployment and Service)
+ONLINE_STORE_PORT = 6379
+ONLINE_STORE_SECRET = "plinth-online-store"     # its password, key ONLINE_STORE_SECRET_KEY
+ONLINE_STORE_SECRET_KEY = "password"

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from platform_cli.samples import SampleInput, SampleOutput
 from platform_cli.status import JobStatus
@@ -15,6 +15,17 @@ from platform_cli.status import JobStatus
 if TYPE_CHECKING:
     from platform_cli.render.context import RenderedJob
     from platform_cli.spec.job import LoadedJob
+
+
+class StreamLag(BaseModel):
+    """How far a streaming job is behind its source, as its driver last measured it."""
+
+    batch: int | None = None
+    processed: int = 0  # events applied to the store by committed micro-batches
+    behind_events: int | None = None  # events the source holds that are not applied yet
+    behind_seconds: float | None = None  # how long the oldest of them has waited
+    event_time: float | None = None  # the newest event time applied (Unix seconds)
+    updated: float | None = None  # when the driver measured it (Unix seconds)
 
 
 class JobRecord(BaseModel):
@@ -41,6 +52,8 @@ class JobRecord(BaseModel):
     code_revision: str = ""
     samples: list[SampleInput] = []  # the sample table versions it reads
     sample_output: SampleOutput | None = None  # the one it writes (version set once committed)
+    # Streaming jobs while they run: read live, never stored in the record.
+    lag: StreamLag | None = Field(None, exclude_if=lambda lag: lag is None)
 
 
 class Target(Protocol):

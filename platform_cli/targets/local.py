@@ -35,7 +35,7 @@ from platform_cli.spec.job import dump_job_spec
 from platform_cli.spec.launch import LocalLaunch
 from platform_cli.status import JobStatus
 from platform_cli.targets import TargetInfo, Unsupported
-from platform_cli.targets.base import JobRecord
+from platform_cli.targets.base import JobRecord, StreamLag
 
 if TYPE_CHECKING:
     from platform_cli.render.context import RenderedJob
@@ -140,7 +140,10 @@ class LocalTarget:
 
     def status(self, job_id: str) -> JobRecord:
         store = self.store
-        return store.reconciled(store.directory(job_id))
+        record = store.reconciled(store.directory(job_id))
+        if record.status is JobStatus.RUNNING and (lag := job_kind(record.kind).live_lag(record)) is not None:
+            record = record.model_copy(update={"lag": StreamLag.model_validate(lag)})
+        return record
 
     def list(self) -> list[JobRecord]:
         return self.store.list()

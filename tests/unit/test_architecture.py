@@ -51,5 +51,5 @@ def _line_of(relative: str, text: str) -> int:
 def test_every_kind_brings_its_templates() -> None:
     templates = PACKAGE.parent / "templates"
     for kind in all_kinds():
-        assert (templates / kind.name / "local.yaml.j2").is_file()
-        assert (templates / kind.name / "kubernetes.yaml.j2").is_file()
+        assert (templates / kind.template_dir / "local.yaml.j2").is_file()
+        assert (templates / kind.template_dir / "kubernetes.yaml.j2").is_file()

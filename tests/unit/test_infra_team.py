@@ -27,6 +27,7 @@ SECRETS = {
     "storageAccessKey": "AKIAPLINTHTEST0001",
     "storageSecretKey": "s3cr3t/Plinth+Key=42",
     "imageRegistryPassword": "hunter2-registry-Pw",
+    "onlineStorePassword": "redis-Pw-0nline",
 }
 
 
@@ -37,10 +38,12 @@ def feed():
 
 @pytest.fixture(scope="module")
 def secret_team(tmp_path_factory):
-    """team-feed on a Kueue + S3 platform, pulling from a private registry: every secret in use."""
+    """team-feed on a Kueue + S3 platform, pulling from a private registry, with an online
+    feature store: every secret in use."""
     platform = dict(stack_config("platform-prod", "plinth:platform"))
     platform |= {"scheduler": {"kind": "kueue"}, "storage": {"kind": "s3", "s3": {"endpoint": "https://s3.example.com", "bucket": "plinth-prod"}}}
-    team = dict(stack_config("team-feed", "plinth:team"), imageRegistry={"server": "registry.example.com", "username": "feed-ci"}, egressCidrs=["10.20.0.0/16"])
+    team = dict(stack_config("team-feed", "plinth:team"), imageRegistry={"server": "registry.example.com", "username": "feed-ci"}, egressCidrs=["10.20.0.0/16"],
+                onlineStore={"memory": "2Gi"})
     # What `pulumi config set --secret` writes: only ciphertext in the file.
     encrypted = {f"plinth:{key}": {"secure": f"v1:ciphertext-of-{key}"} for key in SECRETS}
     root = variant_project(tmp_path_factory.mktemp("secrets"), {
@@ -184,6 +187,31 @@ def test_no_secret_value_appears_in_any_resources_plain_inputs(secret_team) -> N
     shown = json.dumps([rendering.outputs, rendering.objects()])
     stack_file = (root / "stacks" / "Pulumi.team-feed.yaml").read_text()
     assert not [value for value in forbidden if value in shown or value in stack_file]
+
+
+def test_the_online_store_is_a_redis_whose_password_only_the_secret_holds(secret_team) -> None:
+    from platform_cli.render.infra import validate_rendering
+    from platform_cli.spec.team_objects import ONLINE_STORE_SECRET, ONLINE_STORE_SERVICE
+
+    rendering, _ = secret_team
+    validate_rendering(rendering)  # every object against the Kubernetes schema
+    deployment = by_kind(rendering, "Deployment")[f"feed/{ONLINE_STORE_SERVICE}"]["spec"]
+    [redis] = deployment["template"]["spec"]["containers"]
+    assert redis["args"][:2] == ["--requirepass", "$(REDIS_PASSWORD)"]
+    assert redis["env"] == [{"name": "REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": ONLINE_STORE_SECRET, "key": "password"}}}]
+    assert redis["resources"]["limits"] == {"memory": "2Gi"}
+    service = by_kind(rendering, "Service")[f"feed/{ONLINE_STORE_SERVICE}"]["spec"]
+    assert service["selector"].items() <= deployment["template"]["metadata"]["labels"].items()
+    assert service["ports"] == [{"name": "redis", "port": 6379, "targetPort": "redis"}]
+    assert by_kind(rendering, "Secret")[f"feed/{ONLINE_STORE_SECRET}"]["stringData"] == {"password": REDACTED}
+
+
+def test_an_online_store_needs_its_password_as_a_secret(tmp_path, monkeypatch) -> None:
+    team = dict(stack_config("team-feed", "plinth:team"), onlineStore={})
+    root = variant_project(tmp_path / "p", {"team-feed": {"plinth:team": team}})
+    monkeypatch.setenv("PLINTH_PROJECT_DIR", str(root))
+    with pytest.raises(PlinthError, match="pulumi config set --secret plinth:onlineStorePassword"):
+        load_stack("team-feed")
 
 
 def test_a_secret_set_in_clear_text_is_refused(tmp_path, monkeypatch) -> None:

@@ -125,6 +125,7 @@ def test_ls_finds_the_team_jobs_by_label_and_reads_each_operator_status(project:
         (MPIJOBS, "plinth.dev/team=feed,plinth.dev/kind=horovod"),
         ("/apis/kubeflow.org/v1/namespaces/feed/tfjobs", "plinth.dev/team=feed,plinth.dev/kind=tf-ps"),
         ("/apis/batch/v1/namespaces/feed/jobs", "plinth.dev/team=feed,plinth.dev/kind=python"),
+        ("/apis/sparkoperator.k8s.io/v1beta2/namespaces/feed/sparkapplications", "plinth.dev/team=feed,plinth.dev/kind=streaming"),
     }
     assert [(r.id, r.kind, r.status) for r in records] == [
         ("ctr-generate-ddddd", "python", JobStatus.FAILED),

@@ -31,7 +31,7 @@ from tests.unit.test_render import HOSTILE
 
 GOLDEN = REPO / "tests" / "golden"
 EXAMPLE_JOBS = sorted((REPO / "examples").glob("**/*.job.yaml"))
-WORKLOAD = {"spark": "SparkApplication", "horovod": "MPIJob", "tf-ps": "TFJob", "python": "Job"}
+WORKLOAD = {"spark": "SparkApplication", "streaming": "SparkApplication", "horovod": "MPIJob", "tf-ps": "TFJob", "python": "Job"}
 
 
 @pytest.fixture
