@@ -118,7 +118,8 @@ def fetch_cost(root: Path, env: dict, duration: int, rounds: int) -> dict:
 
     stack = load_stack("local")
     row = json.loads((EXAMPLE / "request.json").read_text())["instances"][0]
-    spec_path = next((root / ".plinth").rglob("ctr-realtime/features/feature_spec.json"))
+    # The feature spec preprocessing wrote with the rows of sample table ctr-realtime.
+    spec_path = next(p for p in (root / ".plinth").rglob("feature_spec.json") if "samples/ctr-realtime/" in p.as_posix())
     online = OnlineFeatures.open(FeatureSpec.load(spec_path), stack.online_stores)
     values = online.values([row])
     online.close()

@@ -26,7 +26,7 @@ import psutil
 import pytest
 from typer.testing import CliRunner
 
-from platform_cli.features import SPEC_FILE, CategoricalFeature, FeatureSpec, NumericFeature
+from platform_cli.features import CategoricalFeature, FeatureSpec, NumericFeature
 from platform_cli.main import app
 from platform_cli.serving.inputs import request_inputs
 from tests.conftest import REPO, local_project
@@ -82,9 +82,7 @@ def train_ctr(directory: Path, spec: FeatureSpec, frame, seed: int, steps: int =
             logits = model({"cat": inputs["cat"][batch], "num": inputs["num"][batch]})
             loss = tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=label[batch], logits=logits))
         optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables))
-    spec_path = directory.parent / f"{directory.name}-{SPEC_FILE}"
-    spec.save(spec_path)
-    train.export(tf, model, spec, str(spec_path), str(directory))
+    train.export(tf, model, spec, spec.model_dump_json(), str(directory))
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ kind: tf-ps
 name: ctr-sharded-{shards}
 script: train_ps.py
 files: [train.py]
-args: [--features, "${{storage}}/ctr/features", --export-dir, "${{output_dir}}/model", --metrics-file, "${{output_dir}}/metrics.json",
+args: [--features, "${{samples.ctr@0}}", --export-dir, "${{output_dir}}/model", --metrics-file, "${{output_dir}}/metrics.json",
        --checkpoint-dir, "${{storage}}/ctr/checkpoints", --epochs, "1", --batch-size, "128", --lr, "0.03"]
 workers: 1
 sharding: {{shards: {shards}, embeddings: {{rows: 40, dims: 9}}}}
@@ -46,7 +46,7 @@ def test_a_checkpoint_taken_with_four_shards_restores_into_two_with_identical_pr
     import tensorflow as tf
 
     storage = project / ".plinth" / "local" / "storage"
-    write_features(storage / "ctr" / "features", rows=2000)  # 2 fields x 20 buckets: 40 rows
+    write_features(storage, rows=2000)  # sample table ctr, version 0; 2 fields x 20 buckets: 40 rows
     jobs = project / "jobs"
     jobs.mkdir()
     for name in ("train.py", "train_ps.py"):
@@ -70,7 +70,7 @@ def test_a_checkpoint_taken_with_four_shards_restores_into_two_with_identical_pr
     assert "resumed from checkpoint: epoch 1 of 1" in two_log
     assert "unrestored values" not in two_log and "could not be found" not in two_log
 
-    rows = pq.read_table(storage / "ctr" / "features" / "eval")
+    rows = pq.read_table(storage / "samples" / "ctr" / "fixture" / "eval")
     cat, num = (np.array(rows.column(name).to_pylist()) for name in ("cat", "num"))
     predictions = []
     for job_id in (four_id, two_id):
