@@ -7,8 +7,13 @@ model registry of a test never touch the developer's own .plinth/.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -58,3 +63,34 @@ def assert_matches_golden(golden: Path, text: str) -> None:
         golden.write_text(text)
     assert golden.is_file(), f"no golden file {golden}; run with PLINTH_REGENERATE=1 and review the diff"
     assert text == golden.read_text()
+
+
+@contextlib.contextmanager
+def redis_server(directory: Path, password: str) -> Iterator[int]:
+    """A real redis-server (Debian's, which scripts/test installs) on a free loopback port, with
+    a password and no persistence; yields its port once it answers, stops it afterwards."""
+    import redis
+
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server not found: scripts/test installs it (apt-get install redis-server)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password, "--save", "",
+                                "--appendonly", "no", "--dir", str(directory)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = redis.Redis(port=port, password=password)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                if time.monotonic() > deadline or process.poll() is not None:
+                    raise
+                time.sleep(0.05)
+        yield port
+    finally:
+        client.close()
+        process.terminate()
+        process.wait(10)

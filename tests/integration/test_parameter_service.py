@@ -14,9 +14,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
-import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -29,7 +26,7 @@ from typer.testing import CliRunner
 from platform_cli.features import CategoricalFeature, FeatureSpec, NumericFeature
 from platform_cli.main import app
 from platform_cli.serving.inputs import request_inputs
-from tests.conftest import REPO, local_project
+from tests.conftest import REPO, local_project, redis_server
 from tests.integration.test_gray_release import plinth
 from tests.integration.test_serving import _free_port
 
@@ -230,51 +227,30 @@ def test_rows_updated_in_the_store_change_predictions_without_a_reload(project):
 
 
 @pytest.fixture
-def redis_server(tmp_path, monkeypatch):
-    """A real redis-server on a free loopback port, with a password (PLINTH_REDIS_PASSWORD)."""
-    if shutil.which("redis-server") is None:
-        pytest.fail("redis-server not found: scripts/test installs it (apt-get install redis-server)")
-    port, password = _free_port(), "test-secret-7f3a"
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password, "--save", "",
-         "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def redis_url(tmp_path, monkeypatch):
+    """A real redis-server with a password (PLINTH_REDIS_PASSWORD), as its store URL."""
+    password = "test-secret-7f3a"
     monkeypatch.setenv("PLINTH_REDIS_PASSWORD", password)
-    import redis
-
-    client = redis.Redis(port=port, password=password)
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            if time.monotonic() > deadline or process.poll() is not None:
-                process.kill()
-                raise
-            time.sleep(0.05)
-    yield f"redis://127.0.0.1:{port}/0"
-    client.close()
-    process.terminate()
-    process.wait(10)
+    with redis_server(tmp_path, password) as port:
+        yield f"redis://127.0.0.1:{port}/0"
 
 
-def test_redis_store_serves_parity_isolation_and_updates(project, redis_server):
+def test_redis_store_serves_parity_isolation_and_updates(project, redis_url):
     root, stack, registry, eval_rows, _ = project
     for version in (1, 2):
-        assert export(version, redis_server)["max_abs_diff"] <= TOLERANCE
-    listed = json.loads(plinth("model", "params", "ls", "--store", redis_server, "-o", "json"))
+        assert export(version, redis_url)["max_abs_diff"] <= TOLERANCE
+    listed = json.loads(plinth("model", "params", "ls", "--store", redis_url, "-o", "json"))
     assert {(t["model"], t["version"], t["table"], t["rows"], t["dim"]) for t in listed} == {
         ("ctr", v, t, 6500, d) for v in (1, 2) for t, d in ((EMBEDDING, 8), (WIDE, 1))}
 
     inputs = whole_model(registry, 1).inputs(eval_rows)
     for version in (1, 2):
-        served = served_model(registry, version, redis_server)
+        served = served_model(registry, version, redis_url)
         difference = np.abs(served(inputs).astype(np.float64) - whole_model(registry, version).probabilities(inputs))
         assert difference.max() <= TOLERANCE, (version, difference.max())
 
     # Version isolation: an update of version 2's rows leaves version 1's predictions as they were.
-    one, two = served_model(registry, 1, redis_server), served_model(registry, 2, redis_server)
+    one, two = served_model(registry, 1, redis_url), served_model(registry, 2, redis_url)
     before_one, before_two = one(inputs), two(inputs)
     ids = np.arange(6500, dtype=np.int64)
     two.store.update("ctr", 2, EMBEDDING, ids, np.zeros((6500, 8), np.float32))
@@ -282,7 +258,7 @@ def test_redis_store_serves_parity_isolation_and_updates(project, redis_server):
     assert np.abs(two(inputs) - before_two).max() > 1e-3
 
     # A version server reading Redis (the password from the environment, never its arguments).
-    out = plinth("model", "serve", "ctr", "--version", "1", "--parameters", redis_server, "--replace")
+    out = plinth("model", "serve", "ctr", "--version", "1", "--parameters", redis_url, "--replace")
     url = out.split(" serving at ")[1].split(" ")[0]
     answer = httpx.post(url, json={"instances": eval_rows[:64]}, timeout=30)
     assert answer.status_code == 200

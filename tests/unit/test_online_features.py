@@ -3,10 +3,6 @@ point-in-time join that builds training rows, checked against each other."""
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
-import time
 
 import numpy as np
 import pandas as pd
@@ -15,6 +11,7 @@ from pydantic import ValidationError
 
 from platform_cli.features import FeatureSpec, transform
 from platform_cli.features.online import Aggregate, Batch, OnlineFeatures, OnlineSource, RedisStore, SQLiteStore, point_in_time
+from tests.conftest import redis_server
 
 HOUR = 3600.0
 CLICKS = Aggregate(name="user_clicks_1h", key="user_id", event="click", window="1h", bucket="5m")
@@ -70,27 +67,10 @@ def store(request, tmp_path):
 def redis_store(tmp_path):
     import redis
 
-    assert shutil.which("redis-server"), "redis-server is installed by scripts/test"
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                               "--requirepass", "s3cret", "--dir", str(tmp_path)], stdout=subprocess.DEVNULL)
-    client = redis.Redis(port=port, password="s3cret")
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+    with redis_server(tmp_path, "s3cret") as port:
+        client = redis.Redis(port=port, password="s3cret")
         yield RedisStore(client, "ctr-online")
-    finally:
-        server.terminate()
-        server.wait(10)
+        client.close()
 
 
 def test_a_window_must_be_whole_buckets_and_durations_are_spelled_out():
