@@ -209,11 +209,12 @@ def test_rows_updated_in_the_store_change_predictions_without_a_reload(project):
     ids = served.row_ids(whole_model(registry, 1).inputs(rows[:1]))[EMBEDDING]
     store = open_store(sqlite_url(stack))
     vectors = store.lookup("ctr", 1, {EMBEDDING: ids})[EMBEDDING]
-    store.update("ctr", 1, EMBEDDING, ids, vectors + 0.5)
+    store.update("ctr", 1, EMBEDDING, ids, vectors + 2.0)
     after = np.array(httpx.post(url, json={"instances": rows}, timeout=30).json()["predictions"])
     # What the dense part predicts with the updated rows, in process, is what the server answers.
     expected = served(whole_model(registry, 1).inputs(rows))
-    assert abs(after[0] - before[0]) > 1e-3, (before[0], after[0])
+    # A change a hundred times the parity tolerance (how much depends on the briefly trained weights).
+    assert abs(after[0] - before[0]) > 100 * TOLERANCE, (before[0], after[0])
     assert np.abs(after - expected).max() <= TOLERANCE
     # The same server process answered both: nothing was reloaded.
     assert psutil.Process(server["pid"]).create_time() == server["pid_created"]
