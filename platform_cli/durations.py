@@ -1,11 +1,11 @@
-"""Durations as users write them in spec files: 90s, 30m, 2h, 1d (a bare number is seconds)."""
+"""Durations as users write them in spec files: 500ms, 90s, 30m, 2h, 1d (a bare number is seconds)."""
 
 from __future__ import annotations
 
 import re
 
-_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(s|m|h|d)?$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
+_DURATION = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d)?$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, None: 1}
 
 
 def parse_duration(value: object) -> object:
@@ -14,7 +14,7 @@ def parse_duration(value: object) -> object:
     if isinstance(value, str):
         match = _DURATION.match(value.strip())
         if not match:
-            raise ValueError(f"{value!r} is not a duration (write 90s, 30m, 2h or 1d)")
+            raise ValueError(f"{value!r} is not a duration (write 500ms, 90s, 30m, 2h or 1d)")
         return float(match.group(1)) * _UNITS[match.group(2)]
     return value
 

@@ -65,12 +65,7 @@ class StreamingJobSpec(SparkJobSpec):
     trigger: float = Field(2.0, ge=0.1, le=3600, description="how often a micro-batch starts: 500ms is 0.5, or 2s, 1m")
     checkpoint: str | None = Field(None, description="where offsets are kept; default ${storage}/streams/<name>/checkpoint")
 
-    @field_validator("trigger", mode="before")
-    @classmethod
-    def _duration(cls, value: object) -> object:
-        if isinstance(value, str) and value.endswith("ms"):
-            return float(value.removesuffix("ms")) / 1000
-        return parse_duration(value)
+    _duration = field_validator("trigger", mode="before")(parse_duration)
 
     @model_validator(mode="after")
     def _unique_aggregates(self) -> StreamingJobSpec:
