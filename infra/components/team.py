@@ -26,6 +26,8 @@ from platform_cli.spec.team_objects import (
     HADOOP_CONF_MAP,
     HDFS_CONFIG_MAP,
     JOBS_SERVICE_ACCOUNT,
+    PARAMETER_STORE_SECRET,
+    PARAMETER_STORE_SECRET_KEY,
     REGISTRY_SECRET,
     STORAGE_SECRET,
     TEAM_CONFIG_MAP,
@@ -222,6 +224,15 @@ class TeamEnvironment(pulumi.ComponentResource):
 
         if team.online_store is not None:
             OnlineStore(team.online_store, ns, labels, secrets["onlineStorePassword"], opts=in_ns)
+        if "parameterStorePassword" in secrets:
+            # The parameter store's password where the team's version servers can read it: a pod
+            # takes a Secret only from its own namespace, and the platform's Redis keeps its own
+            # in the platform namespace.
+            k8s.core.v1.Secret(
+                "parameter-store-password", metadata=metadata(PARAMETER_STORE_SECRET, ns, labels),
+                string_data={PARAMETER_STORE_SECRET_KEY: secrets["parameterStorePassword"]},
+                opts=pulumi.ResourceOptions(parent=self, depends_on=[self.namespace], additional_secret_outputs=["data", "stringData"]),
+            )
 
         if platform.storage.kind == "hdfs":
             # HDFS client settings for the team's job pods (mounted as HADOOP_CONF_DIR).

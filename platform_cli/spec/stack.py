@@ -530,7 +530,9 @@ class StackConfig(ConfigModel):
     image_registry_password: SecretValue | None = None
     # The password of the platform's MLflow PostgreSQL (platform stacks with mlflow.server in-cluster).
     mlflow_database_password: SecretValue | None = None
-    parameter_store_password: SecretValue | None = None  # a platform stack's parameter service (Redis)
+    # The parameter service's (Redis) password: a platform stack's Redis, and a team stack's
+    # Secret its version servers read it from (the same value).
+    parameter_store_password: SecretValue | None = None
     online_store_password: SecretValue | None = None  # a team stack's online feature store (Redis)
 
     _clear_text = field_validator(*(to_snake(key) for key in SECRET_KEYS), mode="before")(_no_clear_text)

@@ -16,3 +16,5 @@ ONLINE_STORE_SERVICE = "plinth-online-store"    # the team's Redis online featur
 ONLINE_STORE_PORT = 6379
 ONLINE_STORE_SECRET = "plinth-online-store"     # its password, key ONLINE_STORE_SECRET_KEY
 ONLINE_STORE_SECRET_KEY = "password"
+PARAMETER_STORE_SECRET = "plinth-parameter-store"  # the parameter store's (Redis) password, key PARAMETER_STORE_SECRET_KEY,
+PARAMETER_STORE_SECRET_KEY = "password"            # which version servers reading embedding rows get as PLINTH_REDIS_PASSWORD

@@ -28,6 +28,7 @@ SECRETS = {
     "storageSecretKey": "s3cr3t/Plinth+Key=42",
     "imageRegistryPassword": "hunter2-registry-Pw",
     "onlineStorePassword": "redis-Pw-0nline",
+    "parameterStorePassword": "redis-Pw-parameters",
 }
 
 
@@ -204,6 +205,16 @@ def test_the_online_store_is_a_redis_whose_password_only_the_secret_holds(secret
     assert service["selector"].items() <= deployment["template"]["metadata"]["labels"].items()
     assert service["ports"] == [{"name": "redis", "port": 6379, "targetPort": "redis"}]
     assert by_kind(rendering, "Secret")[f"feed/{ONLINE_STORE_SECRET}"]["stringData"] == {"password": REDACTED}
+
+
+def test_version_servers_find_the_parameter_stores_password_in_a_secret_of_the_namespace(secret_team, feed) -> None:
+    from platform_cli.spec.team_objects import PARAMETER_STORE_SECRET
+
+    rendering, _ = secret_team
+    assert by_kind(rendering, "Secret")[f"feed/{PARAMETER_STORE_SECRET}"]["stringData"] == {"password": REDACTED}
+    # A team stack without the secret gets no such Secret (serving from the parameter service
+    # is then refused when rendered, with the command that sets it).
+    assert f"feed/{PARAMETER_STORE_SECRET}" not in by_kind(feed, "Secret")
 
 
 def test_an_online_store_needs_its_password_as_a_secret(tmp_path, monkeypatch) -> None:
