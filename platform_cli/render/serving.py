@@ -7,7 +7,18 @@ directory from the registry's artifact store (KServe's storage initializer fetch
 STORAGE_URI into /mnt/models), started with the stack's batching and worker settings
 (plinth:serving.batching, plinth:serving.workers): the predictor coalesces the transformer's
 concurrent requests into one model call itself, as the local server does, rather than through
-KServe's batcher, an agent container that would add a hop in front of it. How traffic is split follows the platform's KServe mode:
+KServe's batcher, an agent container that would add a hop in front of it.
+
+A version promoted with --parameters REDIS_URL is served from the parameter service: STORAGE_URI
+is its dense part (the `parameters` export kept with the version), the predictor runs with
+--parameters REDIS_URL and fetches each micro-batch's embedding rows from that Redis in one
+lookup (the same server code as on the local platform), keyed by model and version, so the two
+versions of a gray release read their own rows. The URL carries no password: the predictor gets
+it as PLINTH_REDIS_PASSWORD from the team namespace's Secret (PARAMETER_STORE_SECRET, which the
+team stack creates from its plinth:parameterStorePassword), so it is in no manifest. The
+transformer is the same either way (the dense part ships the feature spec).
+
+How traffic is split follows the platform's KServe mode:
 
 - RawDeployment: one InferenceService per version (`ctr-v2`, `ctr-v3`) and an InferenceGraph
   `ctr` whose root is a Splitter node with the versions' weights. Clients call the graph.
@@ -17,14 +28,19 @@ KServe's batcher, an agent container that would add a hop in front of it. How tr
   the field; a rollback re-applies production's spec without it.
 
     objects = render_release(team_stack, state, storage_uris={2: "hdfs://.../model", 3: "..."})
+
+storage_uris holds each version's model directory, or its dense part for a version listed in
+state.parameters.
 """
 
 from __future__ import annotations
 
-from platform_cli.errors import PlinthError
+from platform_cli.errors import PlinthError, shown
+from platform_cli.paramservice.store import PASSWORD_ENV
 from platform_cli.render.validate import validate_objects
 from platform_cli.serving.traffic import TrafficState
 from platform_cli.spec.stack import Stack
+from platform_cli.spec.team_objects import PARAMETER_STORE_SECRET, PARAMETER_STORE_SECRET_KEY
 
 MODEL_MOUNT = "/mnt/models"  # where KServe's storage initializer puts STORAGE_URI
 ONLINE_PRIORITY_CLASS = "plinth-online"
@@ -45,6 +61,7 @@ def render_release(stack: Stack, state: TrafficState, storage_uris: dict[int, st
     missing = sorted(set(state.weights) - set(storage_uris))
     if missing:
         raise PlinthError(f"no storage location for version {missing[0]} of {state.model}")
+    _check_parameters(stack, state)
     platform = stack.platform_stack().config.platform
     online = any(p.name == ONLINE_PRIORITY_CLASS for p in platform.scheduler.priority_classes)
     context = _Context(stack, state, platform.kserve.deployment_mode, online)
@@ -58,6 +75,22 @@ def render_release(stack: Stack, state: TrafficState, storage_uris: dict[int, st
         objects.append(context.graph())
     validate_objects(objects)
     return objects
+
+
+def _check_parameters(stack: Stack, state: TrafficState) -> None:
+    """A cluster reads embedding rows from Redis, with the password the team's Secret holds."""
+    from urllib.parse import urlsplit
+
+    for version, url in sorted(state.parameters.items()):
+        if version not in state.weights:
+            continue
+        if urlsplit(url).scheme != "redis":
+            raise PlinthError(f"parameters: version {version} of {state.model} reads {shown(url)}, a file on this machine, which pods cannot reach",
+                              "export the version to the cluster's Redis and promote with --parameters redis://HOST:PORT/DB")
+        if stack.config.parameter_store_password is None:
+            raise PlinthError(f"parameters: stack {stack.name} has no plinth:parameterStorePassword, so its namespace has no Secret "
+                              f"{PARAMETER_STORE_SECRET} for version servers to read the store's password from",
+                              f"run `pulumi config set --secret plinth:parameterStorePassword VALUE -s {stack.name}` (the store's password) and `pulumi up -s {stack.name}`")
 
 
 class _Context:
@@ -77,15 +110,16 @@ class _Context:
         }
 
     def inference_service(self, name: str, version: int, storage_uri: str, canary_percent: int | None = None) -> dict:
-        predictor = {
-            "minReplicas": 1,
-            "containers": [self.container(
-                ["python", "-m", "platform_cli.serving.server", "--model-name", name, "--model-dir", MODEL_MOUNT,
-                 "--host", "0.0.0.0", "--http-port", "8080", "--version", str(version), "--tensor-inputs",
-                 *self.serving.server_args()],
-                storage_uri,
-            )],
-        }
+        parameters = self.state.parameters.get(version)
+        server = self.container(
+            ["python", "-m", "platform_cli.serving.server", "--model-name", name, "--model-dir", MODEL_MOUNT,
+             "--host", "0.0.0.0", "--http-port", "8080", "--version", str(version), "--tensor-inputs",
+             *self.serving.server_args(), *(["--parameters", parameters] if parameters else [])],
+            storage_uri,
+        )
+        if parameters:
+            server["env"].append({"name": PASSWORD_ENV, "valueFrom": {"secretKeyRef": {"name": PARAMETER_STORE_SECRET, "key": PARAMETER_STORE_SECRET_KEY}}})
+        predictor = {"minReplicas": 1, "containers": [server]}
         if canary_percent is not None:
             predictor["canaryTrafficPercent"] = canary_percent
         transformer = {

@@ -110,3 +110,50 @@ def test_the_stacks_batching_settings_reach_the_predictor(project: Path) -> None
         assert command[command.index("--max-batch"):] == ["--max-batch", "128", "--max-wait-ms", "0.5", "--workers", "2"]
         # The transformer sends one request per client request; the predictor batches them.
         assert "--max-batch" not in service["spec"]["transformer"]["containers"][0]["command"]
+
+
+PARAMETERS = "redis://plinth-parameters.plinth-system.svc:6379/0"
+DENSE_URI = "hdfs://hdfs-namenode.plinth-storage.svc:8020/teams/feed/models/ctr/run3/artifacts/exports/parameters"
+
+
+@pytest.fixture
+def with_parameter_store(project: Path) -> str:
+    """team-feed with the parameter store's password set as a secret (ciphertext only in the file)."""
+    stacks = project / "stacks"
+    team = yaml.safe_load((stacks / "Pulumi.team-feed.yaml").read_text())
+    team["config"]["plinth:parameterStorePassword"] = {"secure": "v1:ciphertext-of-the-password"}
+    (stacks / "Pulumi.team-feed-params.yaml").write_text(yaml.safe_dump(team))
+    return "team-feed-params"
+
+
+def test_a_version_promoted_with_parameters_serves_its_dense_part_and_reads_rows_from_redis(project: Path, with_parameter_store: str) -> None:
+    state = canary_state().model_copy(update={"parameters": {3: PARAMETERS}})
+    objects = render_release(load_stack(with_parameter_store), state, {2: URIS[2], 3: DENSE_URI})  # validated against KServe's CRDs
+    v2, v3 = (o["spec"] for o in objects[:2])
+    [server] = v3["predictor"]["containers"]
+    assert server["command"][-2:] == ["--parameters", PARAMETERS] and "--tensor-inputs" in server["command"]
+    # The dense part is what the storage initializer fetches; the password comes from the
+    # namespace's Secret, never written into the object.
+    assert server["env"] == [
+        {"name": "STORAGE_URI", "value": DENSE_URI},
+        {"name": "PLINTH_REDIS_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "plinth-parameter-store", "key": "password"}}},
+    ]
+    # The transformer reads the feature spec the dense part ships: the same container as ever.
+    assert v3["transformer"] == {**v2["transformer"], "containers": [{**v2["transformer"]["containers"][0], "env": [{"name": "STORAGE_URI", "value": DENSE_URI}]}]}
+    # Production (the whole model) is untouched by its canary's parameter store.
+    assert "--parameters" not in v2["predictor"]["containers"][0]["command"]
+    assert v2["predictor"]["containers"][0]["env"] == [{"name": "STORAGE_URI", "value": URIS[2]}]
+    text = yaml.safe_dump_all(objects, sort_keys=False)
+    assert "ciphertext" not in text
+    check_golden("team-feed-canary-parameters", objects)
+
+
+def test_parameters_the_cluster_cannot_read_are_refused(project: Path, with_parameter_store: str) -> None:
+    uris = {2: URIS[2], 3: DENSE_URI}
+    sqlite = canary_state().model_copy(update={"parameters": {3: "sqlite:////home/me/params/parameters.sqlite"}})
+    with pytest.raises(PlinthError, match=r"version 3 of ctr reads 'sqlite:////home/me/params/parameters.sqlite', a file on this machine, which pods cannot reach"):
+        render_release(load_stack(with_parameter_store), sqlite, uris)
+    redis = canary_state().model_copy(update={"parameters": {3: PARAMETERS}})
+    with pytest.raises(PlinthError, match=r"stack team-feed has no plinth:parameterStorePassword") as refused:
+        render_release(load_stack("team-feed"), redis, uris)
+    assert "pulumi config set --secret plinth:parameterStorePassword VALUE -s team-feed" in refused.value.fix
