@@ -26,7 +26,7 @@ from platform_cli.atomic import staged_dir
 from platform_cli.errors import PlinthError
 from platform_cli.features import SPEC_FILE
 from platform_cli.paramservice.split import SPLIT_FILE
-from platform_cli.paramservice.store import PASSWORD_ENV, check_url, open_store, resolve
+from platform_cli.paramservice.store import PASSWORD_ENV, check_url, open_store, reachable, resolve
 
 if TYPE_CHECKING:
     from platform_cli.spec.stack import Stack
@@ -61,27 +61,29 @@ def export_parameters(
 
     progress(f"cutting {name} v{found.version} at its embedding lookups")
     split = split_model(model_dir)
-    store = open_store(store_url, stack.home)
-    try:
-        rows = sum(int(t.shape[0]) for t in split.tables.values())
-        progress(f"writing {rows} rows of {len(split.tables)} tables to {store.url}")
-        store.write(name, found.version, split.tables)
-        directory = Path(export_dir or default_dir(stack, name, found.version))
-        progress(f"writing the dense part to {stack.shown(directory)}")
-        with staged_dir(directory) as staging:
-            split.save(staging)
-            manifest = json.loads((staging / SPLIT_FILE).read_text()) | {"model": name, "version": found.version}
-            (staging / SPLIT_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-            shutil.copyfile(model_dir / SPEC_FILE, staging / SPEC_FILE)
-        progress(f"comparing with the whole model on {PROBE_ROWS} probe rows")
-        difference = compare(model_dir, directory, store_url, stack.home)
-    finally:
-        store.close()
+    shown_url = resolve(store_url, stack.home)  # what servers read: the cluster's own address, not a port forward's
+    with reachable(shown_url, stack) as url:
+        store = open_store(url)
+        try:
+            rows = sum(int(t.shape[0]) for t in split.tables.values())
+            progress(f"writing {rows} rows of {len(split.tables)} tables to {shown_url}")
+            store.write(name, found.version, split.tables)
+            directory = Path(export_dir or default_dir(stack, name, found.version))
+            progress(f"writing the dense part to {stack.shown(directory)}")
+            with staged_dir(directory) as staging:
+                split.save(staging)
+                manifest = json.loads((staging / SPLIT_FILE).read_text()) | {"model": name, "version": found.version}
+                (staging / SPLIT_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+                shutil.copyfile(model_dir / SPEC_FILE, staging / SPEC_FILE)
+            progress(f"comparing with the whole model on {PROBE_ROWS} probe rows")
+            difference = compare(model_dir, directory, url, stack.home)
+        finally:
+            store.close()
     if difference > TOLERANCE:
-        raise PlinthError(f"the dense part with rows from {store.url} differs from model {name} version {found.version} by {difference:.2e}",
+        raise PlinthError(f"the dense part with rows from {shown_url} differs from model {name} version {found.version} by {difference:.2e}",
                           "serve the model as a whole")
     summary = {
-        "store": store.url,
+        "store": shown_url,
         "tables": {t: {"rows": int(v.shape[0]), "dim": int(v.shape[1])} for t, v in sorted(split.tables.items())},
         "parameters": int(sum(v.size for v in split.tables.values())),
         "max_abs_diff": difference,
@@ -112,21 +114,34 @@ def compare(model_dir: Path, split_dir: Path, store_url: str, home: Path) -> flo
 
 def serving_source(registry, stack: Stack, name: str, version: int, store_url: str) -> tuple[Path, str]:
     """(the version's dense part, the store URL its server reads) for serving from the parameter
-    service; PlinthError when the version was not exported there."""
+    service on this machine; PlinthError when the version was not exported there."""
+    url = served_store(registry, stack, name, version, store_url)
+    return registry.export_dir(name, version, EXPORT_KEY), url
+
+
+def served_store(registry, stack: Stack, name: str, version: int, store_url: str) -> str:
+    """The store URL a server of the version reads (a cluster's pods included), checked from
+    this machine: the version has a dense part and the store holds its rows."""
     found = registry.get(name, version)
     url = resolve(store_url, stack.home)
     if EXPORT_KEY not in found.exports:
         raise PlinthError(f"model {name} version {found.version} has no dense part for the parameter service",
                           f"export it first: plinth model params export {name} {found.version} --store {store_url}")
-    store = open_store(url)
-    try:
-        exported = store.tables(name)
-    except Exception as e:  # the store is down or refuses us: say which, before a server starts
-        raise PlinthError(f"parameters: cannot read {store.url}: {' '.join(str(e).split())[:200]}",
-                          f"check the store (and {PASSWORD_ENV} for Redis)") from e
-    finally:
-        store.close()
-    if not any(t["version"] == found.version for t in exported):
-        raise PlinthError(f"{store.url} has no rows of model {name} version {found.version}",
-                          f"export them: plinth model params export {name} {found.version} --store {store_url}")
-    return registry.export_dir(name, found.version, EXPORT_KEY), url
+    check_rows(stack, name, found.version, url)
+    return url
+
+
+def check_rows(stack: Stack, name: str, version: int, url: str) -> None:
+    """PlinthError unless the store at `url` (reached from this machine) holds the version's rows."""
+    with reachable(url, stack) as here:
+        store = open_store(here)
+        try:
+            exported = store.tables(name)
+        except Exception as e:  # the store is down or refuses us: say which, before a server starts
+            raise PlinthError(f"parameters: cannot read {url}: {' '.join(str(e).split())[:200]}",
+                              f"check the store (and {PASSWORD_ENV} for Redis)") from e
+        finally:
+            store.close()
+    if not any(t["version"] == version for t in exported):
+        raise PlinthError(f"{url} has no rows of model {name} version {version}",
+                          f"export them: plinth model params export {name} {version} --store {url}")

@@ -220,9 +220,19 @@ class ModelRegistry:
     def artifact_uri(self, name: str, version: int) -> str:
         """Where the version's model directory is stored (file://, hdfs://, s3://): what a
         cluster's storage initializer downloads."""
+        return self._stored_uri(self.get(name, version), _MODEL_ARTIFACT_PATH)
+
+    def export_uri(self, name: str, version: int, key: str) -> str:
+        """Where one of the version's exports is stored (kept by `record_export`): what a
+        cluster's storage initializer downloads to serve it."""
         found = self.get(name, version)
+        if key not in found.exports:
+            raise PlinthError(f"model {name} version {found.version} has no {key} export")
+        return self._stored_uri(found, f"{_EXPORTS_ARTIFACT_PATH}/{key}")
+
+    def _stored_uri(self, found: ModelVersion, path: str) -> str:
         with _mlflow_errors():
-            return self._client.get_run(found.run_id).info.artifact_uri.rstrip("/") + f"/{_MODEL_ARTIFACT_PATH}"
+            return self._client.get_run(found.run_id).info.artifact_uri.rstrip("/") + f"/{path}"
 
     def model_dir(self, name: str, version: int | None = None) -> Path:
         """Local directory of the version's model (a temporary copy if the store is remote)."""
@@ -279,7 +289,7 @@ class ModelRegistry:
         with _mlflow_errors():
             self._client.log_artifacts(found.run_id, str(export_dir), location)
             self._client.set_model_version_tag(name, str(version), _EXPORT_TAG + key, json.dumps(summary | {"artifacts": location}, sort_keys=True))
-            return self._client.get_run(found.run_id).info.artifact_uri.rstrip("/") + f"/{location}"
+        return self._stored_uri(found, location)
 
     def _log_run(
         self, name: str, model_dir: Path, metrics: dict[str, float], lineage: dict[str, str], datasets: Sequence[SampleInput] = ()

@@ -80,9 +80,9 @@ def promote(stack: Stack, registry: ModelRegistry, model: str, version: int, per
     policy = stack.config.serving.gray_release
     if parameters is None:
         return _change(stack, registry, model, lambda s: traffic.promote(s, version, percent, policy))
-    from platform_cli.paramservice.export import serving_source
+    from platform_cli.paramservice.export import served_store
 
-    _, url = serving_source(registry, stack, model, version, parameters)
+    url = served_store(registry, stack, model, version, parameters)
 
     def change(state: TrafficState) -> TrafficState:
         after = traffic.promote(state, version, percent, policy)
@@ -248,10 +248,8 @@ def _change_on_cluster(stack: Stack, registry: ModelRegistry, model: str, change
         after = change(before)
         if after is before:
             return after
-        if after.parameters:
-            raise PlinthError(f"--parameters is not available on stack {stack.name!r}: its InferenceServices do not read a parameter store yet",
-                              "promote without --parameters")
-        objects = render_release(stack, after, {v: registry.artifact_uri(model, v) for v in after.weights})
+        after = after.model_copy(update={"parameters": {v: u for v, u in after.parameters.items() if v in after.weights}})
+        objects = render_release(stack, after, {v: _storage_uri(registry, model, v, after) for v in after.weights})
         split_by_graph = any(o["kind"] == "InferenceGraph" for o in objects)
         if split_by_graph:  # RawDeployment: a service per version
             new = {server_name(model, v) for v in set(after.weights) - set(before.weights)}
@@ -263,6 +261,15 @@ def _change_on_cluster(stack: Stack, registry: ModelRegistry, model: str, change
         store.save(path, after)
     _sync_aliases(registry, after)
     return after
+
+
+def _storage_uri(registry: ModelRegistry, model: str, version: int, state: TrafficState) -> str:
+    """What the version's pods download: its dense part when it reads a parameter store, else its model."""
+    if version in state.parameters:
+        from platform_cli.paramservice.export import EXPORT_KEY
+
+        return registry.export_uri(model, version, EXPORT_KEY)
+    return registry.artifact_uri(model, version)
 
 
 def _kube(stack: Stack):
