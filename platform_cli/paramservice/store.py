@@ -18,12 +18,18 @@ Backends, by URL:
   table; a lookup is one pipelined HMGET per table, one round trip). The password is never in
   the URL, which is kept in server records and process arguments: it comes from the
   environment variable PLINTH_REDIS_PASSWORD (on a cluster, a Secret).
+
+A cluster's Redis is named by its in-cluster address (redis://plinth-parameters.plinth-system.svc:6379/0,
+what the version servers' pods use); `reachable` opens a port forward to it over the Kubernetes
+API of a team stack, so export, listing and the check before a promote work from this machine.
 """
 
 from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -32,6 +38,8 @@ from platform_cli.errors import PlinthError, shown
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from platform_cli.spec.stack import Stack
 
 PASSWORD_ENV = "PLINTH_REDIS_PASSWORD"
 DEFAULT_SQLITE = Path("params") / "parameters.sqlite"  # under the stack's local home
@@ -100,6 +108,32 @@ def resolve(url: str, home: Path | None) -> str:
     if url == "sqlite" or url.startswith("sqlite:"):
         return f"sqlite:///{sqlite_path(url, home)}"
     return url
+
+
+@contextmanager
+def reachable(url: str, stack: Stack) -> Iterator[str]:
+    """The store URL as this machine reaches it, for the duration of the block: a Redis named by
+    a cluster-internal address (<service>.<namespace>.svc) on a team stack is reached through a
+    port forward to a Ready pod of that Service, over the Kubernetes API the stack's context
+    reaches (as the model library's tracking server is); any other URL as it is."""
+    parts = urlsplit(url)
+    internal = None
+    if parts.scheme == "redis" and stack.role == "team":
+        from platform_cli.kube import service_address
+
+        internal = service_address(parts.hostname or "")
+    if internal is None:
+        yield url
+        return
+    from platform_cli.kube import KubeClient, PortForward, ready_pod
+
+    service, namespace = internal
+    client = KubeClient.for_stack(stack)
+    forward = PortForward(client, namespace, ready_pod(client, namespace, service), parts.port or 6379)
+    try:
+        yield parts._replace(netloc=f"127.0.0.1:{forward.local_port}").geturl()
+    finally:
+        forward.close()
 
 
 def redact(url: str) -> str:
