@@ -14,6 +14,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
+import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -269,3 +272,102 @@ def test_redis_store_serves_parity_isolation_and_updates(project, redis_url):
     plinth("model", "stop", "ctr")
     one.store.close()
     two.store.close()
+
+
+def _cluster_release(redis: str):
+    """The KServe objects a team stack renders for ctr: v1 production and v2 a 50% canary, both
+    served from the parameter store at `redis`; and the team stack's password Secret's name."""
+    import yaml
+
+    from platform_cli.render.serving import render_release
+    from platform_cli.serving import traffic
+    from platform_cli.spec.stack import GrayReleaseConfig, load_stack
+
+    with pytest.MonkeyPatch.context() as patch, tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch)
+        shutil.copy(REPO / "Pulumi.yaml", root / "Pulumi.yaml")
+        shutil.copytree(REPO / "stacks", root / "stacks")
+        team = yaml.safe_load((root / "stacks" / "Pulumi.team-feed.yaml").read_text())
+        team["config"]["plinth:parameterStorePassword"] = {"secure": "v1:ciphertext"}
+        (root / "stacks" / "Pulumi.team-feed.yaml").write_text(yaml.safe_dump(team))
+        patch.setenv("PLINTH_PROJECT_DIR", str(root))
+        state = traffic.promote(traffic.TrafficState(model="ctr"), 1, None, GrayReleaseConfig(canary_max=50))
+        state = traffic.promote(state, 2, 50, GrayReleaseConfig(canary_max=50))
+        state = state.model_copy(update={"parameters": {1: redis, 2: redis}})
+        return render_release(load_stack("team-feed"), state, {v: f"hdfs://models/ctr/{v}/exports/parameters" for v in (1, 2)})
+
+
+def _as_process(container: dict, model_dir: Path, port: int, secrets: dict[tuple[str, str], str], extra: list[str] = ()) -> tuple[list[str], dict]:
+    """A rendered container's command and environment as a process here: /mnt/models is the
+    directory the storage initializer would fill, the port a free one on loopback, and a
+    variable from a Secret gets the Secret's value, as the kubelet gives it."""
+    from platform_cli.render.serving import MODEL_MOUNT
+
+    argv = [sys.executable if arg == "python" else arg.replace(MODEL_MOUNT, str(model_dir)) for arg in container["command"]]
+    if "--http-port" in argv:
+        argv[argv.index("--http-port") + 1] = str(port)
+        argv[argv.index("--host") + 1] = "127.0.0.1"
+    env = {}
+    for variable in container["env"]:
+        if "valueFrom" in variable:
+            ref = variable["valueFrom"]["secretKeyRef"]
+            env[variable["name"]] = secrets[(ref["name"], ref["key"])]
+        else:
+            env[variable["name"]] = variable["value"]
+    return [*argv, *extra], env
+
+
+def test_the_clusters_containers_serve_each_version_from_redis_through_the_transformer(project, redis_url, tmp_path, monkeypatch):
+    """The InferenceServices rendered for a cluster, their transformer and predictor containers
+    run as processes with their rendered commands and environments against a real redis-server:
+    each version's predictions through its transformer are its whole model's on the eval rows,
+    and the store's password reaches the predictor only through its environment."""
+    from platform_cli.paramservice.export import EXPORT_KEY
+    from platform_cli.serving import local
+    from platform_cli.spec.team_objects import PARAMETER_STORE_SECRET, PARAMETER_STORE_SECRET_KEY
+
+    root, stack, registry, eval_rows, _ = project
+    password = os.environ["PLINTH_REDIS_PASSWORD"]
+    for version in (1, 2):
+        export(version, redis_url)
+    objects = _cluster_release(redis_url)
+    assert password not in json.dumps(objects)
+    monkeypatch.delenv("PLINTH_REDIS_PASSWORD")  # from here on only the Secret's value, through the containers' env
+    secrets = {(PARAMETER_STORE_SECRET, PARAMETER_STORE_SECRET_KEY): password}
+
+    inputs = whole_model(registry, 1).inputs(eval_rows)
+    started = []
+    try:
+        for service in (o for o in objects if o["kind"] == "InferenceService"):
+            name, version = service["metadata"]["name"], int(service["metadata"]["labels"]["plinth.dev/model-version"])
+            dense = registry.export_dir("ctr", version, EXPORT_KEY)
+            predictor_port, transformer_port = _free_port(), _free_port()
+            argv, env = _as_process(service["spec"]["predictor"]["containers"][0], dense, predictor_port, secrets)
+            assert password not in " ".join(argv)
+            with monkeypatch.context() as scoped:
+                for key, value in env.items():
+                    scoped.setenv(key, value)
+                predictor = local.launch(name, version, argv, "127.0.0.1", predictor_port, tmp_path / f"{name}-predictor", tmp_path / f"{name}-predictor.log")
+            started.append((name, tmp_path / f"{name}-predictor"))
+            assert psutil.Process(predictor.pid).environ()["PLINTH_REDIS_PASSWORD"] == password
+            assert password not in " ".join(psutil.Process(predictor.pid).cmdline())
+            # KServe appends its own flags to the transformer's command.
+            argv, env = _as_process(service["spec"]["transformer"]["containers"][0], dense, transformer_port, secrets,
+                                    ["--model_name", name, "--predictor_host", f"127.0.0.1:{predictor_port}", "--http_port", str(transformer_port)])
+            assert "PLINTH_REDIS_PASSWORD" not in env  # the transformer never talks to the store
+            transformer = local.launch(name, version, argv, "127.0.0.1", transformer_port, tmp_path / f"{name}-transformer", tmp_path / f"{name}-transformer.log")
+            started.append((name, tmp_path / f"{name}-transformer"))
+
+            predictions = []
+            for start in range(0, len(eval_rows), 500):
+                answer = httpx.post(f"{transformer.url}/v1/models/{name}:predict", json={"instances": eval_rows[start:start + 500]}, timeout=60)
+                assert answer.status_code == 200, answer.text
+                predictions += answer.json()["predictions"]
+            difference = np.abs(np.array(predictions) - whole_model(registry, version).probabilities(inputs))
+            assert len(predictions) == EVAL_ROWS and difference.max() <= TOLERANCE, (version, difference.max())
+    finally:
+        for name, directory in reversed(started):
+            local.stop(name, directory)
+    # Nor did any log write it down.
+    assert not [log for log in tmp_path.glob("*.log") if password in log.read_text(errors="replace")]
+    assert len(list(tmp_path.glob("*.log"))) == 4
