@@ -433,8 +433,10 @@ def params_export(
         ),
     )
     if output is OutputFormat.table:
+        serve = (f"plinth model serve {name} --version {result['version']} --parameters {store}" if stack_config.role != "team"
+                 else f"plinth model promote {name} {result['version']} --parameters {store} -s {stack_config.name}")
         typer.echo(f"\n{result['parameters']} parameters; dense part {result['directory']}; max |Δp| {result['max_abs_diff']:.2e} "
-                   f"on the probe rows\nserve it: plinth model serve {name} --version {result['version']} --parameters {store}")
+                   f"on the probe rows\nserve it: {serve}")
 
 
 @params_app.command("ls")
