@@ -447,14 +447,16 @@ def params_list(
     output: OutputFormat = OutputOption,
 ):
     """List the model versions and tables a parameter store holds."""
-    from platform_cli.paramservice.store import check_url, open_store
+    from platform_cli.paramservice.store import check_url, open_store, reachable, resolve
 
     check_url(store)
-    opened = open_store(store, _stack(stack).home)
-    try:
-        found = opened.tables(name)
-    finally:
-        opened.close()
+    stack_config = _stack(stack)
+    with reachable(resolve(store, stack_config.home), stack_config) as url:
+        opened = open_store(url)
+        try:
+            found = opened.tables(name)
+        finally:
+            opened.close()
     emit(found, output, lambda: (["model", "version", "table", "rows", "dim"], [(t["model"], t["version"], t["table"], t["rows"], t["dim"]) for t in found]))
 
 
