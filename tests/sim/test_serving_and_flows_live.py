@@ -105,3 +105,68 @@ def test_flow_submit_creates_the_argo_objects_the_api_server_accepts(deployed: S
     live = deployed.kube().list(Resource("argoproj.io/v1alpha1", kind), "ranking")
     assert [f"{kind.lower()}/{obj['metadata']['name']}" for obj in live] == created
     assert live[0]["spec"]
+
+
+def test_model_promote_with_parameters_applies_a_service_reading_redis_with_the_secret(deployed: Sim, tmp_path: Path) -> None:
+    """A version exported to a parameter store is promoted on team-sim: its InferenceService,
+    accepted by the API server, downloads the dense part and reads the store with the password
+    from the namespace's Secret. The store is a real redis-server on this machine, which the
+    promote checks for the version's rows before it applies anything."""
+    import json
+
+    from tests.conftest import redis_server
+
+    original = deployed.stack_file("team-sim").read_text()
+    password = "sim-parameters-Pw-1"
+    kserve = ReadyAsKServe(deployed, "ranking")
+    kube = deployed.kube()
+    try:
+        with redis_server(tmp_path, password) as port:
+            store = f"redis://127.0.0.1:{port}/0"
+            deployed.edit_stack("team-sim", lambda config: config.update({
+                "plinth:registry": {"trackingUri": "sqlite:///registry/mlflow.db", "artifactRoot": "registry/artifacts"},
+                "plinth:parameterStorePassword": {"secure": "v1:ciphertext-of-the-password"}}))
+            # Version 1 of `ctrp` with a dense part kept as its `parameters` export and its rows
+            # in the store (a table of four rows: no model server runs in the sim).
+            script = (
+                "import os, pathlib, sys, numpy as np\n"
+                "from platform_cli.features import SPEC_FILE, CategoricalFeature, FeatureSpec\n"
+                "from platform_cli.paramservice.store import open_store\n"
+                "from platform_cli.registry import ModelRegistry\n"
+                "from platform_cli.spec.stack import load_stack\n"
+                "model, dense = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])\n"
+                "for directory in (model, dense):\n"
+                "    directory.mkdir(exist_ok=True)\n"
+                "    FeatureSpec(categorical=[CategoricalFeature(name='user_id', buckets=4)], numeric=[], label='clicked').save(directory / SPEC_FILE)\n"
+                "(model / 'saved_model.pb').write_bytes(b'never loaded')\n"
+                "stack = load_stack('team-sim')\n"
+                "registry = ModelRegistry(stack.tracking_uri, stack.artifact_root)\n"
+                "registry.register('ctrp', model, {'auc': 0.7}, {})\n"
+                "store = open_store(sys.argv[3])\n"
+                "store.write('ctrp', 1, {'embedding/embeddings': np.ones((4, 8), np.float32)})\n"
+                "registry.record_export('ctrp', 1, 'parameters', dense, {'store': sys.argv[3]})\n"
+            )
+            deployed.env["PLINTH_REDIS_PASSWORD"] = password
+            try:
+                deployed.run(str(REPO / ".venv" / "bin" / "python"), "-c", script, str(tmp_path / "model"), str(tmp_path / "dense"), store)
+                kserve.start()
+                deployed.plinth("model", "promote", "ctrp", "1", "--parameters", store, "-s", "team-sim")
+            finally:
+                del deployed.env["PLINTH_REDIS_PASSWORD"]
+        live = kube.get(INFERENCE_SERVICE, "ranking", "ctrp-v1")
+        [server] = live["spec"]["predictor"]["containers"]
+        assert server["command"][-2:] == ["--parameters", store]
+        env = {variable["name"]: variable for variable in server["env"]}
+        assert env["STORAGE_URI"]["value"].endswith("/exports/parameters")
+        assert env["PLINTH_REDIS_PASSWORD"] == {"name": "PLINTH_REDIS_PASSWORD",
+                                                "valueFrom": {"secretKeyRef": {"name": "plinth-parameter-store", "key": "password"}}}
+        assert password not in json.dumps(live)
+        [graph] = [g for g in kube.list(INFERENCE_GRAPH, "ranking") if g["metadata"]["name"] == "ctrp"]
+        assert graph["spec"]["nodes"]["root"]["steps"][0]["serviceName"] == "ctrp-v1"
+    finally:
+        kserve.stop.set()
+        if kserve.is_alive():
+            kserve.join()
+        kube.delete(INFERENCE_GRAPH, "ranking", "ctrp")
+        kube.delete(INFERENCE_SERVICE, "ranking", "ctrp-v1")
+        deployed.stack_file("team-sim").write_text(original)
