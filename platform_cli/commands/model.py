@@ -388,12 +388,16 @@ def render(
     import yaml
 
     from platform_cli.render.serving import render_release
-    from platform_cli.serving import traffic
+    from platform_cli.serving import release, traffic
+    from platform_cli.serving import state as saved_split
 
     stack_config = _stack(stack)
     registry = _registry(stack_config)
     state = traffic.from_aliases(name, registry.aliases(name), canary_weight, stack_config.config.serving.gray_release)
-    objects = render_release(stack_config, state, {v: registry.artifact_uri(name, v) for v in state.weights})
+    # A version promoted from here with --parameters is rendered reading its store again.
+    stores = saved_split.load(release.state_path(stack_config, name), name).parameters
+    state = state.model_copy(update={"parameters": {v: url for v, url in stores.items() if v in state.weights}})
+    objects = render_release(stack_config, state, {v: release.storage_uri(registry, name, v, state) for v in state.weights})
     if output is OutputFormat.json:
         typer.echo(json.dumps(objects, indent=2))
     else:

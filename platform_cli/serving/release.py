@@ -249,7 +249,7 @@ def _change_on_cluster(stack: Stack, registry: ModelRegistry, model: str, change
         if after is before:
             return after
         after = after.model_copy(update={"parameters": {v: u for v, u in after.parameters.items() if v in after.weights}})
-        objects = render_release(stack, after, {v: _storage_uri(registry, model, v, after) for v in after.weights})
+        objects = render_release(stack, after, {v: storage_uri(registry, model, v, after) for v in after.weights})
         split_by_graph = any(o["kind"] == "InferenceGraph" for o in objects)
         if split_by_graph:  # RawDeployment: a service per version
             new = {server_name(model, v) for v in set(after.weights) - set(before.weights)}
@@ -263,7 +263,7 @@ def _change_on_cluster(stack: Stack, registry: ModelRegistry, model: str, change
     return after
 
 
-def _storage_uri(registry: ModelRegistry, model: str, version: int, state: TrafficState) -> str:
+def storage_uri(registry: ModelRegistry, model: str, version: int, state: TrafficState) -> str:
     """What the version's pods download: its dense part when it reads a parameter store, else its model."""
     if version in state.parameters:
         from platform_cli.paramservice.export import EXPORT_KEY
