@@ -77,16 +77,21 @@ def render_release(stack: Stack, state: TrafficState, storage_uris: dict[int, st
     return objects
 
 
-def _check_parameters(stack: Stack, state: TrafficState) -> None:
-    """A cluster reads embedding rows from Redis, with the password the team's Secret holds."""
+def check_cluster_store(url: str, model: str, version: int) -> None:
+    """PlinthError unless pods can read a version's rows at `url`: Redis, not a file here."""
     from urllib.parse import urlsplit
 
+    if urlsplit(url).scheme != "redis":
+        raise PlinthError(f"parameters: version {version} of {model} reads {shown(url)}, a file on this machine, which pods cannot reach",
+                          "export the version to the cluster's Redis and promote with --parameters redis://HOST:PORT/DB")
+
+
+def _check_parameters(stack: Stack, state: TrafficState) -> None:
+    """A cluster reads embedding rows from Redis, with the password the team's Secret holds."""
     for version, url in sorted(state.parameters.items()):
         if version not in state.weights:
             continue
-        if urlsplit(url).scheme != "redis":
-            raise PlinthError(f"parameters: version {version} of {state.model} reads {shown(url)}, a file on this machine, which pods cannot reach",
-                              "export the version to the cluster's Redis and promote with --parameters redis://HOST:PORT/DB")
+        check_cluster_store(url, state.model, version)
         if stack.config.parameter_store_password is None:
             raise PlinthError(f"parameters: stack {stack.name} has no plinth:parameterStorePassword, so its namespace has no Secret "
                               f"{PARAMETER_STORE_SECRET} for version servers to read the store's password from",

@@ -82,6 +82,10 @@ def promote(stack: Stack, registry: ModelRegistry, model: str, version: int, per
         return _change(stack, registry, model, lambda s: traffic.promote(s, version, percent, policy))
     from platform_cli.paramservice.export import served_store
 
+    if not serves_locally(stack):  # before the store is asked anything
+        from platform_cli.render.serving import check_cluster_store
+
+        check_cluster_store(parameters, model, version)
     url = served_store(registry, stack, model, version, parameters)
 
     def change(state: TrafficState) -> TrafficState:

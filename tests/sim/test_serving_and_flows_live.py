@@ -149,6 +149,9 @@ def test_model_promote_with_parameters_applies_a_service_reading_redis_with_the_
             deployed.env["PLINTH_REDIS_PASSWORD"] = password
             try:
                 deployed.run(str(REPO / ".venv" / "bin" / "python"), "-c", script, str(tmp_path / "model"), str(tmp_path / "dense"), store)
+                # A store on this machine is refused before anything is asked or applied.
+                refused = deployed.plinth("model", "promote", "ctrp", "1", "--parameters", "sqlite", "-s", "team-sim", check=False)
+                assert refused.returncode != 0 and "a file on this machine, which pods cannot reach" in refused.stderr
                 kserve.start()
                 deployed.plinth("model", "promote", "ctrp", "1", "--parameters", store, "-s", "team-sim")
             finally:
@@ -163,6 +166,10 @@ def test_model_promote_with_parameters_applies_a_service_reading_redis_with_the_
         assert password not in json.dumps(live)
         [graph] = [g for g in kube.list(INFERENCE_GRAPH, "ranking") if g["metadata"]["name"] == "ctrp"]
         assert graph["spec"]["nodes"]["root"]["steps"][0]["serviceName"] == "ctrp-v1"
+        # `plinth model render` shows the version as it is served, reading its store.
+        [rendered, _] = yaml.safe_load_all(deployed.plinth("model", "render", "ctrp", "-s", "team-sim").stdout)
+        [again] = rendered["spec"]["predictor"]["containers"]
+        assert (again["command"], again["env"]) == (server["command"], server["env"])
     finally:
         kserve.stop.set()
         if kserve.is_alive():
