@@ -11,9 +11,10 @@ it committed after, so a stream killed at any moment re-runs at most its last ba
 same id and the same events, and the store skips it if it was applied: no event is lost and
 none is counted twice.
 
-While it runs, the driver writes the stream's lag to `progress` (a JSON file in the job's
-output directory) after every batch and every second: events the source holds that no
-committed batch has applied, and how long the oldest of them has waited.
+While it runs, the driver measures the stream's lag after every batch and every second: events
+the source holds that no committed batch has applied, and how long the oldest of them has
+waited. It publishes it (features/lag.py) to `progress`, a file in the job's output directory,
+or on Kubernetes as an annotation on its own pod, where `plinth job status` reads it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 
 from pydantic import BaseModel, ConfigDict
 
-from platform_cli import storage
+from platform_cli.features.lag import StreamLag, offsets_behind, publisher
 from platform_cli.features.online import Aggregate, Batch, open_store
 
 CONFIG_ENV = "PLINTH_STREAM"
@@ -57,7 +58,9 @@ def run(config: StreamConfig) -> None:
     spark = SparkSession.builder.appName(config.name).getOrCreate()
     store = open_store(config.store)
     store.define(config.aggregates)
-    lag = FileSourceLag(config.source) if "files" in config.source else None
+    publish = publisher(dict(spark.sparkContext.getConf().getAll()), config.progress, config.trigger).publish
+    files = FileSourceLag(config.source) if "files" in config.source else None
+    query = None  # set once started; a Kafka source's lag comes from its progress
     # The store's connection and the lag's file cache are shared by Spark's batch thread and
     # the reporting loop below: one at a time.
     reporting = threading.Lock()
@@ -73,10 +76,13 @@ def run(config: StreamConfig) -> None:
         with reporting:
             progress = store.progress(config.name)
             processed = progress.events if progress else 0
-            behind = lag.behind(processed) if lag else {"events": None, "seconds": None}
-            storage.write_json(config.progress, {"batch": progress.batch if progress else None, "processed": processed,
-                                                 "behind_events": behind["events"], "behind_seconds": behind["seconds"],
-                                                 "event_time": progress.event_time if progress else None, "updated": time.time()})
+            if files is not None:
+                behind = files.behind(processed)
+            else:  # Kafka: how long the unread events have waited is not known without reading them
+                unread = offsets_behind(query.lastProgress) if query is not None else None
+                behind = {"events": unread, "seconds": 0.0 if unread == 0 else None}
+            publish(StreamLag(batch=progress.batch if progress else None, processed=processed, behind_events=behind["events"],
+                              behind_seconds=behind["seconds"], event_time=progress.event_time if progress else None, updated=time.time()))
 
     query = (events(spark, config).writeStream.foreachBatch(apply).queryName(config.name)
              .option("checkpointLocation", config.checkpoint).trigger(processingTime=f"{config.trigger} seconds").start())

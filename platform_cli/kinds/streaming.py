@@ -30,6 +30,7 @@ from pydantic import Field, field_validator, model_validator
 
 from platform_cli.durations import parse_duration
 from platform_cli.errors import PlinthError
+from platform_cli.features.lag import StreamLag, parsed, pod_lag
 from platform_cli.features.online import FIELD_PATTERN, STORE_ENV, STORE_NAME_PATTERN, STORE_PASSWORD_ENV, Aggregate
 from platform_cli.kinds.spark import SparkJobSpec, SparkKind
 from platform_cli.spec.job import SpecModel
@@ -117,13 +118,16 @@ class StreamingKind(SparkKind):
             conf.setdefault("spark.jars.packages", KAFKA_PACKAGE.format(spark_version=context["spark_version"]))
         return {**context, "spark_conf": dict(sorted(conf.items()))}
 
-    def live_lag(self, record) -> dict | None:
+    def live_lag(self, record) -> StreamLag | None:
         """The stream's lag as its driver last wrote it (events and seconds behind the source)."""
-        path = Path(record.output_dir) / PROGRESS_FILE
         try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
+            return parsed((Path(record.output_dir) / PROGRESS_FILE).read_text())
+        except OSError:
             return None
+
+    def pod_lag(self, pod: dict) -> StreamLag | None:
+        """The stream's lag as its driver last put it on its pod."""
+        return pod_lag(pod)
 
 
 def _kafka_servers(stack) -> str:
