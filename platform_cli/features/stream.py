@@ -59,10 +59,10 @@ def run(config: StreamConfig) -> None:
     store = open_store(config.store)
     store.define(config.aggregates)
     publish = publisher(dict(spark.sparkContext.getConf().getAll()), config.progress, config.trigger).publish
-    files = FileSourceLag(config.source) if "files" in config.source else None
+    counted = source_lag(config.source)
     query = None  # set once started; a Kafka source's lag comes from its progress
-    # The store's connection and the lag's file cache are shared by Spark's batch thread and
-    # the reporting loop below: one at a time.
+    # The store's connection and the source counter (its file cache or Redis connection) are
+    # shared by Spark's batch thread and the reporting loop below: one at a time.
     reporting = threading.Lock()
 
     def apply(frame, batch_id: int) -> None:
@@ -76,8 +76,8 @@ def run(config: StreamConfig) -> None:
         with reporting:
             progress = store.progress(config.name)
             processed = progress.events if progress else 0
-            if files is not None:
-                behind = files.behind(processed)
+            if counted is not None:
+                behind = counted.behind(processed)
             else:  # Kafka: how long the unread events have waited is not known without reading them
                 unread = offsets_behind(query.lastProgress) if query is not None else None
                 behind = {"events": unread, "seconds": 0.0 if unread == 0 else None}
@@ -94,6 +94,18 @@ def run(config: StreamConfig) -> None:
     query.awaitTermination()  # raises the stream's error, if it failed
 
 
+def source_lag(source: dict):
+    """What counts the events a directory or a Redis stream holds (None for Kafka: Spark's own
+    progress says how far behind its offsets are)."""
+    if "files" in source:
+        return FileSourceLag(source)
+    if "redis" in source:
+        from platform_cli.features.redis_stream import RedisSourceLag
+
+        return RedisSourceLag(source)
+    return None
+
+
 def events(spark, config: StreamConfig):
     """The source as a streaming DataFrame of (time: double, event: string, <keys>: string)."""
     from pyspark.sql import functions as F
@@ -103,6 +115,12 @@ def events(spark, config: StreamConfig):
     schema = StructType([StructField(config.time, DoubleType()), StructField(config.event, StringType()),
                          *(StructField(k, StringType()) for k in keys if k not in (config.time, config.event))])
     source = config.source
+    if "redis" in source:
+        from platform_cli.features.redis_stream import NAME, RedisStreamSource
+
+        spark.dataSource.register(RedisStreamSource)
+        return (spark.readStream.format(NAME).schema(schema).option("key", source["redis"]).option("url", source["url"])
+                .option("passwordEnv", source["password_env"]).load())
     if "kafka" in source:
         raw = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", source["servers"]).option("subscribe", source["kafka"])
                .option("startingOffsets", "earliest").load())
