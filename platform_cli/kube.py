@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 FIELD_MANAGER = "plinth"
 APPLY_PATCH = "application/apply-patch+yaml"
+MERGE_PATCH = "application/merge-patch+json"
 
 # The engine to install when the API server does not know a group (a 404 on the resource path).
 ENGINES = {
@@ -120,6 +121,12 @@ class KubeClient:
         meta = obj["metadata"]
         return self._request(f"creating {obj['kind']} {_where(meta.get('namespace'), meta.get('name') or meta.get('generateName', '') + '*')}",
                              "POST", Resource.of(obj).path(meta.get("namespace")), body=obj)
+
+    def patch(self, resource: Resource, namespace: str | None, name: str, patch: dict, subresource: str | None = None) -> dict:
+        """A JSON merge patch of fields of an existing object that Plinth does not own (a pod's
+        annotations, a status), as `kubectl patch --type merge` sends it."""
+        return self._request(f"patching {resource.kind} {_where(namespace, name)}{'/' + subresource if subresource else ''}",
+                             "PATCH", resource.path(namespace, name, subresource), body=patch, content_type=MERGE_PATCH)
 
     def get(self, resource: Resource, namespace: str | None, name: str) -> dict | None:
         """The object, or None if it does not exist."""

@@ -92,9 +92,8 @@ def status(job_id: str, stack: str = StackOption, output: OutputFormat = OutputO
     columns = ["name", "kind", "status", "attempt", "exit code", "age", "duration"]
     row = [record.id, record.kind, record.status.value, record.attempt, record.exit_code, age(record.submitted), duration(record.started, record.finished)]
     if record.lag is not None:  # a streaming job: how far behind its source it is
-        lag = record.lag
         columns += ["processed", "lag"]
-        row += [lag.processed, "?" if lag.behind_events is None else f"{lag.behind_events} events / {lag.behind_seconds:.1f}s"]
+        row += [record.lag.processed, record.lag.shown()]
     emit(record.model_dump(mode="json"), output, lambda: (columns, [tuple(row)]))
     if output is OutputFormat.table and record.message:
         typer.echo(f"\n{record.message}")

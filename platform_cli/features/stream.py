@@ -11,9 +11,10 @@ it committed after, so a stream killed at any moment re-runs at most its last ba
 same id and the same events, and the store skips it if it was applied: no event is lost and
 none is counted twice.
 
-While it runs, the driver writes the stream's lag to `progress` (a JSON file in the job's
-output directory) after every batch and every second: events the source holds that no
-committed batch has applied, and how long the oldest of them has waited.
+While it runs, the driver measures the stream's lag after every batch and every second: events
+the source holds that no committed batch has applied, and how long the oldest of them has
+waited. It publishes it (features/lag.py) to `progress`, a file in the job's output directory,
+or on Kubernetes as an annotation on its own pod, where `plinth job status` reads it.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import time
 
 from pydantic import BaseModel, ConfigDict
 
-from platform_cli import storage
+from platform_cli.features.lag import StreamLag, offsets_behind, publisher
 from platform_cli.features.online import Aggregate, Batch, open_store
 
 CONFIG_ENV = "PLINTH_STREAM"
@@ -57,9 +58,11 @@ def run(config: StreamConfig) -> None:
     spark = SparkSession.builder.appName(config.name).getOrCreate()
     store = open_store(config.store)
     store.define(config.aggregates)
-    lag = FileSourceLag(config.source) if "files" in config.source else None
-    # The store's connection and the lag's file cache are shared by Spark's batch thread and
-    # the reporting loop below: one at a time.
+    publish = publisher(dict(spark.sparkContext.getConf().getAll()), config.progress, config.trigger).publish
+    counted = source_lag(config.source)
+    query = None  # set once started; a Kafka source's lag comes from its progress
+    # The store's connection and the source counter (its file cache or Redis connection) are
+    # shared by Spark's batch thread and the reporting loop below: one at a time.
     reporting = threading.Lock()
 
     def apply(frame, batch_id: int) -> None:
@@ -73,10 +76,13 @@ def run(config: StreamConfig) -> None:
         with reporting:
             progress = store.progress(config.name)
             processed = progress.events if progress else 0
-            behind = lag.behind(processed) if lag else {"events": None, "seconds": None}
-            storage.write_json(config.progress, {"batch": progress.batch if progress else None, "processed": processed,
-                                                 "behind_events": behind["events"], "behind_seconds": behind["seconds"],
-                                                 "event_time": progress.event_time if progress else None, "updated": time.time()})
+            if counted is not None:
+                behind = counted.behind(processed)
+            else:  # Kafka: how long the unread events have waited is not known without reading them
+                unread = offsets_behind(query.lastProgress) if query is not None else None
+                behind = {"events": unread, "seconds": 0.0 if unread == 0 else None}
+            publish(StreamLag(batch=progress.batch if progress else None, processed=processed, behind_events=behind["events"],
+                              behind_seconds=behind["seconds"], event_time=progress.event_time if progress else None, updated=time.time()))
 
     query = (events(spark, config).writeStream.foreachBatch(apply).queryName(config.name)
              .option("checkpointLocation", config.checkpoint).trigger(processingTime=f"{config.trigger} seconds").start())
@@ -88,6 +94,18 @@ def run(config: StreamConfig) -> None:
     query.awaitTermination()  # raises the stream's error, if it failed
 
 
+def source_lag(source: dict):
+    """What counts the events a directory or a Redis stream holds (None for Kafka: Spark's own
+    progress says how far behind its offsets are)."""
+    if "files" in source:
+        return FileSourceLag(source)
+    if "redis" in source:
+        from platform_cli.features.redis_stream import RedisSourceLag
+
+        return RedisSourceLag(source)
+    return None
+
+
 def events(spark, config: StreamConfig):
     """The source as a streaming DataFrame of (time: double, event: string, <keys>: string)."""
     from pyspark.sql import functions as F
@@ -97,6 +115,12 @@ def events(spark, config: StreamConfig):
     schema = StructType([StructField(config.time, DoubleType()), StructField(config.event, StringType()),
                          *(StructField(k, StringType()) for k in keys if k not in (config.time, config.event))])
     source = config.source
+    if "redis" in source:
+        from platform_cli.features.redis_stream import NAME, RedisStreamSource
+
+        spark.dataSource.register(RedisStreamSource)
+        return (spark.readStream.format(NAME).schema(schema).option("key", source["redis"]).option("url", source["url"])
+                .option("passwordEnv", source["password_env"]).load())
     if "kafka" in source:
         raw = (spark.readStream.format("kafka").option("kafka.bootstrap.servers", source["servers"]).option("subscribe", source["kafka"])
                .option("startingOffsets", "earliest").load())

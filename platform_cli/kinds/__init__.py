@@ -21,6 +21,7 @@ from platform_cli.errors import PlinthError
 from platform_cli.kube import Resource
 
 if TYPE_CHECKING:
+    from platform_cli.features.lag import StreamLag
     from platform_cli.spec.job import JobSpecBase, LoadedJob
     from platform_cli.spec.stack import PlatformStorageConfig, Stack
     from platform_cli.status import JobStatus
@@ -107,9 +108,13 @@ class JobKind:
         (`variables`: the job's ${...} values)."""
         return {}
 
-    def live_lag(self, record) -> dict | None:
+    def live_lag(self, record) -> StreamLag | None:
         """How far a job that runs until cancelled is behind its input, for `plinth job status`
-        (None: the kind has no such notion, or nothing was measured yet)."""
+        on the local platform (None: the kind has no such notion, or nothing was measured yet)."""
+        return None
+
+    def pod_lag(self, pod: dict) -> StreamLag | None:
+        """The same, on a cluster: as the job's main pod carries it."""
         return None
 
     def pod_groups(self, spec) -> list[PodGroup]:

@@ -5,6 +5,7 @@ running until cancelled (platform_cli/features/stream.py is the engine their scr
     name: ctr-activity
     script: activity.py                       # calls platform_cli.features.stream.main()
     source: {files: "${storage}/ctr/events"}  # a directory events are dropped into (JSON lines or CSV)
+    # source: {redis: ctr-events, url: "redis://localhost:6379/0"}  # a Redis stream (local platform)
     # source: {kafka: ctr-events}             # a topic, on a cluster whose platform provides Kafka
     store: ctr-online                         # the online store the aggregates go to
     trigger: 2s                               # one micro-batch every 2 s
@@ -30,6 +31,7 @@ from pydantic import Field, field_validator, model_validator
 
 from platform_cli.durations import parse_duration
 from platform_cli.errors import PlinthError
+from platform_cli.features.lag import StreamLag, parsed, pod_lag
 from platform_cli.features.online import FIELD_PATTERN, STORE_ENV, STORE_NAME_PATTERN, STORE_PASSWORD_ENV, Aggregate
 from platform_cli.kinds.spark import SparkJobSpec, SparkKind
 from platform_cli.spec.job import SpecModel
@@ -39,19 +41,34 @@ STREAM_ENV = "PLINTH_STREAM"
 PROGRESS_FILE = "progress.json"  # in the job's output dir: what `plinth job status` shows as lag
 # Spark's Kafka source, fetched by the driver at start (the cluster's image carries Spark only).
 KAFKA_PACKAGE = "org.apache.spark:spark-sql-kafka-0-10_2.13:{spark_version}"
+# A Redis stream source's password: from the environment `plinth job submit` runs in, never the spec.
+REDIS_PASSWORD_ENV = "PLINTH_STREAM_REDIS_PASSWORD"
+DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
 
 class StreamSource(SpecModel):
-    """Exactly one of: a directory events are dropped into, or a Kafka topic."""
+    """Exactly one of: a directory events are dropped into, a Redis stream, or a Kafka topic."""
 
     files: str | None = Field(None, description="a directory (or URI) of event files; each file appears whole (write, then rename into it)")
     format: Literal["json", "csv"] = Field("json", description="of the files: JSON lines, or CSV with a header")
+    redis: str | None = Field(None, pattern=r"^[A-Za-z0-9:._-]{1,256}$", description="a Redis stream's key; each entry's fields are an event's (local platform)")
+    url: str | None = Field(None, pattern=r"^rediss?://[^/@\s]+(/[0-9]{1,2})?$",
+                            description=f"of the Redis server holding the stream, without a password (that comes from ${REDIS_PASSWORD_ENV})")
     kafka: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,249}$", description="a topic of JSON events (cluster stacks)")
+
+    @field_validator("url", mode="before")
+    @classmethod
+    def _no_password(cls, url):
+        if isinstance(url, str) and "@" in url:
+            raise ValueError(f"must not carry a password or user: write redis://HOST:PORT/DB and export the password as ${REDIS_PASSWORD_ENV}")
+        return url
 
     @model_validator(mode="after")
     def _one_source(self) -> StreamSource:
-        if (self.files is None) == (self.kafka is None):
-            raise ValueError("set exactly one of files (a directory of event files) or kafka (a topic)")
+        if sum(source is not None for source in (self.files, self.redis, self.kafka)) != 1:
+            raise ValueError("set exactly one of files (a directory of event files), redis (a Redis stream's key) or kafka (a topic)")
+        if self.url is not None and self.redis is None:
+            raise ValueError("url is the Redis server of a redis source: set redis (the stream's key) or drop url")
         return self
 
 
@@ -89,9 +106,14 @@ class StreamingKind(SparkKind):
         if spec.source.files is not None:
             source["files"] = substitute(spec.source.files, variables, "source.files")
         cluster = stack.config.team is not None
+        if spec.source.redis is not None:
+            if cluster:
+                raise PlinthError("source.redis: a Redis stream is read on the local platform only", "on a cluster stack read a Kafka topic: source: {kafka: TOPIC}")
+            del source["format"]  # of event files: a stream entry's fields are the event's
+            source.update(url=spec.source.url or DEFAULT_REDIS_URL, password_env=REDIS_PASSWORD_ENV)
         if spec.source.kafka is not None:
             if not cluster:
-                raise PlinthError("source.kafka: the local platform has no Kafka", "drop event files into a directory: source: {files: DIR}")
+                raise PlinthError("source.kafka: the local platform has no Kafka", "drop event files into a directory (source: {files: DIR}) or read a Redis stream (source: {redis: KEY})")
             source["servers"] = _kafka_servers(stack)
         checkpoint = substitute(spec.checkpoint, variables, "checkpoint") if spec.checkpoint else f"{variables['storage'].rstrip('/')}/streams/{spec.name}/checkpoint"
         config = {
@@ -117,13 +139,16 @@ class StreamingKind(SparkKind):
             conf.setdefault("spark.jars.packages", KAFKA_PACKAGE.format(spark_version=context["spark_version"]))
         return {**context, "spark_conf": dict(sorted(conf.items()))}
 
-    def live_lag(self, record) -> dict | None:
+    def live_lag(self, record) -> StreamLag | None:
         """The stream's lag as its driver last wrote it (events and seconds behind the source)."""
-        path = Path(record.output_dir) / PROGRESS_FILE
         try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError):
+            return parsed((Path(record.output_dir) / PROGRESS_FILE).read_text())
+        except OSError:
             return None
+
+    def pod_lag(self, pod: dict) -> StreamLag | None:
+        """The stream's lag as its driver last put it on its pod."""
+        return pod_lag(pod)
 
 
 def _kafka_servers(stack) -> str:

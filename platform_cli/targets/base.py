@@ -9,23 +9,13 @@ from typing import TYPE_CHECKING, Protocol
 
 from pydantic import BaseModel, Field
 
+from platform_cli.features.lag import StreamLag
 from platform_cli.samples import SampleInput, SampleOutput
 from platform_cli.status import JobStatus
 
 if TYPE_CHECKING:
     from platform_cli.render.context import RenderedJob
     from platform_cli.spec.job import LoadedJob
-
-
-class StreamLag(BaseModel):
-    """How far a streaming job is behind its source, as its driver last measured it."""
-
-    batch: int | None = None
-    processed: int = 0  # events applied to the store by committed micro-batches
-    behind_events: int | None = None  # events the source holds that are not applied yet
-    behind_seconds: float | None = None  # how long the oldest of them has waited
-    event_time: float | None = None  # the newest event time applied (Unix seconds)
-    updated: float | None = None  # when the driver measured it (Unix seconds)
 
 
 class JobRecord(BaseModel):

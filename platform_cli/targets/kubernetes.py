@@ -8,7 +8,8 @@ namespace.
 
 - submit: server-side apply of every object (ConfigMap first, workload last) with the field
   manager `plinth`; if the workload is refused, the objects applied before it are deleted.
-- status/ls: the workload's own status, read by its kind (platform_cli/kinds).
+- status/ls: the workload's own status, read by its kind (platform_cli/kinds); for a running
+  stream, also its lag as its driver publishes it on its own pod (features/lag.py).
 - logs: the log of the kind's main pod (Spark driver, MPI launcher, TF chief, the Job's pod).
 - cancel: deletes the workload (its pods go with it) and its ConfigMap.
 
@@ -35,6 +36,7 @@ from platform_cli.targets import TargetInfo, Unsupported
 from platform_cli.targets.base import JobRecord
 
 if TYPE_CHECKING:
+    from platform_cli.features.lag import StreamLag
     from platform_cli.render.context import RenderedJob
     from platform_cli.spec.job import LoadedJob
     from platform_cli.spec.stack import Stack
@@ -115,6 +117,8 @@ class KubernetesTarget:
         record = self._record(workload)
         if record.status is JobStatus.PENDING and (reason := self._refusal(workload) or self._queued(workload)):
             record = record.model_copy(update={"message": reason})
+        if record.status is JobStatus.RUNNING and (lag := self._lag(job_id, job_kind(record.kind))) is not None:
+            record = record.model_copy(update={"lag": lag})
         return record
 
     def list(self) -> list[JobRecord]:
@@ -195,6 +199,15 @@ class KubernetesTarget:
         if conditions.get("Preempted", {}).get("status") == "True":
             reason += f" (preempted earlier: {conditions['Preempted'].get('reason')})"
         return reason
+
+    def _lag(self, job_id: str, kind) -> StreamLag | None:
+        """What the newest pod of the job's main role (a restarted driver replaces the old one) says of its lag."""
+        if not kind.runs_until_cancelled:
+            return None
+        pods = self.kube.list(POD, self.namespace, f"{LABEL_JOB_ID}={job_id},{LABEL_ROLE}={kind.main_role}")
+        if not pods:
+            return None
+        return kind.pod_lag(max(pods, key=lambda p: p["metadata"]["creationTimestamp"]))
 
     def _main_pod(self, job_id: str, role: str, wait: bool) -> str | None:
         """The newest pod of the job's main role; with `wait`, until it has started (or the job ended)."""

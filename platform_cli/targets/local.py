@@ -35,7 +35,7 @@ from platform_cli.spec.job import dump_job_spec
 from platform_cli.spec.launch import LocalLaunch
 from platform_cli.status import JobStatus
 from platform_cli.targets import TargetInfo, Unsupported
-from platform_cli.targets.base import JobRecord, StreamLag
+from platform_cli.targets.base import JobRecord
 
 if TYPE_CHECKING:
     from platform_cli.render.context import RenderedJob
@@ -142,7 +142,7 @@ class LocalTarget:
         store = self.store
         record = store.reconciled(store.directory(job_id))
         if record.status is JobStatus.RUNNING and (lag := job_kind(record.kind).live_lag(record)) is not None:
-            record = record.model_copy(update={"lag": StreamLag.model_validate(lag)})
+            record = record.model_copy(update={"lag": lag})
         return record
 
     def list(self) -> list[JobRecord]:

@@ -1,6 +1,7 @@
 """A streaming job on the local platform, with real Spark Structured Streaming: it runs until
 cancelled, shows its lag, and a stream killed mid-flight and restarted (the same submission,
-then a new one) loses no event and counts none twice."""
+then a new one) loses no event and counts none twice, reading a directory of event files or a
+Redis stream (a real redis-server with a password)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import pandas as pd
 import pytest
 
 from platform_cli.features.online import SQLiteStore
-from tests.conftest import REPO
+from tests.conftest import REPO, redis_server
 
 pytestmark = pytest.mark.integration
 
@@ -79,27 +80,20 @@ def kill_job(project: Path, job_id: str) -> None:
     os.killpg(process["job_pgid"], signal.SIGKILL)
 
 
-def test_a_killed_stream_restarts_without_losing_or_double_counting_events(project: Path) -> None:
-    storage = project / ".plinth" / "local" / "storage"
-    events_dir = storage / "ctr-realtime" / "events"
-    events_dir.mkdir(parents=True)
-    files = [make_events(40, seed) for seed in range(36)]
-    for i in range(4):
-        drop(events_dir, f"events-{i:03d}.json", files[i])
-
-    job_id = plinth("job", "submit", "-f", str(JOB)).split()[0].removeprefix("job/")
+def crash_twice_and_catch_up(project: Path, job_file: Path, waves: list[pd.DataFrame], arrive) -> str:
+    """The first 4 waves of events are there when the stream starts; the rest arrive (`arrive`,
+    one wave each 0.7 s) while it is killed twice and restarted: once as the same submission
+    (plinth job restart), once as a new one (same stream, same checkpoint). Then every count in
+    the store must be exact. Returns the stream's log."""
+    for wave in waves[:4]:
+        arrive(wave)
+    job_id = plinth("job", "submit", "-f", str(job_file)).split()[0].removeprefix("job/")
     wait_for(lambda: (status(job_id).get("lag") or {}).get("processed", 0) >= 160, STARTUP, "the first batches")
     assert status(job_id)["status"] == "Running"
 
-    # Events keep arriving while the stream is killed twice and restarted: once as the same
-    # submission (plinth job restart), once as a new one (same stream, same checkpoint).
-    stop = threading.Event()
-
     def producer():
-        for i in range(4, len(files)):
-            if stop.is_set():
-                return
-            drop(events_dir, f"events-{i:03d}.json", files[i])
+        for wave in waves[4:]:
+            arrive(wave)
             time.sleep(0.7)
 
     writer = threading.Thread(target=producer)
@@ -112,10 +106,10 @@ def test_a_killed_stream_restarts_without_losing_or_double_counting_events(proje
         wait_for(lambda: (status(job_id).get("lag") or {}).get("processed", 0) > 400, STARTUP, "the restarted stream")
         kill_job(project, job_id)
         wait_for(lambda: status(job_id)["status"] == "Failed", 60, "the killed job's record")
-        second = plinth("job", "submit", "-f", str(JOB)).split()[0].removeprefix("job/")
+        second = plinth("job", "submit", "-f", str(job_file)).split()[0].removeprefix("job/")
     finally:
         writer.join()
-    total = sum(len(f) for f in files)
+    total = sum(len(w) for w in waves)
     lag = wait_for(lambda: (lag := status(second).get("lag")) and lag["processed"] == total and lag["behind_events"] == 0 and lag,
                    STARTUP, "the stream to catch up")
     assert lag["behind_seconds"] == 0.0
@@ -128,11 +122,55 @@ def test_a_killed_stream_restarts_without_losing_or_double_counting_events(proje
         assert store.progress("ctr-activity").events == total
     finally:
         store.close()
-    assert stored == expected_counts(pd.concat(files))
+    assert stored == expected_counts(pd.concat(waves))
     # The restarts really re-ran a batch the store had applied, or started past one: either way
     # the counts above are exact; the logs say which happened.
     log = plinth("job", "logs", job_id) + plinth("job", "logs", second)
     assert log.count("stream ctr-activity:") == 3
+    return log
+
+
+def test_a_killed_stream_restarts_without_losing_or_double_counting_events(project: Path) -> None:
+    events_dir = project / ".plinth" / "local" / "storage" / "ctr-realtime" / "events"
+    events_dir.mkdir(parents=True)
+    dropped = []
+
+    def arrive(wave: pd.DataFrame) -> None:
+        dropped.append(wave)
+        drop(events_dir, f"events-{len(dropped):03d}.json", wave)
+
+    crash_twice_and_catch_up(project, JOB, [make_events(40, seed) for seed in range(36)], arrive)
+
+
+def test_a_killed_redis_stream_restarts_without_losing_or_double_counting_events(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import redis
+
+    password = "stream-source-secret"
+    monkeypatch.setenv("PLINTH_STREAM_REDIS_PASSWORD", password)   # what `plinth job submit` runs with
+    with redis_server(tmp_path, password) as port:
+        jobs = project / "jobs"
+        jobs.mkdir()
+        (jobs / "activity.py").write_text((JOB.parent / "activity.py").read_text())
+        spec = jobs / "activity.job.yaml"
+        spec.write_text(JOB.read_text().replace('files: "${storage}/ctr-realtime/events"', f'redis: ctr-events\n  url: "redis://127.0.0.1:{port}/0"'))
+        client = redis.Redis(port=port, password=password)
+
+        def arrive(wave: pd.DataFrame) -> None:
+            with client.pipeline() as pipe:
+                for event in wave.to_dict("records"):
+                    pipe.xadd("ctr-events", {k: str(v) for k, v in event.items()})
+                pipe.execute()
+
+        try:
+            log = crash_twice_and_catch_up(project, spec, [make_events(40, seed) for seed in range(30)], arrive)
+            assert client.xlen("ctr-events") == 30 * 40
+        finally:
+            client.close()
+    # The password reached the job through its environment only: not in what was rendered,
+    # logged or written anywhere under the platform's home.
+    rendered = plinth("job", "render", "-f", str(spec))
+    assert f"redis://127.0.0.1:{port}/0" in rendered and password not in rendered and password not in log
+    assert not [path for path in (project / ".plinth").rglob("*") if path.is_file() and password.encode() in path.read_bytes()]
 
 
 def test_replayed_requests_see_what_the_point_in_time_training_rows_see(project: Path) -> None:

@@ -64,9 +64,27 @@ def test_locally_the_stream_reads_a_directory_and_writes_sqlite(project: Path) -
     assert env["PLINTH_ONLINE_STORE"] == f"sqlite://{project}/.plinth/local/online"
 
 
+def test_locally_the_stream_can_read_a_redis_stream_whose_password_stays_in_the_environment(project: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PLINTH_STREAM_REDIS_PASSWORD", "hunter2")
+    job = load_job(streaming_job(project / "jobs", source="{redis: 'feed:events', url: 'redis://127.0.0.1:6390/2'}"))
+    rendered = render_job(job, load_stack("local"), job_id="activity-abcde")
+    config = json.loads(rendered.documents[0]["spec"]["env"]["PLINTH_STREAM"])
+    assert config["source"] == {"redis": "feed:events", "url": "redis://127.0.0.1:6390/2", "password_env": "PLINTH_STREAM_REDIS_PASSWORD"}
+    assert "hunter2" not in json.dumps(rendered.documents)
+    default = load_job(streaming_job(project / "jobs", source="{redis: events}"))
+    assert json.loads(render_job(default, load_stack("local"), job_id="activity-abcde").documents[0]["spec"]["env"]["PLINTH_STREAM"])["source"]["url"] == "redis://localhost:6379/0"
+    with pytest.raises(PlinthError, match=r"source.redis: a Redis stream is read on the local platform only; on a cluster stack read a Kafka topic"):
+        render_job(default, load_stack("team-feed"), job_id="activity-abcde")
+
+
 @pytest.mark.parametrize(("source", "extra", "error"), [
     ("{files: /x, kafka: t}", "", "set exactly one of files"),
     ("{}", "", "set exactly one of files"),
+    ("{files: /x, redis: events}", "", "set exactly one of files"),
+    ("{redis: events, url: 'redis://:hunter2@localhost:6379/0'}", "", r"^[^\n]*source.url: .*must not carry a password or user: write redis://HOST:PORT/DB and export the password as \$PLINTH_STREAM_REDIS_PASSWORD"),
+    ("{redis: events, url: 'http://localhost:6379'}", "", "source.url: String should match pattern"),
+    ("{redis: 'two words'}", "", "source.redis: String should match pattern"),
+    ("{files: /x, url: 'redis://localhost:6379/0'}", "", "url is the Redis server of a redis source"),
     ("{files: /x}", "trigger: soon\n", "trigger: .*is not a duration"),
     ("{files: /x}", "store: Feed_Online\n", "store: .*should match pattern"),
     ("{files: /x}", f"aggregates: [{AGGREGATE}, {AGGREGATE}]\n", "'user_clicks_1h' is defined twice"),
