@@ -151,6 +151,13 @@ class JobKind:
         """Template values the kind's Kubernetes template needs beyond the common ones."""
         return {"command": ["python", script, *args]}
 
+    def launched(self, context: dict, launcher: str) -> dict:
+        """Template values that make `launcher` (platform_cli.samples.launch) the job's main
+        program around what `context` (the cluster context) runs."""
+        from platform_cli.samples.launch import launched_command
+
+        return {"command": launched_command(context["command"], launcher)}
+
     def read_status(self, workload: dict) -> WorkloadStatus:
         raise NotImplementedError
 
