@@ -33,7 +33,7 @@ from platform_cli.render.context import (RenderedJob, data_inputs, in_job_file, 
                                          substituted_args, substituted_env)
 from platform_cli.render.engine import render_template
 from platform_cli.render.validate import validate_objects
-from platform_cli.samples.launch import LAUNCHER_FILE, LAUNCHER_SOURCE, launcher_env
+from platform_cli.samples.launch import INPUTS_ENV, LAUNCHER_FILE, LAUNCHER_SOURCE, OUTPUT_ENV, launcher_env
 from platform_cli.spec.team_objects import HDFS_CONFIG_MAP, JOBS_SERVICE_ACCOUNT, STORAGE_SECRET
 
 if TYPE_CHECKING:
@@ -47,8 +47,9 @@ LABEL_JOB = "plinth.dev/job"
 LABEL_TEAM = "plinth.dev/team"
 LABEL_KIND = "plinth.dev/kind"
 LABEL_ROLE = "plinth.dev/role"  # on pods: the role of its pod group (driver, executor, launcher, worker, ...)
-# On the workload of a job that writes a sample table version: its SampleOutput (JSON), which
-# `plinth job status` reads back to look up the version the job committed.
+# On the workload of a job that reads or writes sample tables: what the launcher is told (JSON,
+# platform_cli.samples.launch), which `plinth job status` reads back to find the versions.
+ANNOTATION_SAMPLE_INPUTS = "plinth.dev/sample-inputs"
 ANNOTATION_SAMPLE_OUTPUT = "plinth.dev/sample-output"
 
 # Names of what the platform puts in every team namespace (see the module docstring).
@@ -207,9 +208,10 @@ def render_cluster_job(job: LoadedJob, stack: Stack, job_id: str, pinned: dict[S
         args = substituted_args(job, variables, samples)
         env = substituted_env(job, variables, samples)
         code = _code_files(job)
-        context = _context(job, kind, stack, job_id, placement, variables, args, env, code, launcher_env(list(samples.values()), output))
-        if output is not None:
-            context["workload_annotations"] = {ANNOTATION_SAMPLE_OUTPUT: output.model_dump_json(include={"table", "location", "dir", "mode", "partition_by"})}
+        launch_env = launcher_env(list(samples.values()), output)
+        context = _context(job, kind, stack, job_id, placement, variables, args, env, code, launch_env)
+        context["workload_annotations"] = {annotation: launch_env[key] for annotation, key in
+                                           ((ANNOTATION_SAMPLE_INPUTS, INPUTS_ENV), (ANNOTATION_SAMPLE_OUTPUT, OUTPUT_ENV)) if key in launch_env}
     except PlinthError as exc:
         raise in_job_file(job, exc) from None
     template = f"{kind.template_dir}/kubernetes.yaml.j2"
@@ -330,7 +332,6 @@ def _context(job, kind: JobKind, stack, job_id, placement: Placement, variables:
         "namespace": placement.namespace,
         "labels": labels,
         "workload_labels": workload_labels,
-        "workload_annotations": {},
         "code": code,
         "image": team.image,
         "service_account": JOBS_SERVICE_ACCOUNT,
