@@ -9,9 +9,9 @@ namespace.
 - submit: server-side apply of every object (ConfigMap first, workload last) with the field
   manager `plinth`; if the workload is refused, the objects applied before it are deleted.
 - status/ls: the workload's own status, read by its kind (platform_cli/kinds). `status` of a job
-  that reads or writes sample tables also reads, where this machine reaches the stack's storage,
-  the versions the job recorded reading (output_dir/samples.json) and the version it committed
-  (platform_cli.samples.launch); where it does not, it says so.
+  that reads or writes sample tables and has finished also reads, where this machine reaches the
+  stack's storage, the versions the job recorded reading (output_dir/samples.json) and the
+  version it committed (platform_cli.samples.launch); where it does not, it says so.
 - logs: the log of the kind's main pod (Spark driver, MPI launcher, TF chief, the Job's pod).
 - cancel: deletes the workload (its pods go with it) and its ConfigMap.
 
@@ -120,8 +120,8 @@ class KubernetesTarget:
         record = self._record(workload)
         if record.status is JobStatus.PENDING and (reason := self._refusal(workload) or self._queued(workload)):
             record = record.model_copy(update={"message": reason})
-        if (record.samples or record.sample_output) and record.status is not JobStatus.PENDING:
-            record = self._with_samples(record)
+        if (record.samples or record.sample_output) and record.status.finished:
+            record = self._with_samples(record)  # once, at the end: the storage may be slow to answer or out of reach
         return record
 
     def list(self) -> list[JobRecord]:
@@ -217,8 +217,8 @@ class KubernetesTarget:
             time.sleep(POLL_SECONDS)
 
     def _with_samples(self, record: JobRecord) -> JobRecord:
-        """The record with what the job wrote about sample tables into the stack's storage: the
-        versions it read (once it has started) and the version it committed (once it succeeded)."""
+        """The finished job's record with what it wrote about sample tables into the stack's
+        storage: the versions it read and, if it succeeded, the version it committed."""
         from platform_cli import job_outputs
 
         try:
@@ -228,9 +228,8 @@ class KubernetesTarget:
 
                 if (version := committed_by(record.sample_output.location, record.id)) is not None:
                     update["sample_output"] = record.sample_output.model_copy(update={"version": version.version, "digest": version.digest})
-        except (PlinthError, OSError) as error:
-            note = f"sample tables: this machine cannot read the stack's storage ({' '.join(str(error).split())[:200]})"
-            return record.model_copy(update={"message": f"{record.message}\n{note}" if record.message else note})
+        except (PlinthError, OSError):
+            return record  # this machine cannot read the stack's storage: `plinth job status` says what it does not know
         return record.model_copy(update=update)
 
     def _record(self, workload: dict, submitted: datetime | None = None, **lineage) -> JobRecord:

@@ -30,7 +30,8 @@ PREPROCESS = REPO / "examples" / "ctr" / "preprocess.job.yaml"
 TRAIN = REPO / "examples" / "ctr" / "train.job.yaml"
 SPARK_DONE = {"applicationState": {"state": "COMPLETED"}, "lastSubmissionAttemptTime": "2026-11-23T17:00:05Z",
               "terminationTime": "2026-11-23T17:03:05Z", "submissionAttempts": 1}
-MPI_RUNNING = {"conditions": [{"type": "Created", "status": "True"}, {"type": "Running", "status": "True"}], "startTime": "2026-11-23T17:01:00Z"}
+MPI_DONE = {"conditions": [{"type": "Created", "status": "True"}, {"type": "Succeeded", "status": "True"}],
+            "startTime": "2026-11-23T17:01:00Z", "completionTime": "2026-11-23T17:09:00Z"}
 
 
 # -- the launcher's pure parts -------------------------------------------------------------
@@ -129,10 +130,10 @@ def test_status_names_the_version_a_succeeded_cluster_job_committed(file_storage
 
 
 def test_status_and_model_register_read_the_version_a_cluster_job_resolved(file_storage: str) -> None:
-    client = _serving({"mpijobs": [_as_applied(TRAIN, "ctr-train-ccccc", MPI_RUNNING)]})
+    client = _serving({"mpijobs": [_as_applied(TRAIN, "ctr-train-ccccc", MPI_DONE)]})
     target = KubernetesTarget(load_stack("team-feed"), api_client=client)
     before = target.status("ctr-train-ccccc")
-    assert [(s.ref, s.version, s.digest) for s in before.samples] == [("ctr@latest", None, "")]  # the launcher has not resolved it yet
+    assert [(s.ref, s.version, s.digest) for s in before.samples] == [("ctr@latest", None, "")]  # no samples.json: as the job was told
 
     # What the launcher writes beside the job's outputs when it starts.
     resolved = SampleInput(ref="ctr@latest", table="ctr", version=4, location=f"{file_storage}/samples/ctr@v4", digest="sha256:abc", rows=10)
@@ -149,5 +150,4 @@ def test_status_says_so_when_this_machine_cannot_read_the_clusters_storage(proje
     shown = CliRunner().invoke(app, ["job", "status", "ctr-preprocess-bbbbb", "--stack", "team-feed"])
     assert shown.exit_code == 0, shown.output
     lines = shown.output.splitlines()
-    assert "writes: samples ctr (committed by the job; its version is not known here: plinth data versions ctr)" in lines
-    assert any(line.startswith("sample tables: this machine cannot read the stack's storage (cannot open hdfs://") for line in lines)
+    assert "writes: samples ctr (committed by the job; the version is not known here: plinth data versions ctr where the storage is readable)" in lines
