@@ -44,13 +44,8 @@ def metrics_file(output_dir: str) -> str:
 def read_metrics(output_dir: str) -> dict | None:
     """The job's metrics.json as written, or None when the job wrote none."""
     location = metrics_file(output_dir)
-    if not storage.exists(location):
-        return None
-    try:
-        metrics = json.loads(storage.read_text(location))
-    except (OSError, ValueError) as exc:
-        raise PlinthError(f"{location} is not readable JSON ({' '.join(str(exc).split())})") from None
-    if not isinstance(metrics, dict):
+    metrics = _read_json(location)
+    if metrics is not None and not isinstance(metrics, dict):
         raise PlinthError(f"{location} is not a JSON object of metrics", 'write {"auc": 0.71, ...}')
     return metrics
 
@@ -62,12 +57,20 @@ def samples_file(output_dir: str) -> str:
 def read_samples(output_dir: str) -> list[SampleInput]:
     """The sample versions the job recorded reading (samples.json), or [] when it recorded none."""
     location = samples_file(output_dir)
-    if not storage.exists(location):
-        return []
     try:
-        return [SampleInput.model_validate(entry) for entry in json.loads(storage.read_text(location))]
-    except (OSError, ValueError) as exc:
+        return [SampleInput.model_validate(entry) for entry in _read_json(location) or []]
+    except (TypeError, ValueError) as exc:
         raise PlinthError(f"{location} is not a list of sample versions ({' '.join(str(exc).split())})") from None
+
+
+def _read_json(location: str):
+    """The JSON file at `location`, or None when there is none."""
+    if not storage.exists(location):
+        return None
+    try:
+        return json.loads(storage.read_text(location))
+    except (OSError, ValueError) as exc:
+        raise PlinthError(f"{location} is not readable JSON ({' '.join(str(exc).split())})") from None
 
 
 def numeric(metrics: dict) -> dict[str, float]:

@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from platform_cli import job_outputs, kube, storage
+from platform_cli.errors import PlinthError
 from platform_cli.main import app
 from platform_cli.render.job import render_job
 from platform_cli.samples import SampleInput, SampleOutput
@@ -151,3 +152,10 @@ def test_status_says_so_when_this_machine_cannot_read_the_clusters_storage(proje
     assert shown.exit_code == 0, shown.output
     lines = shown.output.splitlines()
     assert "writes: samples ctr (committed by the job; the version is not known here: plinth data versions ctr where the storage is readable)" in lines
+
+
+def test_a_samples_file_that_is_not_a_list_of_versions_is_refused_naming_it(tmp_path: Path) -> None:
+    assert job_outputs.read_samples(str(tmp_path)) == []  # the job recorded none
+    (tmp_path / "samples.json").write_text('{"ref": "ctr@latest"}')
+    with pytest.raises(PlinthError, match=f"{tmp_path}/samples.json is not a list of sample versions"):
+        job_outputs.read_samples(str(tmp_path))
