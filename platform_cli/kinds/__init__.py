@@ -153,10 +153,9 @@ class JobKind:
 
     def launched(self, context: dict, launcher: str) -> dict:
         """Template values that make `launcher` (platform_cli.samples.launch) the job's main
-        program around what `context` (the cluster context) runs."""
-        from platform_cli.samples.launch import launched_command
-
-        return {"command": launched_command(context["command"], launcher)}
+        program around what `context` (the cluster context) runs: here `python SCRIPT ARGS`,
+        which the launcher runs in its own process."""
+        return {"command": ["python", launcher, *context["command"][1:]]}
 
     def read_status(self, workload: dict) -> WorkloadStatus:
         raise NotImplementedError

@@ -65,13 +65,6 @@ def launcher_env(inputs: list[SampleInput], output: SampleOutput | None) -> dict
     return env
 
 
-def launched_command(command: list[str], launcher: str) -> list[str]:
-    """`python SCRIPT ARGS` run through the launcher file; any other program through --exec."""
-    if command[:1] == ["python"]:
-        return ["python", launcher, *command[1:]]
-    return ["python", launcher, EXEC, *command]
-
-
 def is_main_replica(environ: dict[str, str]) -> bool:
     """Whether this process commits: every job's single main process, a TFJob's chief only."""
     tf_config = environ.get("TF_CONFIG")

@@ -18,7 +18,7 @@ from platform_cli.errors import PlinthError
 from platform_cli.main import app
 from platform_cli.render.job import render_job
 from platform_cli.samples import SampleInput, SampleOutput
-from platform_cli.samples.launch import exit_status, is_main_replica, launched_command, launcher_env, pin_latest
+from platform_cli.samples.launch import exit_status, is_main_replica, launcher_env, pin_latest
 from platform_cli.samples.table import commit_job_output
 from platform_cli.spec.job import load_job
 from platform_cli.spec.stack import load_stack
@@ -36,12 +36,6 @@ MPI_DONE = {"conditions": [{"type": "Created", "status": "True"}, {"type": "Succ
 
 
 # -- the launcher's pure parts -------------------------------------------------------------
-
-
-def test_python_scripts_run_in_the_launcher_and_other_programs_as_its_child() -> None:
-    assert launched_command(["python", "/opt/plinth/job/s.py", "--x"], "/opt/plinth/job/plinth_launch.py") == [
-        "python", "/opt/plinth/job/plinth_launch.py", "/opt/plinth/job/s.py", "--x"]
-    assert launched_command(["horovodrun", "-np", "2", "python", "s.py"], "L") == ["python", "L", "--exec", "horovodrun", "-np", "2", "python", "s.py"]
 
 
 def test_only_a_tfjobs_chief_is_the_main_replica() -> None:
