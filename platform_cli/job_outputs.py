@@ -5,6 +5,8 @@ A training job writes, under its per-submission output_dir:
     model/         the SavedModel (saved_model.pb, variables/) with feature_spec.json beside it,
                    written whole (storage.staged_dir: a URI export carries a _SUCCESS marker)
     metrics.json   {"auc": 0.71, "logloss": 0.43, ...}: numbers describing the trained model
+    samples.json   on a cluster, the sample table versions the job read, as it resolved them
+                   when it started (platform_cli.samples.launch; locally the job's record has them)
 
 The example job specs hand these locations to their scripts (`--export-dir "${output_dir}/model"`,
 `--metrics-file "${output_dir}/metrics.json"`); `plinth model register` reads the model and
@@ -23,10 +25,12 @@ from pathlib import Path
 
 from platform_cli import storage
 from platform_cli.errors import PlinthError
+from platform_cli.samples import SampleInput
 
 MODEL_DIR = "model"
 METRICS_FILE = "metrics.json"
 SAVED_MODEL_FILE = "saved_model.pb"
+SAMPLES_FILE = "samples.json"
 
 
 def model_dir(output_dir: str) -> str:
@@ -40,15 +44,33 @@ def metrics_file(output_dir: str) -> str:
 def read_metrics(output_dir: str) -> dict | None:
     """The job's metrics.json as written, or None when the job wrote none."""
     location = metrics_file(output_dir)
+    metrics = _read_json(location)
+    if metrics is not None and not isinstance(metrics, dict):
+        raise PlinthError(f"{location} is not a JSON object of metrics", 'write {"auc": 0.71, ...}')
+    return metrics
+
+
+def samples_file(output_dir: str) -> str:
+    return storage.join(output_dir, SAMPLES_FILE)
+
+
+def read_samples(output_dir: str) -> list[SampleInput]:
+    """The sample versions the job recorded reading (samples.json), or [] when it recorded none."""
+    location = samples_file(output_dir)
+    try:
+        return [SampleInput.model_validate(entry) for entry in _read_json(location) or []]
+    except (TypeError, ValueError) as exc:
+        raise PlinthError(f"{location} is not a list of sample versions ({' '.join(str(exc).split())})") from None
+
+
+def _read_json(location: str):
+    """The JSON file at `location`, or None when there is none."""
     if not storage.exists(location):
         return None
     try:
-        metrics = json.loads(storage.read_text(location))
+        return json.loads(storage.read_text(location))
     except (OSError, ValueError) as exc:
         raise PlinthError(f"{location} is not readable JSON ({' '.join(str(exc).split())})") from None
-    if not isinstance(metrics, dict):
-        raise PlinthError(f"{location} is not a JSON object of metrics", 'write {"auc": 0.71, ...}')
-    return metrics
 
 
 def numeric(metrics: dict) -> dict[str, float]:

@@ -95,8 +95,29 @@ def status(job_id: str, stack: str = StackOption, output: OutputFormat = OutputO
         columns += ["processed", "lag"]
         row += [record.lag.processed, record.lag.shown()]
     emit(record.model_dump(mode="json"), output, lambda: (columns, [tuple(row)]))
+    if output is OutputFormat.table and (lines := _sample_lines(record)):
+        typer.echo("\n" + "\n".join(lines))
     if output is OutputFormat.table and record.message:
         typer.echo(f"\n{record.message}")
+
+
+def _sample_lines(record) -> list[str]:
+    """The sample table versions the job reads and writes, as far as they are known here."""
+    from platform_cli.status import JobStatus
+
+    unknown = "resolved by the job when it started; the version is not known here: this machine cannot read the stack's storage"
+    lines = [f"reads:  samples {s.pinned} ({s.digest})" if s.digest else
+             f"reads:  samples {s.ref} ({unknown if record.status.finished else 'resolved when the job starts'})" for s in record.samples]
+    if (out := record.sample_output) is not None:
+        if out.version is not None:
+            lines.append(f"writes: samples {out.table}@{out.version} ({out.digest})")
+        elif record.status is JobStatus.SUCCEEDED:
+            lines.append(f"writes: samples {out.table} (committed by the job; the version is not known here: plinth data versions {out.table} where the storage is readable)")
+        elif record.status.finished:
+            lines.append(f"writes: samples {out.table} (nothing committed: the job did not succeed)")
+        else:
+            lines.append(f"writes: samples {out.table} (its next version, committed when the job succeeds)")
+    return lines
 
 
 @app.command()

@@ -156,6 +156,12 @@ class JobKind:
         """Template values the kind's Kubernetes template needs beyond the common ones."""
         return {"command": ["python", script, *args]}
 
+    def launched(self, context: dict, launcher: str) -> dict:
+        """Template values that make `launcher` (platform_cli.samples.launch) the job's main
+        program around what `context` (the cluster context) runs: here `python SCRIPT ARGS`,
+        which the launcher runs in its own process."""
+        return {"command": ["python", launcher, *context["command"][1:]]}
+
     def read_status(self, workload: dict) -> WorkloadStatus:
         raise NotImplementedError
 

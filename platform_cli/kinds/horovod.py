@@ -52,5 +52,12 @@ class HorovodKind(KubeflowKind):
         command = ["horovodrun", "-np", str(spec.workers * slots), "--hostfile", HOSTFILE, "--gloo", "python", script, *args]
         return {"slots_per_worker": slots, "command": command}
 
+    def launched(self, context: dict, launcher: str) -> dict:
+        # On the MPI launcher, around horovodrun: it pins versions before any rank starts and
+        # commits once every rank has succeeded.
+        from platform_cli.samples.launch import EXEC
+
+        return {"command": ["python", launcher, EXEC, *context["command"]]}
+
 
 KIND = HorovodKind()

@@ -109,6 +109,10 @@ class SparkKind(JobKind):
             "spark_memory": spark_memory(spec.resources.memory),
         }
 
+    def launched(self, context: dict, launcher: str) -> dict:
+        # spark-submit runs a Python main program from a file: the launcher's, the script its first argument.
+        return {"script": launcher, "args": [context["script"], *context["args"]]}
+
     def read_status(self, workload: dict) -> WorkloadStatus:
         status = workload.get("status") or {}
         application = status.get("applicationState") or {}

@@ -60,6 +60,8 @@ def register_job_model(registry: ModelRegistry, name: str, record: JobRecord, pr
         try:
             metrics = job_outputs.numeric(job_outputs.read_metrics(record.output_dir) or {})
             model_dir = cleanup.enter_context(job_outputs.local_model_dir(record.output_dir))
+            # A cluster job resolved its `@latest` when it started and recorded the versions beside its outputs.
+            record = record.model_copy(update={"samples": job_outputs.read_samples(record.output_dir) or record.samples})
         except PlinthError as error:
             raise PlinthError(f"job {record.id}: {error.message}", error.fix) from None
         return registry.register(name, model_dir, metrics, job_lineage(record, project_root), datasets=record.samples)

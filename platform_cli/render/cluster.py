@@ -33,6 +33,7 @@ from platform_cli.render.context import (RenderedJob, data_inputs, in_job_file, 
                                          substituted_args, substituted_env)
 from platform_cli.render.engine import render_template
 from platform_cli.render.validate import validate_objects
+from platform_cli.samples.launch import INPUTS_ENV, LAUNCHER_FILE, LAUNCHER_SOURCE, OUTPUT_ENV, launcher_env
 from platform_cli.spec.team_objects import HDFS_CONFIG_MAP, JOBS_SERVICE_ACCOUNT, STORAGE_SECRET
 
 if TYPE_CHECKING:
@@ -46,6 +47,10 @@ LABEL_JOB = "plinth.dev/job"
 LABEL_TEAM = "plinth.dev/team"
 LABEL_KIND = "plinth.dev/kind"
 LABEL_ROLE = "plinth.dev/role"  # on pods: the role of its pod group (driver, executor, launcher, worker, ...)
+# On the workload of a job that reads or writes sample tables: what the launcher is told (JSON,
+# platform_cli.samples.launch), which `plinth job status` reads back to find the versions.
+ANNOTATION_SAMPLE_INPUTS = "plinth.dev/sample-inputs"
+ANNOTATION_SAMPLE_OUTPUT = "plinth.dev/sample-output"
 
 # Names of what the platform puts in every team namespace (see the module docstring).
 KUEUE_QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -199,10 +204,14 @@ def render_cluster_job(job: LoadedJob, stack: Stack, job_id: str, pinned: dict[S
         _check_name_lengths(job, kind, job_id)
         variables = job_variables(job, stack, job_id)
         samples = sample_inputs(job, stack, pinned)
+        output = sample_output(job, stack, job_id)
         args = substituted_args(job, variables, samples)
         env = substituted_env(job, variables, samples)
         code = _code_files(job)
-        context = _context(job, kind, stack, job_id, placement, variables, args, env, code)
+        launch_env = launcher_env(list(samples.values()), output)
+        context = _context(job, kind, stack, job_id, placement, variables, args, env, code, launch_env)
+        context["workload_annotations"] = {annotation: launch_env[key] for annotation, key in
+                                           ((ANNOTATION_SAMPLE_INPUTS, INPUTS_ENV), (ANNOTATION_SAMPLE_OUTPUT, OUTPUT_ENV)) if key in launch_env}
     except PlinthError as exc:
         raise in_job_file(job, exc) from None
     template = f"{kind.template_dir}/kubernetes.yaml.j2"
@@ -210,7 +219,7 @@ def render_cluster_job(job: LoadedJob, stack: Stack, job_id: str, pinned: dict[S
     objects = [doc for doc in yaml.safe_load_all(text) if doc is not None]
     validate_objects(objects)
     return RenderedJob(job_id=job_id, template=template, text=text, documents=objects, args=args, data_inputs=data_inputs(job.spec.args, args),
-                       samples=list(samples.values()), sample_output=sample_output(job, stack, job_id))
+                       samples=list(samples.values()), sample_output=output)
 
 
 def _check_name_lengths(job: LoadedJob, kind: JobKind, job_id: str) -> None:
@@ -255,7 +264,10 @@ def job_labels(job: LoadedJob, placement: Placement, job_id: str) -> dict[str, s
     }
 
 
-def _context(job, kind: JobKind, stack, job_id, placement: Placement, variables: dict, args: list[str], env: dict, code: dict) -> dict:
+def _context(job, kind: JobKind, stack, job_id, placement: Placement, variables: dict, args: list[str], env: dict, code: dict,
+             launch_env: dict[str, str]) -> dict:
+    """The template values. `launch_env` set (the job reads or writes sample tables): the job's
+    main program is the launcher (platform_cli.samples.launch), shipped beside its code."""
     spec = job.spec
     team = stack.config.team
     storage = placement.storage
@@ -264,7 +276,11 @@ def _context(job, kind: JobKind, stack, job_id, placement: Placement, variables:
     if placement.scheduler == "kueue":
         workload_labels[KUEUE_QUEUE_LABEL] = placement.queue
 
-    container_env = {**plinth_env(job, stack, job_id, variables), **kind.thread_env(spec.resources.cpu), **kind.spec_env(spec)}
+    container_env = {**plinth_env(job, stack, job_id, variables), **launch_env, **kind.thread_env(spec.resources.cpu), **kind.spec_env(spec)}
+    if launch_env:
+        if LAUNCHER_FILE in code:
+            raise PlinthError(f"files: {LAUNCHER_FILE!r} is the name of Plinth's launcher in the job's code", "rename that file")
+        code = {**code, LAUNCHER_FILE: LAUNCHER_SOURCE}
     volumes = [{"name": "code", "configMap": {"name": f"{job_id}-code"}}]
     mounts = [{"name": "code", "mountPath": CODE_DIR, "readOnly": True}]
     env_from = []
@@ -341,4 +357,6 @@ def _context(job, kind: JobKind, stack, job_id, placement: Placement, variables:
         "retry_interval": RETRY_INTERVAL_SECONDS,
     }
     context.update(kind.cluster_context(job, script, args, storage))
+    if launch_env:
+        context.update(kind.launched(context, f"{CODE_DIR}/{LAUNCHER_FILE}"))
     return context

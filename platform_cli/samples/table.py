@@ -43,7 +43,7 @@ from pydantic import BaseModel
 
 from platform_cli import storage
 from platform_cli.errors import PlinthError
-from platform_cli.samples import SAMPLES_DIR, SampleInput, SampleRef, references, split_location, table_location, version_location
+from platform_cli.samples import SAMPLES_DIR, SampleInput, SampleOutput, SampleRef, references, split_location, table_location, version_location
 
 if TYPE_CHECKING:
     from platform_cli.spec.job import LoadedJob
@@ -244,6 +244,32 @@ def commit_version(table: str, data_dir: str, *, mode: Mode = "append", partitio
     except (CommitFailedError, DeltaError) as error:
         raise PlinthError(f"could not commit a version of sample table {_name(table)!r}: {_first_line(error)}") from None
     return describe(table)
+
+
+def committed_by(table: str, job_id: str) -> SampleVersion | None:
+    """The version job `job_id` committed to the table (each commit records its job), or None."""
+    if not DeltaTable.is_deltatable(storage.native(table)):
+        return None
+    for commit in sorted(_history(table), key=lambda c: c["version"]):
+        if ((commit.get(_INFO_KEY) or {}).get("job") or {}).get("id") == job_id:
+            return _version_from_commit(table, commit)
+    return None
+
+
+def commit_job_output(output: SampleOutput, job: dict[str, str]) -> tuple[SampleVersion, bool]:
+    """Commit what `job` wrote into its ${sample_dir} as the table's next version, once: the
+    local runner and a cluster job's launcher (platform_cli.samples.launch) both commit through
+    here. A job that already committed (a retried driver whose commit went through) gets its
+    version back and False; nothing is committed twice for one job id."""
+    done = committed_by(output.location, job["id"])
+    if done is not None:
+        return done, False
+    return commit_version(output.location, output.dir, mode=output.mode, partition_by=output.partition_by, job=job), True
+
+
+def committed_line(version: SampleVersion, seconds: float) -> str:
+    """What the job's log says about the commit, on every target."""
+    return f"committed sample table {version.table} version {version.version} ({version.rows} rows, {version.digest}) in {seconds:.2f}s"
 
 
 def content_digest(files, attachments: dict[str, dict]) -> str:

@@ -9,7 +9,10 @@ namespace.
 - submit: server-side apply of every object (ConfigMap first, workload last) with the field
   manager `plinth`; if the workload is refused, the objects applied before it are deleted.
 - status/ls: the workload's own status, read by its kind (platform_cli/kinds); for a running
-  stream, also its lag as its driver publishes it on its own pod (features/lag.py).
+  stream, also its lag as its driver publishes it on its own pod (features/lag.py). `status` of a
+  job that reads or writes sample tables and has finished also reads, where this machine reaches
+  the stack's storage, the versions the job recorded reading (output_dir/samples.json) and the
+  version it committed (platform_cli.samples.launch); where it does not, it says so.
 - logs: the log of the kind's main pod (Spark driver, MPI launcher, TF chief, the Job's pod).
 - cancel: deletes the workload (its pods go with it) and its ConfigMap.
 
@@ -19,6 +22,7 @@ platform_cli.kube, whose one ApiClient tests replace at its `call_api` boundary.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
@@ -28,9 +32,10 @@ from platform_cli.errors import PlinthError
 from platform_cli.kinds import all_kinds, job_kind, parse_time
 from platform_cli.kube import CONFIG_MAP, EVENT, KUEUE_JOB_UID_LABEL, KUEUE_WORKLOAD, POD, KubeClient, Resource
 from platform_cli.registry.lineage import file_sha256, source_revision
-from platform_cli.render.cluster import KUEUE_QUEUE_LABEL, LABEL_JOB, LABEL_JOB_ID, LABEL_KIND, LABEL_ROLE, LABEL_TEAM
+from platform_cli.render.cluster import ANNOTATION_SAMPLE_INPUTS, ANNOTATION_SAMPLE_OUTPUT, KUEUE_QUEUE_LABEL, LABEL_JOB, LABEL_JOB_ID, LABEL_KIND, LABEL_ROLE, LABEL_TEAM
 from platform_cli.render.context import job_paths
 from platform_cli.runs import new_id
+from platform_cli.samples import SampleInput, SampleOutput
 from platform_cli.status import JobStatus
 from platform_cli.targets import TargetInfo, Unsupported
 from platform_cli.targets.base import JobRecord
@@ -119,6 +124,8 @@ class KubernetesTarget:
             record = record.model_copy(update={"message": reason})
         if record.status is JobStatus.RUNNING and (lag := self._lag(job_id, job_kind(record.kind))) is not None:
             record = record.model_copy(update={"lag": lag})
+        if (record.samples or record.sample_output) and record.status.finished:
+            record = self._with_samples(record)  # once, at the end: the storage may be slow to answer or out of reach
         return record
 
     def list(self) -> list[JobRecord]:
@@ -222,6 +229,22 @@ class KubernetesTarget:
                 return pods[-1]["metadata"]["name"] if pods else None
             time.sleep(POLL_SECONDS)
 
+    def _with_samples(self, record: JobRecord) -> JobRecord:
+        """The finished job's record with what it wrote about sample tables into the stack's
+        storage: the versions it read and, if it succeeded, the version it committed."""
+        from platform_cli import job_outputs
+
+        try:
+            update: dict = {"samples": job_outputs.read_samples(record.output_dir) or record.samples}
+            if record.sample_output is not None and record.status is JobStatus.SUCCEEDED:
+                from platform_cli.samples.table import committed_by
+
+                if (version := committed_by(record.sample_output.location, record.id)) is not None:
+                    update["sample_output"] = record.sample_output.model_copy(update={"version": version.version, "digest": version.digest})
+        except (PlinthError, OSError):
+            return record  # this machine cannot read the stack's storage: `plinth job status` says what it does not know
+        return record.model_copy(update=update)
+
     def _record(self, workload: dict, submitted: datetime | None = None, **lineage) -> JobRecord:
         metadata = workload["metadata"]
         labels = metadata.get("labels") or {}
@@ -229,6 +252,8 @@ class KubernetesTarget:
         kind = job_kind(labels[LABEL_KIND])
         state = kind.read_status(workload)
         paths = job_paths(self.stack.storage_root, job_id)
+        annotations = metadata.get("annotations") or {}
+        sample_inputs, sample_output = annotations.get(ANNOTATION_SAMPLE_INPUTS), annotations.get(ANNOTATION_SAMPLE_OUTPUT)
         return JobRecord(
             id=job_id,
             name=labels.get(LABEL_JOB, metadata["name"]),
@@ -242,6 +267,9 @@ class KubernetesTarget:
             message=state.message,
             output_dir=paths["output_dir"],
             checkpoint_dir=paths["checkpoint_dir"],
+            # As the job was told them (`@latest` unresolved) until status reads what it resolved.
+            samples=[SampleInput.model_validate(i) for i in json.loads(sample_inputs)] if sample_inputs else [],
+            sample_output=SampleOutput.model_validate_json(sample_output) if sample_output else None,
             **lineage,
         )
 

@@ -27,16 +27,13 @@ from platform_cli.targets.local import CANCEL_GRACE_SECONDS, LOG_TAIL_LINES, SAF
 
 def commit_sample_output(record: JobRecord, log_path: Path) -> JobRecord:
     """Commit the Parquet files the job wrote into its ${sample_dir} as the table's next version."""
-    from platform_cli.samples.table import commit_version
+    from platform_cli.samples.table import commit_job_output, committed_line
 
-    output = record.sample_output
     started = time.perf_counter()
-    version = commit_version(output.location, output.dir, mode=output.mode, partition_by=output.partition_by,
-                             job={"id": record.id, "name": record.name, "stack": record.stack})
+    version, _ = commit_job_output(record.sample_output, {"id": record.id, "name": record.name, "stack": record.stack})
     with log_path.open("ab") as log:
-        log.write(f"[plinth] {now():%Y-%m-%d %H:%M:%S} committed sample table {version.table} version {version.version} "
-                  f"({version.rows} rows, {version.digest}) in {time.perf_counter() - started:.2f}s\n".encode())
-    return record.model_copy(update={"sample_output": output.model_copy(update={"version": version.version, "digest": version.digest})})
+        log.write(f"[plinth] {now():%Y-%m-%d %H:%M:%S} {committed_line(version, time.perf_counter() - started)}\n".encode())
+    return record.model_copy(update={"sample_output": record.sample_output.model_copy(update={"version": version.version, "digest": version.digest})})
 
 
 def run(job_dir: Path) -> int:

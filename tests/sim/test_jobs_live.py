@@ -128,3 +128,27 @@ def test_the_teams_group_may_run_jobs_in_its_namespace_and_not_in_another(deploy
     binding = admin.get(Resource("rbac.authorization.k8s.io/v1", "RoleBinding"), "ranking", "plinth-jobs")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "plinth-jobs", "namespace": "ranking"}]
     assert binding["roleRef"]["name"] == "plinth-jobs"
+
+
+def test_jobs_with_sample_tables_are_accepted_with_their_launcher_and_what_they_read_and_write(deployed: Sim) -> None:
+    """The API server keeps what the launcher and `plinth job status` need (the containers never
+    run in the sim, so nothing is committed here: tests/integration/test_sample_launcher.py runs
+    the launcher itself)."""
+    storage = "s3a://plinth-sim/teams/ranking/samples"
+    preprocess = submitted_id(deployed.plinth("job", "submit", "-s", "team-sim", "-f", str(REPO / "examples/ctr/preprocess.job.yaml")))
+    train = submitted_id(deployed.plinth("job", "submit", "-s", "team-sim", "-f", str(REPO / "examples/ctr/train.job.yaml")))
+    kube = deployed.kube()
+    app = kube.list(WORKLOADS["spark"], "ranking", f"plinth.dev/job-id={preprocess}")[0]
+    assert app["spec"]["mainApplicationFile"] == "local:///opt/plinth/job/plinth_launch.py"
+    assert app["spec"]["arguments"][0] == "/opt/plinth/job/preprocess.py"
+    assert json.loads(app["metadata"]["annotations"]["plinth.dev/sample-output"])["dir"] == f"{storage}/ctr/{preprocess}"
+    code = kube.list(CONFIG_MAP, "ranking", f"plinth.dev/job-id={preprocess}")[0]
+    assert set(code["data"]) == {"preprocess.py", "plinth_launch.py"}
+    mpijob = kube.list(WORKLOADS["horovod"], "ranking", f"plinth.dev/job-id={train}")[0]
+    launcher = mpijob["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]
+    assert launcher["command"][:4] == ["python", "/opt/plinth/job/plinth_launch.py", "--exec", "horovodrun"]
+
+    assert "writes: samples ctr (its next version, committed when the job succeeds)" in deployed.plinth("job", "status", preprocess, "-s", "team-sim").stdout
+    assert "reads:  samples ctr@latest (resolved when the job starts)" in deployed.plinth("job", "status", train, "-s", "team-sim").stdout
+    for job_id in (preprocess, train):
+        deployed.plinth("job", "cancel", job_id, "-s", "team-sim")

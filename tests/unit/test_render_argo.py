@@ -16,6 +16,7 @@ import yaml
 from platform_cli.errors import PlinthError
 from platform_cli.flow.plan import plan_flow
 from platform_cli.render.argo import render_flow
+from platform_cli.samples.launch import LAUNCHER_FILE
 from platform_cli.spec.flow import load_flow
 from platform_cli.spec.stack import load_stack
 from tests.conftest import REPO, assert_matches_golden
@@ -34,7 +35,7 @@ def without_sources(objects: list[dict]) -> list[dict]:
     for template in objects[0]["spec"]["workflowSpec"]["templates"]:
         manifest = yaml.safe_load(template.get("resource", {}).get("manifest", "{}"))
         if manifest.get("kind") == "ConfigMap":
-            manifest["data"] = {name: f"<contents of examples/ctr/{name}>" for name in manifest["data"]}
+            manifest["data"] = {name: text if name == LAUNCHER_FILE else f"<contents of examples/ctr/{name}>" for name, text in manifest["data"].items()}
             template["resource"]["manifest"] = yaml.safe_dump(manifest, sort_keys=False)
     return objects
 

@@ -7,6 +7,7 @@ render_cluster_job itself, so every test here that renders also proves schema va
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -87,7 +88,8 @@ def test_volcano_stack_gang_schedules_in_the_team_queue(project: Path) -> None:
         assert pod["schedulerName"] == "volcano"
         assert pod["priorityClassName"] == "plinth-training"
     launcher = mpijob["spec"]["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]
-    assert launcher["command"][:7] == ["horovodrun", "-np", "2", "--hostfile", "/etc/mpi/hostfile", "--gloo", "python"]
+    # It reads ${samples.ctr@latest}: horovodrun runs under the sample launcher, which pins the version for every rank.
+    assert launcher["command"][:10] == ["python", "/opt/plinth/job/plinth_launch.py", "--exec", "horovodrun", "-np", "2", "--hostfile", "/etc/mpi/hostfile", "--gloo", "python"]
     assert "hdfs://hdfs-namenode.plinth-storage.svc:8020/teams/feed/jobs/ctr-train-abcde/checkpoints" in launcher["command"]
 
 
@@ -136,12 +138,69 @@ def test_tf_ps_job_is_a_tfjob_that_ends_with_its_chief(project: Path) -> None:
 def test_spark_application_runs_the_shipped_script_with_hdfs_config(project: Path) -> None:
     job = load_job(REPO / "examples" / "ctr" / "preprocess.job.yaml")
     app = render_cluster_job(job, load_stack("team-feed"), "ctr-preprocess-abcde").documents[-1]
-    assert app["spec"]["mainApplicationFile"] == "local:///opt/plinth/job/preprocess.py"
+    # It writes sample table ctr: the driver runs the sample launcher, the script its first argument.
+    assert app["spec"]["mainApplicationFile"] == "local:///opt/plinth/job/plinth_launch.py"
+    assert app["spec"]["arguments"][:3] == ["/opt/plinth/job/preprocess.py", "--raw", "hdfs://hdfs-namenode.plinth-storage.svc:8020/teams/feed/ctr/raw"]
     assert app["spec"]["hadoopConfigMap"] == "plinth-hdfs-config"
     assert app["spec"]["batchSchedulerOptions"] == {"queue": "feed", "priorityClassName": "plinth-training"}
     assert app["spec"]["executor"]["instances"] == 2
     assert app["spec"]["driver"]["configMaps"] == [{"name": "ctr-preprocess-abcde-code", "path": "/opt/plinth/job"}]
     assert app["spec"]["sparkConf"]["spark.sql.shuffle.partitions"] == "4"
+
+
+def _main_container(workload: dict) -> dict:
+    """The container of the job's main process (where the launcher commits), by workload kind."""
+    spec = workload["spec"]
+    if workload["kind"] == "Job":
+        return spec["template"]["spec"]["containers"][0]
+    if workload["kind"] == "MPIJob":
+        return spec["mpiReplicaSpecs"]["Launcher"]["template"]["spec"]["containers"][0]
+    return spec["tfReplicaSpecs"]["Chief"]["template"]["spec"]["containers"][0]
+
+
+@pytest.mark.parametrize("kind", ["python", "spark", "horovod", "tf-ps"])
+def test_a_job_with_sample_tables_runs_under_the_launcher_told_what_it_reads_and_writes(project: Path, kind: str) -> None:
+    text = (f"kind: {kind}\nname: s\nscript: s.py\nargs: [--in, '${{samples.clicks@latest}}', --out, '${{sample_dir}}', --x]\n"
+            "output: {samples: ctr, mode: append}\n")
+    rendered = render_cluster_job(load_job(write_job(project / "jobs", "s", text, script="")), load_stack("team-feed"), "s-abcde")
+    code, workload = rendered.documents[0], rendered.documents[-1]
+    storage = "hdfs://hdfs-namenode.plinth-storage.svc:8020/teams/feed"
+    output = {"table": "ctr", "location": f"{storage}/samples/ctr", "dir": f"{storage}/samples/ctr/s-abcde", "mode": "append", "partition_by": None}
+    inputs = [{"ref": "clicks@latest", "table": "clicks", "version": None, "location": f"{storage}/samples/clicks@latest"}]
+    args = ["--in", f"{storage}/samples/clicks@latest", "--out", f"{storage}/samples/ctr/s-abcde", "--x"]
+
+    assert code["data"]["plinth_launch.py"].endswith("from platform_cli.samples.launch import main\n\nsys.exit(main())\n")
+    annotations = workload["metadata"]["annotations"]
+    assert json.loads(annotations["plinth.dev/sample-output"]) == output
+    assert json.loads(annotations["plinth.dev/sample-inputs"]) == inputs
+    if kind == "spark":
+        assert workload["spec"]["mainApplicationFile"] == "local:///opt/plinth/job/plinth_launch.py"
+        assert workload["spec"]["arguments"] == ["/opt/plinth/job/s.py", *args]
+        env = {e["name"]: e["value"] for e in workload["spec"]["driver"]["env"]}
+    else:
+        container = _main_container(workload)
+        launcher = ["python", "/opt/plinth/job/plinth_launch.py"]
+        if kind == "horovod":  # around horovodrun on the MPI launcher: it commits once every rank has succeeded
+            assert container["command"][:4] == [*launcher, "--exec", "horovodrun"] and container["command"][-6:] == ["/opt/plinth/job/s.py", *args]
+        else:
+            assert container["command"] == [*launcher, "/opt/plinth/job/s.py", *args]
+        env = {e["name"]: e["value"] for e in container["env"]}
+    assert json.loads(env["PLINTH_SAMPLE_OUTPUT"]) == output and json.loads(env["PLINTH_SAMPLE_INPUTS"]) == inputs
+
+
+def test_a_job_without_sample_tables_runs_its_script_directly(project: Path) -> None:
+    job = load_job(write_job(project / "jobs", "p", "kind: python\nname: p\nscript: p.py\nargs: [--out, '${output_dir}']\n", script=""))
+    workload = render_cluster_job(job, load_stack("team-feed"), "p-abcde").documents[-1]
+    assert _main_container(workload)["command"][:2] == ["python", "/opt/plinth/job/p.py"]
+    assert "annotations" not in workload["metadata"]
+
+
+def test_a_shipped_file_may_not_take_the_launchers_name(project: Path) -> None:
+    (project / "jobs").mkdir()
+    (project / "jobs" / "plinth_launch.py").write_text("")
+    text = "kind: python\nname: p\nscript: p.py\nfiles: [plinth_launch.py]\noutput: {samples: ctr}\n"
+    with pytest.raises(PlinthError, match="files: 'plinth_launch.py' is the name of Plinth's launcher in the job's code; rename that file"):
+        render_cluster_job(load_job(write_job(project / "jobs", "p", text, script="")), load_stack("team-feed"), "p-abcde")
 
 
 @pytest.mark.parametrize(
