@@ -21,6 +21,12 @@ FLOAT32_BYTES = 4
 # TensorFlow 2.15 server stays resident at 1.55-1.58x its shard above an idle server, the same
 # for 1, 2 and 4 shards, so 1.2x would be OOM-killed; 1.7x covers it with a margin.
 SHARD_HEADROOM = 1.7
+# What every parameter server runs with, on every target. TensorFlow 2.15's x86 builds enable
+# oneDNN, whose CPU allocator keeps large tensors in a BFC pool that never returns freed memory to
+# the system: a server kept the temporaries of its variables' random initialisation resident (an
+# extra half of its shard of tables and slots, for good). The system allocator gives them back at
+# once; a parameter server runs no oneDNN kernel whose speed the pool would serve.
+PARAMETER_SERVER_ENV = {"TF_ONEDNN_USE_SYSTEM_ALLOCATOR": "1"}
 _BYTE_UNITS = {"m": 10**-3, "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
 
@@ -143,10 +149,13 @@ class TfPsKind(KubeflowKind):
         cpu, memory = cpu_quantity(spec.resources.cpu), spec.resources.memory
         # The chief only coordinates and parameter servers hold variables: GPUs go to workers.
         return [PodGroup("chief", 1, cpu, memory), PodGroup("worker", spec.workers, cpu, memory, spec.resources.gpu),
-                PodGroup("ps", spec.parameter_servers, cpu, parameter_server_memory(spec))]
+                PodGroup("ps", spec.parameter_servers, cpu, parameter_server_memory(spec), env=PARAMETER_SERVER_ENV)]
 
     def pod_name_suffixes(self, spec: TfPsJobSpec) -> list[str]:
         return ["-chief-0", f"-worker-{spec.workers - 1}", f"-ps-{spec.parameter_servers - 1}"]
+
+    def local_context(self, job, stack) -> dict:
+        return {"parameter_server_env": PARAMETER_SERVER_ENV}
 
     def spec_env(self, spec: TfPsJobSpec) -> dict[str, str]:
         return sharding_env(spec.sharding) if spec.sharding else {}

@@ -4,6 +4,9 @@ parameter servers each request memory for their shard, valid against the TFJob s
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,6 +86,47 @@ def test_local_launch_starts_one_server_per_shard_and_tells_the_script_the_parti
     by_size = render_job(load(project, f"maxShardBytes: 100Mi, {TABLES}"), load_stack("local"), job_id="big-abcde").documents[0]["spec"]
     assert by_size["env"]["PLINTH_PS_MAX_SHARD_BYTES"] == str(100 * 2**20)
     assert "PLINTH_PS_SHARDS" not in by_size["env"]
+
+
+def test_parameter_servers_alone_run_with_the_system_allocator_unless_the_job_says_otherwise(project: Path) -> None:
+    # TensorFlow's default (oneDNN's pool) keeps a server's freed initialisation memory for good.
+    tfjob = render_cluster_job(load(project, f"shards: 2, {TABLES}"), load_stack("team-feed"), "big-abcde").documents[-1]
+    env = {role: {e["name"]: e["value"] for e in spec["template"]["spec"]["containers"][0]["env"]} for role, spec in tfjob["spec"]["tfReplicaSpecs"].items()}
+    assert env["PS"]["TF_ONEDNN_USE_SYSTEM_ALLOCATOR"] == "1"
+    assert "TF_ONEDNN_USE_SYSTEM_ALLOCATOR" not in env["Chief"] and "TF_ONEDNN_USE_SYSTEM_ALLOCATOR" not in env["Worker"]
+    assert env["PS"]["PLINTH_PS_SHARDS"] == env["Worker"]["PLINTH_PS_SHARDS"] == "2"  # the job's own environment is everyone's
+
+    launch = render_job(load(project, f"shards: 2, {TABLES}"), load_stack("local"), job_id="big-abcde").documents[0]["spec"]
+    command = launch["command"]
+    assert command[command.index("--ps-env") + 1] == "TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1"
+    assert "TF_ONEDNN_USE_SYSTEM_ALLOCATOR" not in launch["env"]
+
+    overridden = render_cluster_job(
+        load(project, f"shards: 2, {TABLES}", extra="env: {TF_ONEDNN_USE_SYSTEM_ALLOCATOR: '0'}\n"), load_stack("team-feed"), "big-abcde"
+    ).documents[-1]
+    ps_env = overridden["spec"]["tfReplicaSpecs"]["PS"]["template"]["spec"]["containers"][0]["env"]
+    assert [e["value"] for e in ps_env if e["name"] == "TF_ONEDNN_USE_SYSTEM_ALLOCATOR"] == ["0"]
+
+
+def test_the_local_launcher_gives_parameter_servers_their_environment_unless_already_set(tmp_path: Path) -> None:
+    # Every role prints its task type and the variable, then servers wait to be stopped.
+    script = tmp_path / "role.py"
+    script.write_text(
+        "import json, os, time\n"
+        "task = json.loads(os.environ['TF_CONFIG'])['task']['type']\n"
+        "print(task, os.environ.get('PS_ONLY'), os.environ.get('SET_BY_JOB'), flush=True)\n"
+        "time.sleep(0 if task == 'chief' else 60)\n"
+    )
+    command = [sys.executable, "-m", "platform_cli.targets.local_tf_ps", "--workers", "1", "--ps", "2",
+               "--ps-env", "PS_ONLY=yes", "--ps-env", "SET_BY_JOB=server default", "--", sys.executable, str(script)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SET_BY_JOB": "job"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = set(result.stdout.splitlines())
+    assert {"[ps 0] ps yes job", "[ps 1] ps yes job", "[worker 0] worker None job", "chief None job"} <= lines
+
+    bad = subprocess.run([*command[:3], "--workers", "1", "--ps", "1", "--ps-env", "NOVALUE", "--", "true"], env=env, capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "--ps-env takes NAME=VALUE" in bad.stderr
 
 
 def test_tfjob_has_one_parameter_server_per_shard_sized_for_it(project: Path) -> None:
