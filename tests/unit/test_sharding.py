@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from platform_cli.errors import PlinthError
-from platform_cli.kinds.tf_ps import SHARD_HEADROOM, TfPsJobSpec
+from platform_cli.kinds.tf_ps import CREATION_PEAK, SHARD_HEADROOM, TfPsJobSpec
 from platform_cli.render.cluster import parse_quantity, render_cluster_job
 from platform_cli.render.job import render_job
 from platform_cli.render.validate import validate_objects
@@ -149,6 +149,15 @@ def test_tfjob_has_one_parameter_server_per_shard_sized_for_it(project: Path) ->
     ps8 = eight["spec"]["tfReplicaSpecs"]["PS"]
     assert ps8["replicas"] == 8
     assert float(parse_quantity(ps8["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"])) == pytest.approx(2**30 + shard / 2 * SHARD_HEADROOM, abs=2**20)
+
+
+def test_without_optimizer_slots_a_server_is_sized_for_creating_its_tables(project: Path) -> None:
+    tfjob = render_cluster_job(load(project, f"shards: 4, optimizerSlots: 0, {TABLES}"), load_stack("team-feed"), "big-abcde").documents[-1]
+    ps = tfjob["spec"]["tfReplicaSpecs"]["PS"]["template"]["spec"]["containers"][0]
+    # A quarter of the tables, created piece by piece: more than that quarter with headroom.
+    table_shard = 10**7 * 9 * 4 / 4
+    assert CREATION_PEAK > SHARD_HEADROOM
+    assert float(parse_quantity(ps["resources"]["requests"]["memory"])) == pytest.approx(2**30 + table_shard * CREATION_PEAK, abs=2**20)
 
 
 def test_the_sized_servers_count_against_the_team_quota(project: Path) -> None:
