@@ -18,7 +18,7 @@ each sharded configuration runs twice: with the parameter servers' environment t
 default (oneDNN's pooling allocator), one right after the other.
 
 Memory: psutil RSS of every parameter-server process, sampled every 0.2 s from start to end
-(peak and last sample), and the kernel's high-water mark (VmHWM) read at the last sample; the
+(peak and last sample), and the kernel's high-water mark (VmHWM, the highest read); the
 samples are kept as a timeline next to the moments the chief's log marks (variables and slots
 created, each epoch ended and checkpointed, evaluated, exported), and the table gives each
 server's RSS at those moments. Each
@@ -36,6 +36,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -161,7 +162,7 @@ def run(shards: int, partitioned: bool, allocator: str, features: Path, work: Pa
                     if role.get("type") == "ps":
                         last_rss[role["index"]] = child.memory_info().rss
                         peak_rss[role["index"]] = max(peak_rss.get(role["index"], 0), last_rss[role["index"]])
-                        hwm[role["index"]] = high_water_mark(child.pid)
+                        hwm[role["index"]] = max(hwm.get(role["index"], 0), high_water_mark(child.pid))  # 0 once it is a zombie
                         timeline.setdefault(role["index"], []).append([now, round(last_rss[role["index"]] / 1e6)])
                 except (psutil.Error, OSError):
                     pass  # it ended between the listing and the reading
@@ -179,6 +180,7 @@ def run(shards: int, partitioned: bool, allocator: str, features: Path, work: Pa
     if launcher.returncode != 0:
         raise SystemExit(f"error: the {shards}-shard job ({allocator} allocator) failed:\n{log_text[-3000:]}")
     metrics = json.loads((out / "metrics.json").read_text())
+    shutil.rmtree(out)  # its checkpoints and model: 2 GB a configuration, the disk's not the figure's
     layout = next(line for line in log_text.splitlines() if line.startswith("embeddings: "))
     return {
         "shards": shards if partitioned else None, "parameter_servers": shards, "allocator": allocator, "ps_env": allocator_env(allocator),
