@@ -19,8 +19,8 @@ FLOAT32_BYTES = 4
 # A parameter server's memory request is the process itself (resources.memory) plus its shard
 # of the tables and optimizer slots times this. Measured (bench/sharding.py, BENCHMARKS.md) with
 # PARAMETER_SERVER_ENV and the example's shards in pieces: a TensorFlow 2.15 server peaks at
-# 1.04-1.17x its shard above an idle server for 1, 2 and 4 shards (the most with the smallest
-# shard: a few tens of MB that any server gains while training).
+# 1.04-1.19x its shard above an idle server for 1, 2 and 4 shards (the most with the smallest
+# shard: the 12-15 MB any server gains while training weigh most there).
 SHARD_HEADROOM = 1.2
 # While a shard is created, before any optimizer slot exists, a server holds its part of the
 # tables plus the temporaries of the piece being initialised: 1.5x its part of the tables
