@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
 # table is drawn, scaled and shifted, and two of those temporaries are alive beside the new
 # variable, so creating one variable of S bytes peaks at 3 S. A shard created as 4 variables,
 # one after another, peaks at its own size plus half of it - under what the server holds once
-# the optimizer's slots exist - instead of three times it.
+# an optimizer's slot exists (Adagrad, Adam) - instead of three times it.
 PIECES_PER_SHARD = 4
 
 
