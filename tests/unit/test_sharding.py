@@ -109,12 +109,13 @@ def test_parameter_servers_alone_run_with_the_system_allocator_unless_the_job_sa
 
 
 def test_the_local_launcher_gives_parameter_servers_their_environment_unless_already_set(tmp_path: Path) -> None:
-    # Every role prints its task type and the variable, then servers wait to be stopped.
+    # Every role writes its task type and the variables in one write (the chief's output and the
+    # servers' relayed lines share the launcher's stdout), then servers wait to be stopped.
     script = tmp_path / "role.py"
     script.write_text(
         "import json, os, time\n"
         "task = json.loads(os.environ['TF_CONFIG'])['task']['type']\n"
-        "print(task, os.environ.get('PS_ONLY'), os.environ.get('SET_BY_JOB'), flush=True)\n"
+        "os.write(1, f\"{task} {os.environ.get('PS_ONLY')} {os.environ.get('SET_BY_JOB')}\\n\".encode())\n"
         "time.sleep(0 if task == 'chief' else 60)\n"
     )
     command = [sys.executable, "-m", "platform_cli.targets.local_tf_ps", "--workers", "1", "--ps", "2",
