@@ -23,7 +23,8 @@ PLINTH_PS_MAX_SHARD_BYTES, with PLINTH_EMBEDDING_ROWS, the rows the servers are 
 TensorFlow's own partitioner splits every variable along its rows - FixedShardsPartitioner into
 equal shards, or MaxSizePartitioner into shards of at most that many bytes - and the strategy
 places the shards on the parameter servers in turn, so each server holds its part of the
-tables and of the optimizer's slots. A checkpoint stores each shard as a slice of the whole
+tables and of the optimizer's slots. Each server's shard is made of PIECES_PER_SHARD
+variables (see there why). A checkpoint stores each shard as a slice of the whole
 variable, so a job with another shard count restores it. The exported SavedModel is built from
 a plain copy of the model restored from that checkpoint: one variable per table, as unsharded.
 """
@@ -89,14 +90,25 @@ def main(argv: list[str] | None = None) -> int:
     return train(tf, resolver, args)
 
 
+# TensorFlow creates a variable by computing its initial value eagerly on its server: a random
+# table is drawn, scaled and shifted, and two of those temporaries are alive beside the new
+# variable, so creating one variable of S bytes peaks at 3 S. A shard created as 4 variables,
+# one after another, peaks at its own size plus half of it - under what the server holds once
+# an optimizer's slot exists (Adagrad, Adam) - instead of three times it.
+PIECES_PER_SHARD = 4
+
+
 def variable_partitioner(tf, servers: int):
-    """TensorFlow's partitioner for the job's sharding, or None (every variable whole on one server)."""
+    """TensorFlow's partitioner for the job's sharding, or None (every variable whole on one
+    server). The strategy places partitions on the servers in turn, so PIECES_PER_SHARD times
+    as many partitions as servers give every server PIECES_PER_SHARD of them."""
     shards = os.environ.get("PLINTH_PS_SHARDS")
     if shards:
-        return tf.distribute.experimental.partitioners.FixedShardsPartitioner(int(shards))
+        return tf.distribute.experimental.partitioners.FixedShardsPartitioner(int(shards) * PIECES_PER_SHARD)
     max_shard_bytes = os.environ.get("PLINTH_PS_MAX_SHARD_BYTES")
     if max_shard_bytes:
-        return tf.distribute.experimental.partitioners.MaxSizePartitioner(int(max_shard_bytes), max_shards=servers)
+        return tf.distribute.experimental.partitioners.MaxSizePartitioner(
+            int(max_shard_bytes) // PIECES_PER_SHARD, max_shards=servers * PIECES_PER_SHARD)
     return None
 
 
@@ -110,12 +122,13 @@ def check_sized_rows(spec: FeatureSpec) -> None:
 
 
 def describe_shards(model) -> str:
-    """How each table ended up split: "embedding 40x8 in 4 shard(s), wide_ids 40x1 in 4 shard(s)"."""
+    """How each table ended up split: "embedding 40x8 in 16 piece(s) on 4 server(s), ..."."""
     parts = []
     for name in ("embedding", "wide_ids"):
         variable = getattr(model, name).embeddings
-        shards = len(getattr(variable, "variables", [variable]))  # a ShardedVariable lists its shards
-        parts.append(f"{name} {variable.shape[0]}x{variable.shape[1]} in {shards} shard(s)")
+        pieces = getattr(variable, "variables", [variable])  # a ShardedVariable lists its partitions
+        servers = len({piece.device for piece in pieces})
+        parts.append(f"{name} {variable.shape[0]}x{variable.shape[1]} in {len(pieces)} piece(s) on {servers} server(s)")
     return ", ".join(parts)
 
 

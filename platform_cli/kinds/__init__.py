@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import importlib
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING, ClassVar
@@ -48,13 +49,15 @@ def all_kinds() -> list[JobKind]:
 
 @dataclass(frozen=True)
 class PodGroup:
-    """`count` identical pods of one role, each requesting cpu/memory/gpu."""
+    """`count` identical pods of one role, each requesting cpu/memory/gpu; `env`: what this
+    role's processes get beyond the job's environment (which wins where both set a name)."""
 
     role: str
     count: int
     cpu: str
     memory: str
     gpu: int = 0
+    env: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,26 @@ from platform_cli.spec.job import QUANTITY_PATTERN, JobSpecBase, SpecModel
 MAX_PARAMETER_SERVERS = 64
 FLOAT32_BYTES = 4
 # A parameter server's memory request is the process itself (resources.memory) plus its shard
-# of the tables and optimizer slots times this. Measured (bench/sharding.py, BENCHMARKS.md): a
-# TensorFlow 2.15 server stays resident at 1.55-1.58x its shard above an idle server, the same
-# for 1, 2 and 4 shards, so 1.2x would be OOM-killed; 1.7x covers it with a margin.
-SHARD_HEADROOM = 1.7
+# of the tables and optimizer slots times this. Measured (bench/sharding.py, BENCHMARKS.md) with
+# PARAMETER_SERVER_ENV and the example's shards in pieces: a TensorFlow 2.15 server peaks at
+# 1.04-1.19x its shard above an idle server for 1, 2 and 4 shards (the most with the smallest
+# shard: the 12-15 MB any server gains while training weigh most there).
+SHARD_HEADROOM = 1.2
+# While a shard is created, before any optimizer slot exists, a server holds its part of the
+# tables plus the temporaries of the piece being initialised: 1.5x its part of the tables
+# (examples/ctr/train_ps.py creates a shard as 4 pieces). Under the figure above with a slot or
+# more; without any, it is what the server must fit.
+CREATION_PEAK = 1.5
+# What every parameter server runs with, on every target:
+# - TensorFlow 2.15's x86 builds enable oneDNN, whose CPU allocator keeps large tensors in a BFC
+#   pool that never gives freed memory back to the system: whatever a server held at its peak
+#   (its variables' initialisation, above all) stayed resident for good. The system allocator
+#   gives it back; a parameter server runs no oneDNN kernel whose speed the pool would serve.
+# - glibc then serves allocations under its mmap threshold from its heaps, and raises that
+#   threshold up to 32 MB each time it frees a mapped block: freed tensors of a few MB (the pieces
+#   of a small shard) stayed in the heaps. A fixed 1 MiB threshold maps every larger tensor on
+#   its own, returned to the system when freed.
+PARAMETER_SERVER_ENV = {"TF_ONEDNN_USE_SYSTEM_ALLOCATOR": "1", "MALLOC_MMAP_THRESHOLD_": str(2**20)}
 _BYTE_UNITS = {"m": 10**-3, "": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
 
 
@@ -143,10 +159,13 @@ class TfPsKind(KubeflowKind):
         cpu, memory = cpu_quantity(spec.resources.cpu), spec.resources.memory
         # The chief only coordinates and parameter servers hold variables: GPUs go to workers.
         return [PodGroup("chief", 1, cpu, memory), PodGroup("worker", spec.workers, cpu, memory, spec.resources.gpu),
-                PodGroup("ps", spec.parameter_servers, cpu, parameter_server_memory(spec))]
+                PodGroup("ps", spec.parameter_servers, cpu, parameter_server_memory(spec), env=PARAMETER_SERVER_ENV)]
 
     def pod_name_suffixes(self, spec: TfPsJobSpec) -> list[str]:
         return ["-chief-0", f"-worker-{spec.workers - 1}", f"-ps-{spec.parameter_servers - 1}"]
+
+    def local_context(self, job, stack) -> dict:
+        return {"parameter_server_env": PARAMETER_SERVER_ENV}
 
     def spec_env(self, spec: TfPsJobSpec) -> dict[str, str]:
         return sharding_env(spec.sharding) if spec.sharding else {}
@@ -154,10 +173,13 @@ class TfPsKind(KubeflowKind):
 
 def parameter_server_memory(spec: TfPsJobSpec) -> str:
     """What one parameter server requests: the process (resources.memory), plus its shard of the
-    tables and optimizer slots with headroom when the embeddings are sharded."""
+    tables and optimizer slots with headroom when the embeddings are sharded (or what creating
+    its tables takes, when that is more: an optimizer without slots)."""
     if spec.sharding is None:
         return spec.resources.memory
-    return mebibytes(quantity_bytes(spec.resources.memory) + math.ceil(spec.sharding.bytes_per_server * SHARD_HEADROOM))
+    sharding = spec.sharding
+    held = max(sharding.bytes_per_server * SHARD_HEADROOM, sharding.table_bytes / sharding.shard_count * CREATION_PEAK)
+    return mebibytes(quantity_bytes(spec.resources.memory) + math.ceil(held))
 
 
 def sharding_env(sharding: Sharding) -> dict[str, str]:

@@ -323,6 +323,8 @@ def _context(job, kind: JobKind, stack, job_id, placement: Placement, variables:
             "memory": group.memory,
             "gpu": group.gpu,
             "count": group.count,
+            # The role's own defaults first: a name the job sets itself keeps the job's value.
+            "env": {**group.env, **container_env},
         }
 
     script = f"{CODE_DIR}/{job.script_path.name}"

@@ -1,14 +1,16 @@
 """TensorFlow parameter-server training on localhost: the local platform's stand-in for a TFJob.
 
-    python -m platform_cli.targets.local_tf_ps --workers 2 --ps 1 -- python train_ps.py ARGS
+    python -m platform_cli.targets.local_tf_ps --workers 2 --ps 1 [--ps-env NAME=VALUE] -- python train_ps.py ARGS
 
 Starts the same command once per role - parameter servers, workers, and the chief - each with
 TF_CONFIG naming the whole cluster on free localhost ports and its own task, as the training
-operator does on Kubernetes. Parameter servers and workers are `tf.distribute.Server`s that
-never exit on their own; the chief runs the ClusterCoordinator. When the chief exits, the
-servers are stopped (SIGTERM, then SIGKILL after a grace period) and this process exits with
-the chief's exit code. A server that dies while the chief runs fails the job at once: the
-coordinator would otherwise wait for it to come back forever.
+operator does on Kubernetes; parameter servers also get each --ps-env (the tf-ps kind's
+PARAMETER_SERVER_ENV, as the TFJob's PS pods do) unless this environment sets that name.
+Parameter servers and workers are `tf.distribute.Server`s that never exit on their own; the
+chief runs the ClusterCoordinator. When the chief exits, the servers are stopped (SIGTERM, then
+SIGKILL after a grace period) and this process exits with the chief's exit code. A server that
+dies while the chief runs fails the job at once: the coordinator would otherwise wait for it to
+come back forever.
 
 The chief's output is the job's log as is; servers' lines are prefixed with their role.
 """
@@ -86,7 +88,7 @@ def stop(processes: list[subprocess.Popen]) -> None:
             process.wait()
 
 
-def run(command: list[str], workers: int, parameter_servers: int) -> int:
+def run(command: list[str], workers: int, parameter_servers: int, parameter_server_env: dict[str, str] | None = None) -> int:
     cluster = cluster_spec(workers, parameter_servers, free_ports(1 + workers + parameter_servers))
     print(f"[tf-ps] cluster: {json.dumps(cluster)}", flush=True)
     servers: list[tuple[str, subprocess.Popen]] = []
@@ -102,10 +104,11 @@ def run(command: list[str], workers: int, parameter_servers: int) -> int:
         # Every process is started before any relay thread: forking while threads hold locks
         # is how children deadlock.
         for task_type in ("ps", "worker"):
+            role_env = (parameter_server_env or {}) if task_type == "ps" else {}
             for index in range(len(cluster[task_type])):
                 process = subprocess.Popen(
                     command,
-                    env={**os.environ, "TF_CONFIG": tf_config(cluster, task_type, index)},
+                    env={**role_env, **os.environ, "TF_CONFIG": tf_config(cluster, task_type, index)},
                     stdin=subprocess.DEVNULL,
                     stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT,
@@ -141,11 +144,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="local_tf_ps")
     parser.add_argument("--workers", type=int, required=True)
     parser.add_argument("--ps", type=int, required=True)
+    parser.add_argument("--ps-env", action="append", default=[], metavar="NAME=VALUE", help="environment for parameter servers only")
     options = parser.parse_args(argv[:split])
     command = argv[split + 1 :]
     if not command or options.workers < 1 or options.ps < 1:
         parser.error("need at least one worker, one parameter server and a command")
-    return run(command, options.workers, options.ps)
+    if any("=" not in pair for pair in options.ps_env):
+        parser.error("--ps-env takes NAME=VALUE")
+    return run(command, options.workers, options.ps, dict(pair.split("=", 1) for pair in options.ps_env))
 
 
 if __name__ == "__main__":

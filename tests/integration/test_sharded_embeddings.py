@@ -54,7 +54,7 @@ def test_a_checkpoint_taken_with_four_shards_restores_into_two_with_identical_pr
 
     four_id, four_log = submit(jobs, 4)
     assert "1 worker(s), 4 parameter server(s)" in four_log
-    assert "embeddings: embedding 40x8 in 4 shard(s), wide_ids 40x1 in 4 shard(s)" in four_log
+    assert "embeddings: embedding 40x8 in 16 piece(s) on 4 server(s), wide_ids 40x1 in 16 piece(s) on 4 server(s)" in four_log
     assert "epoch 1/1 loss=" in four_log
     # Shard by shard: every parameter server wrote its own data file (and the chief one).
     checkpoint = storage / "ctr" / "checkpoints" / "ckpt-1"
@@ -66,7 +66,7 @@ def test_a_checkpoint_taken_with_four_shards_restores_into_two_with_identical_pr
     assert saved["model/embedding/embeddings/.OPTIMIZER_SLOT/optimizer/v/.ATTRIBUTES/VARIABLE_VALUE"] == [40, 8]
 
     two_id, two_log = submit(jobs, 2)
-    assert "embeddings: embedding 40x8 in 2 shard(s), wide_ids 40x1 in 2 shard(s)" in two_log
+    assert "embeddings: embedding 40x8 in 8 piece(s) on 2 server(s), wide_ids 40x1 in 8 piece(s) on 2 server(s)" in two_log
     assert "resumed from checkpoint: epoch 1 of 1" in two_log
     assert "unrestored values" not in two_log and "could not be found" not in two_log
 

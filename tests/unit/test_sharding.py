@@ -4,12 +4,15 @@ parameter servers each request memory for their shard, valid against the TFJob s
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from platform_cli.errors import PlinthError
-from platform_cli.kinds.tf_ps import SHARD_HEADROOM, TfPsJobSpec
+from platform_cli.kinds.tf_ps import CREATION_PEAK, SHARD_HEADROOM, TfPsJobSpec
 from platform_cli.render.cluster import parse_quantity, render_cluster_job
 from platform_cli.render.job import render_job
 from platform_cli.render.validate import validate_objects
@@ -85,6 +88,48 @@ def test_local_launch_starts_one_server_per_shard_and_tells_the_script_the_parti
     assert "PLINTH_PS_SHARDS" not in by_size["env"]
 
 
+def test_parameter_servers_alone_run_with_the_system_allocator_unless_the_job_says_otherwise(project: Path) -> None:
+    # TensorFlow's default (oneDNN's pool) keeps a server's freed initialisation memory for good.
+    tfjob = render_cluster_job(load(project, f"shards: 2, {TABLES}"), load_stack("team-feed"), "big-abcde").documents[-1]
+    env = {role: {e["name"]: e["value"] for e in spec["template"]["spec"]["containers"][0]["env"]} for role, spec in tfjob["spec"]["tfReplicaSpecs"].items()}
+    assert env["PS"]["TF_ONEDNN_USE_SYSTEM_ALLOCATOR"] == "1"
+    assert "TF_ONEDNN_USE_SYSTEM_ALLOCATOR" not in env["Chief"] and "TF_ONEDNN_USE_SYSTEM_ALLOCATOR" not in env["Worker"]
+    assert env["PS"]["PLINTH_PS_SHARDS"] == env["Worker"]["PLINTH_PS_SHARDS"] == "2"  # the job's own environment is everyone's
+
+    launch = render_job(load(project, f"shards: 2, {TABLES}"), load_stack("local"), job_id="big-abcde").documents[0]["spec"]
+    command = launch["command"]
+    assert command[command.index("--ps-env") + 1] == "TF_ONEDNN_USE_SYSTEM_ALLOCATOR=1"
+    assert "TF_ONEDNN_USE_SYSTEM_ALLOCATOR" not in launch["env"]
+
+    overridden = render_cluster_job(
+        load(project, f"shards: 2, {TABLES}", extra="env: {TF_ONEDNN_USE_SYSTEM_ALLOCATOR: '0'}\n"), load_stack("team-feed"), "big-abcde"
+    ).documents[-1]
+    ps_env = overridden["spec"]["tfReplicaSpecs"]["PS"]["template"]["spec"]["containers"][0]["env"]
+    assert [e["value"] for e in ps_env if e["name"] == "TF_ONEDNN_USE_SYSTEM_ALLOCATOR"] == ["0"]
+
+
+def test_the_local_launcher_gives_parameter_servers_their_environment_unless_already_set(tmp_path: Path) -> None:
+    # Every role writes its task type and the variables in one write (the chief's output and the
+    # servers' relayed lines share the launcher's stdout), then servers wait to be stopped.
+    script = tmp_path / "role.py"
+    script.write_text(
+        "import json, os, time\n"
+        "task = json.loads(os.environ['TF_CONFIG'])['task']['type']\n"
+        "os.write(1, f\"{task} {os.environ.get('PS_ONLY')} {os.environ.get('SET_BY_JOB')}\\n\".encode())\n"
+        "time.sleep(0 if task == 'chief' else 60)\n"
+    )
+    command = [sys.executable, "-m", "platform_cli.targets.local_tf_ps", "--workers", "1", "--ps", "2",
+               "--ps-env", "PS_ONLY=yes", "--ps-env", "SET_BY_JOB=server default", "--", sys.executable, str(script)]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "SET_BY_JOB": "job"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = set(result.stdout.splitlines())
+    assert {"[ps 0] ps yes job", "[ps 1] ps yes job", "[worker 0] worker None job", "chief None job"} <= lines
+
+    bad = subprocess.run([*command[:3], "--workers", "1", "--ps", "1", "--ps-env", "NOVALUE", "--", "true"], env=env, capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "--ps-env takes NAME=VALUE" in bad.stderr
+
+
 def test_tfjob_has_one_parameter_server_per_shard_sized_for_it(project: Path) -> None:
     objects = render_cluster_job(load(project, f"shards: 4, {TABLES}"), load_stack("team-feed"), "big-abcde").documents
     validate_objects(objects)  # the vendored TFJob CRD schema, as for every rendered job
@@ -105,6 +150,15 @@ def test_tfjob_has_one_parameter_server_per_shard_sized_for_it(project: Path) ->
     ps8 = eight["spec"]["tfReplicaSpecs"]["PS"]
     assert ps8["replicas"] == 8
     assert float(parse_quantity(ps8["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"])) == pytest.approx(2**30 + shard / 2 * SHARD_HEADROOM, abs=2**20)
+
+
+def test_without_optimizer_slots_a_server_is_sized_for_creating_its_tables(project: Path) -> None:
+    tfjob = render_cluster_job(load(project, f"shards: 4, optimizerSlots: 0, {TABLES}"), load_stack("team-feed"), "big-abcde").documents[-1]
+    ps = tfjob["spec"]["tfReplicaSpecs"]["PS"]["template"]["spec"]["containers"][0]
+    # A quarter of the tables, created piece by piece: more than that quarter with headroom.
+    table_shard = 10**7 * 9 * 4 / 4
+    assert CREATION_PEAK > SHARD_HEADROOM
+    assert float(parse_quantity(ps["resources"]["requests"]["memory"])) == pytest.approx(2**30 + table_shard * CREATION_PEAK, abs=2**20)
 
 
 def test_the_sized_servers_count_against_the_team_quota(project: Path) -> None:
