@@ -6,6 +6,8 @@ a real file:// directory holding real Delta tables)."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
@@ -153,3 +155,16 @@ def test_a_samples_file_that_is_not_a_list_of_versions_is_refused_naming_it(tmp_
     (tmp_path / "samples.json").write_text('{"ref": "ctr@latest"}')
     with pytest.raises(PlinthError, match=f"{tmp_path}/samples.json is not a list of sample versions"):
         job_outputs.read_samples(str(tmp_path))
+
+
+def test_the_launcher_ends_with_the_jobs_status_after_pythons_exit_handlers() -> None:
+    """finish() runs the handlers a job registered (Spark's, MLflow's) and flushes what it
+    printed before it ends the process, with the job's own exit status."""
+    program = ("import atexit, sys\n"
+               "from platform_cli.samples.launch import finish\n"
+               "atexit.register(lambda: print('exit handler ran'))\n"
+               "sys.stdout.write('the job printed this without a newline')\n"
+               "finish(3)\n")
+    ended = subprocess.run([sys.executable, "-c", program], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert ended.returncode == 3
+    assert ended.stdout == "the job printed this without a newlineexit handler ran\n"

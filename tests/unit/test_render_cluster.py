@@ -169,7 +169,7 @@ def test_a_job_with_sample_tables_runs_under_the_launcher_told_what_it_reads_and
     inputs = [{"ref": "clicks@latest", "table": "clicks", "version": None, "location": f"{storage}/samples/clicks@latest"}]
     args = ["--in", f"{storage}/samples/clicks@latest", "--out", f"{storage}/samples/ctr/s-abcde", "--x"]
 
-    assert code["data"]["plinth_launch.py"].endswith("from platform_cli.samples.launch import main\n\nsys.exit(main())\n")
+    assert code["data"]["plinth_launch.py"].endswith("from platform_cli.samples.launch import finish, main\n\nfinish(main())\n")
     annotations = workload["metadata"]["annotations"]
     assert json.loads(annotations["plinth.dev/sample-output"]) == output
     assert json.loads(annotations["plinth.dev/sample-inputs"]) == inputs
