@@ -281,10 +281,14 @@ def test_a_model_whose_only_version_died_answers_503_at_once(project):
         url = f"{router.url}/v1/models/lonely:predict"
 
         with httpx.Client(timeout=10) as client:
-            # Within a second its health check marks the version down...
-            deadline = time.monotonic() + 5
-            while client.post(url, json=REQUEST).status_code != 503 and time.monotonic() < deadline:
-                pass
+            # Within a second its health check marks the version down. Until then a request still
+            # tries the dead server (HAProxy waits a second before each retry of a refused
+            # connection) and may also end in 503, slowly: down means answered 503 at once...
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                answer = client.post(url, json=REQUEST)
+                if answer.status_code == 503 and answer.elapsed.total_seconds() < 0.5:
+                    break
             # ...and from then on every request is answered 503 at once, not retried against it.
             answers = [client.post(url, json=REQUEST) for _ in range(5)]
         assert {a.status_code for a in answers} == {503}
