@@ -211,16 +211,18 @@ class KubernetesTarget:
         """What the newest pod of the job's main role (a restarted driver replaces the old one) says of its lag."""
         if not kind.runs_until_cancelled:
             return None
-        pods = self.kube.list(POD, self.namespace, f"{LABEL_JOB_ID}={job_id},{LABEL_ROLE}={kind.main_role}")
-        if not pods:
-            return None
-        return kind.pod_lag(max(pods, key=lambda p: p["metadata"]["creationTimestamp"]))
+        pods = self._role_pods(job_id, kind.main_role)
+        return kind.pod_lag(pods[-1]) if pods else None
+
+    def _role_pods(self, job_id: str, role: str) -> list[dict]:
+        """The job's pods of `role`, oldest first (a restarted driver's pod replaces the old one)."""
+        pods = self.kube.list(POD, self.namespace, f"{LABEL_JOB_ID}={job_id},{LABEL_ROLE}={role}")
+        return sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"])
 
     def _main_pod(self, job_id: str, role: str, wait: bool) -> str | None:
         """The newest pod of the job's main role; with `wait`, until it has started (or the job ended)."""
         while True:
-            pods = self.kube.list(POD, self.namespace, f"{LABEL_JOB_ID}={job_id},{LABEL_ROLE}={role}")
-            pods = sorted(pods, key=lambda p: p["metadata"]["creationTimestamp"])
+            pods = self._role_pods(job_id, role)
             if pods and ((pods[-1].get("status") or {}).get("phase") != "Pending" or not wait):
                 return pods[-1]["metadata"]["name"]
             if not wait:
